@@ -1,0 +1,31 @@
+# authz: `make run` starts the local demo stack, `make test` runs the whole suite.
+# Both install what is missing first: a virtualenv with the pip packages and,
+# through apt, the redis-server binary.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
+.PHONY: deps run test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+deps: $(VENV)/.installed
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server )
+
+run: deps
+	$(PY) -m authz dev stack --config config/authz.yaml
+
+test: deps
+	$(PY) -m pytest -q
+
+lint: deps
+	$(VENV)/bin/ruff check authz tests
+
+clean:
+	rm -rf $(VENV) .run

@@ -1,0 +1,308 @@
+"""Command line: ``authz serve | check-config | registry ... | dev ...``.
+
+Exit statuses: 0 success; 1 invalid input (config error, registry refusal); 2 usage error (argparse);
+3 Redis unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from authz.config import ConfigError, Settings, load_config
+
+DEFAULT_CONFIG = os.environ.get("AUTHZ_CONFIG", "config/authz.yaml")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(path: str) -> Settings:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid configuration:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop  # noqa: PLC0415
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``authz serve --config FILE``: run the gRPC server until SIGTERM/SIGINT."""
+    from authz.server import serve  # noqa: PLC0415
+
+    _setup_logging(args.log_level)
+    return _run(serve(_load(args.config)))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """``authz check-config FILE``: print every error with its YAML path; 1 if any, else 0."""
+    try:
+        settings = load_config(args.file)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line)
+        print(f"{args.file}: {len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    print(
+        f"{args.file}: valid ({len(settings.key_managers)} key manager(s), {len(settings.apis)} API(s), "
+        f"listen {settings.server.listen})"
+    )
+    return 0
+
+
+def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]]) -> int:
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
+    from authz.registry_admin import RegistryAdmin  # noqa: PLC0415
+    from authz.store_redis import RedisStore, RegistryError, connect  # noqa: PLC0415
+
+    settings = _load(args.config)
+
+    async def main() -> int:
+        client = connect(settings.redis.url, max(settings.redis.socket_timeout, 2.0))
+        try:
+            admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
+            print(await action(admin))
+            return 0
+        except RegistryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except (RedisError, OSError) as exc:
+            print(f"error: Redis at {settings.redis.url} is unreachable: {exc}", file=sys.stderr)
+            return 3
+        finally:
+            await client.aclose()
+
+    return asyncio.run(main())
+
+
+def cmd_app_create(args: argparse.Namespace) -> int:
+    """``authz registry app create NAME``."""
+
+    async def act(admin: Any) -> str:
+        app = await admin.create_application(args.name, owner=args.owner, tier=args.tier, app_id=args.id)
+        return f"created application {app.name} (id {app.id})"
+
+    return _registry(args, act)
+
+
+def cmd_app_add_client(args: argparse.Namespace) -> int:
+    """``authz registry app add-client APP CLIENT_ID``."""
+
+    async def act(admin: Any) -> str:
+        app, km, added = await admin.add_client(
+            args.app, args.client_id, key_manager=args.key_manager, key_type=args.key_type
+        )
+        verb = "attached" if added else "already attached"
+        return f"client ID {args.client_id} of key manager {km} {verb} to application {app.name}"
+
+    return _registry(args, act)
+
+
+def cmd_app_remove_client(args: argparse.Namespace) -> int:
+    """``authz registry app remove-client APP CLIENT_ID``."""
+
+    async def act(admin: Any) -> str:
+        await admin.remove_client(args.app, args.client_id, key_manager=args.key_manager)
+        return f"client ID {args.client_id} detached from {args.app}"
+
+    return _registry(args, act)
+
+
+def cmd_app_delete(args: argparse.Namespace) -> int:
+    """``authz registry app delete APP``."""
+
+    async def act(admin: Any) -> str:
+        app = await admin.delete_application(args.app)
+        return f"deleted application {app.name} (id {app.id}) with its client IDs and subscriptions"
+
+    return _registry(args, act)
+
+
+def cmd_app_set_status(args: argparse.Namespace) -> int:
+    """``authz registry app set-status APP STATUS``."""
+
+    async def act(admin: Any) -> str:
+        app = await admin.set_application_status(args.app, args.status)
+        return f"application {app.name} is now {args.status.upper()}"
+
+    return _registry(args, act)
+
+
+def cmd_app_list(args: argparse.Namespace) -> int:
+    """``authz registry app list [--json]``."""
+
+    async def act(admin: Any) -> str:
+        views = await admin.list_applications()
+        if args.json:
+            return json.dumps(
+                [
+                    {
+                        "id": v.application.id,
+                        "name": v.application.name,
+                        "owner": v.application.owner,
+                        "tier": v.application.tier,
+                        "status": v.application.status.value,
+                        "clients": [{"key_manager": k, "client_id": c, "key_type": t.value} for k, c, t in v.clients],
+                        "subscriptions": [
+                            {"api_id": s.api_id, "status": s.status.value, "tier": s.tier} for s in v.subscriptions
+                        ],
+                    }
+                    for v in views
+                ],
+                indent=2,
+            )
+        if not views:
+            return "no applications"
+        lines = []
+        for v in views:
+            a = v.application
+            lines.append(f"{a.name}  id={a.id}  owner={a.owner or '-'}  tier={a.tier}  status={a.status.value}")
+            for km, client_id, key_type in v.clients:
+                lines.append(f"  client  {km}:{client_id}  {key_type.value}")
+            for s in v.subscriptions:
+                lines.append(f"  subscribed  {s.api_id}  {s.status.value}  tier={s.tier}")
+        return "\n".join(lines)
+
+    return _registry(args, act)
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    """``authz registry subscribe APP API_ID``."""
+
+    async def act(admin: Any) -> str:
+        sub = await admin.subscribe(args.app, args.api_id, tier=args.tier)
+        return f"subscribed {args.app} to {sub.api_id} ({sub.status.value}, tier {sub.tier})"
+
+    return _registry(args, act)
+
+
+def cmd_unsubscribe(args: argparse.Namespace) -> int:
+    """``authz registry unsubscribe APP API_ID``."""
+
+    async def act(admin: Any) -> str:
+        await admin.unsubscribe(args.app, args.api_id)
+        return f"unsubscribed {args.app} from {args.api_id}"
+
+    return _registry(args, act)
+
+
+def cmd_subscription_set_status(args: argparse.Namespace) -> int:
+    """``authz registry subscription set-status APP API_ID STATUS``."""
+
+    async def act(admin: Any) -> str:
+        await admin.set_subscription_status(args.app, args.api_id, args.status)
+        return f"subscription of {args.app} to {args.api_id} is now {args.status.upper()}"
+
+    return _registry(args, act)
+
+
+def cmd_dev_stack(args: argparse.Namespace) -> int:
+    """``authz dev stack``: the local demo stack (see :mod:`authz.dev.stack`)."""
+    from authz.dev.stack import run_stack  # noqa: PLC0415
+
+    _setup_logging(args.log_level)
+    return run_stack(args.config, smoke_only=args.smoke_only)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``authz`` command."""
+    parser = argparse.ArgumentParser(prog="authz", description="Envoy external authorization service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC ext_authz server")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    p.add_argument("--log-level", default=os.environ.get("AUTHZ_LOG_LEVEL", "info"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a config file and print every error")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+    reg = sub.add_parser("registry", help="applications, client IDs and subscriptions in Redis")
+    reg.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: %(default)s)")
+    rsub = reg.add_subparsers(dest="registry_command", required=True)
+
+    app = rsub.add_parser("app", help="applications").add_subparsers(dest="app_command", required=True)
+    p = app.add_parser("create", help="create an application")
+    p.add_argument("name")
+    p.add_argument("--owner", default="")
+    p.add_argument("--tier", default="Unlimited")
+    p.add_argument("--id", default=None, help="application ID (default: a new UUID)")
+    p.set_defaults(func=cmd_app_create)
+    p = app.add_parser("add-client", help="attach an OAuth2 client ID of a key manager")
+    p.add_argument("app", help="application ID or name")
+    p.add_argument("client_id")
+    p.add_argument("--key-manager", default=None, help="key manager name (default: the only one configured)")
+    p.add_argument("--key-type", default="PRODUCTION", help="PRODUCTION or SANDBOX")
+    p.set_defaults(func=cmd_app_add_client)
+    p = app.add_parser("remove-client", help="detach a client ID")
+    p.add_argument("app")
+    p.add_argument("client_id")
+    p.add_argument("--key-manager", default=None)
+    p.set_defaults(func=cmd_app_remove_client)
+    p = app.add_parser("set-status", help="ACTIVE or INACTIVE")
+    p.add_argument("app")
+    p.add_argument("status")
+    p.set_defaults(func=cmd_app_set_status)
+    p = app.add_parser("delete", help="delete an application, its client IDs and subscriptions")
+    p.add_argument("app")
+    p.set_defaults(func=cmd_app_delete)
+    p = app.add_parser("list", help="list applications")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_app_list)
+
+    p = rsub.add_parser("subscribe", help="subscribe an application to an API")
+    p.add_argument("app")
+    p.add_argument("api_id")
+    p.add_argument("--tier", default="Unlimited")
+    p.set_defaults(func=cmd_subscribe)
+    p = rsub.add_parser("unsubscribe", help="remove a subscription")
+    p.add_argument("app")
+    p.add_argument("api_id")
+    p.set_defaults(func=cmd_unsubscribe)
+    subs = rsub.add_parser("subscription", help="subscriptions").add_subparsers(dest="sub_command", required=True)
+    p = subs.add_parser("set-status", help="ACTIVE, BLOCKED, PROD_ONLY_BLOCKED, ON_HOLD or REJECTED")
+    p.add_argument("app")
+    p.add_argument("api_id")
+    p.add_argument("status")
+    p.set_defaults(func=cmd_subscription_set_status)
+
+    dev = sub.add_parser("dev", help="development aids").add_subparsers(dest="dev_command", required=True)
+    p = dev.add_parser("stack", help="run Redis, a demo key manager, an echo upstream, authz and Envoy")
+    p.add_argument("--config", default=DEFAULT_CONFIG)
+    p.add_argument("--log-level", default="warning")
+    p.add_argument("--smoke-only", action="store_true", help="run the smoke demo, then stop the stack")
+    p.set_defaults(func=cmd_dev_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``authz`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

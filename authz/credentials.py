@@ -1,0 +1,56 @@
+"""Credentials phase: take the bearer token out of the ``authorization`` header (RFC 6750 section 2.1).
+
+Only the header form is accepted: form-encoded body and ``access_token`` query parameters
+(RFC 6750 sections 2.2 and 2.3) are ignored, so a token never lands in access logs through the URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from authz.errors import Denial, Reason
+
+# RFC 6750 section 2.1: credentials = "Bearer" 1*SP b64token; the scheme is case-insensitive (RFC 7235).
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# Other registered HTTP authentication schemes: a request that carries one of these sent no bearer
+# credentials at all (RFC 6750 section 3.1: then the challenge has no error attribute).
+_OTHER_SCHEMES = frozenset(
+    {"basic", "digest", "negotiate", "ntlm", "hoba", "mutual", "vapid", "scram-sha-1", "scram-sha-256",
+     "aws4-hmac-sha256", "dpop", "privatetoken", "concealed"}
+)
+
+
+def extract_bearer(headers: Mapping[str, str]) -> str:
+    """Return the bearer token of the request.
+
+    Args:
+        headers: request headers, names lower-cased, repeated headers comma-joined (as Envoy sends them).
+    Returns:
+        The token string (b64token syntax), without scheme and surrounding spaces.
+    Raises:
+        Denial: ``MISSING_CREDENTIALS`` when there is no ``authorization`` header or it uses another
+            scheme (e.g. ``Basic``); ``INVALID_REQUEST`` (400) when it carries more than one credential
+            (two headers, or a comma-joined list); ``INVALID_CREDENTIALS`` when it is malformed
+            (``Bearer`` alone, ``Bearer<token>``, an unknown scheme, characters outside b64token).
+    """
+    value = headers.get("authorization")
+    if value is None:
+        raise Denial(Reason.MISSING_CREDENTIALS, "No bearer access token was sent in the Authorization header")
+    scheme, sep, rest = value.strip(" \t").partition(" ")
+    if scheme.lower() != "bearer":
+        if scheme.lower() in _OTHER_SCHEMES and "," not in rest:
+            raise Denial(
+                Reason.MISSING_CREDENTIALS, "No bearer access token was sent in the Authorization header"
+            )
+        if "," in value:
+            raise Denial(Reason.INVALID_REQUEST, "The request carries more than one Authorization credential")
+        raise Denial(Reason.INVALID_CREDENTIALS, "The Authorization header is not a Bearer credential")
+    token = rest.strip(" \t")
+    if not sep or not token:
+        raise Denial(Reason.INVALID_CREDENTIALS, "The Authorization header carries an empty Bearer token")
+    if "," in token or "bearer " in token.lower():
+        raise Denial(Reason.INVALID_REQUEST, "The request carries more than one Authorization credential")
+    if not _B64TOKEN.fullmatch(token):
+        raise Denial(Reason.INVALID_CREDENTIALS, "The bearer token has characters outside the token syntax")
+    return token

@@ -1,0 +1,548 @@
+"""Demo key manager: a tiny OAuth2 / OIDC identity provider for development and tests.
+
+DEVELOPMENT AID, NOT FOR PRODUCTION. It keeps clients and users in memory with plain-text secrets,
+signs JWT access tokens with in-process keys and serves:
+
+- ``POST /oauth2/token`` (RFC 6749: ``password`` and ``client_credentials`` grants, client authentication
+  by form fields or HTTP Basic, RFC 6749 section 2.3.1),
+- ``GET /oauth2/jwks`` (the published JSON Web Key Set),
+- ``GET /.well-known/openid-configuration`` (OIDC discovery document).
+
+Tests use :class:`KeyManager` in-process; ``python -m authz.dev.keymanager`` runs it standalone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import collections
+import hmac
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+
+import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+log = logging.getLogger(__name__)
+
+DEMO_CLIENTS: dict[str, str] = {"demo-client": "demo-secret", "other-client": "other-secret"}
+"""Demo OAuth2 clients (client_id -> client_secret) used by the standalone server."""
+
+DEMO_USERS: dict[str, str] = {"demo": "demo"}
+"""Demo resource owners (username -> password) used by the standalone server."""
+
+REALM = "demo-key-manager"
+MAX_BODY_BYTES = 64 * 1024
+
+_EC_CURVES: dict[str, tuple[type[ec.EllipticCurve], str]] = {
+    "P-256": (ec.SECP256R1, "ES256"),
+    "P-384": (ec.SECP384R1, "ES384"),
+    "P-521": (ec.SECP521R1, "ES512"),
+}
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _thumbprint(public_jwk: dict[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url) of a public JWK dict."""
+    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+    members = {name: public_jwk[name] for name in required[public_jwk["kty"]]}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(canonical)
+    return _b64url(digest.finalize())
+
+
+def _raw_public_jwk(private_key: Any) -> dict[str, Any]:
+    public = private_key.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        return RSAAlgorithm.to_jwk(public, as_dict=True)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return ECAlgorithm.to_jwk(public, as_dict=True)
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return OKPAlgorithm.to_jwk(public, as_dict=True)
+    raise TypeError(f"unsupported key type {type(private_key).__name__}")
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private signing key with its JOSE identity.
+
+    Attributes:
+        kid: key ID published in the JWKS and put in the JWT header.
+        alg: JWS algorithm (``RS256``, ``ES256``/``ES384``/``ES512`` or ``EdDSA``).
+        private_key: a ``cryptography`` private key object (RSA, EC or Ed25519).
+    """
+
+    kid: str
+    alg: str
+    private_key: Any
+
+    @classmethod
+    def _with_kid(cls, private_key: Any, alg: str, kid: str | None) -> SigningKey:
+        return cls(kid=kid or _thumbprint(_raw_public_jwk(private_key)), alg=alg, private_key=private_key)
+
+    @classmethod
+    def generate_rsa(cls, kid: str | None = None, key_size: int = 2048) -> SigningKey:
+        """Generate an RS256 key (``key_size`` bits, default 2048).
+
+        ``kid`` defaults to the RFC 7638 thumbprint of the public key.
+        """
+        key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+        return cls._with_kid(key, "RS256", kid)
+
+    @classmethod
+    def generate_ec(cls, curve: str = "P-256", kid: str | None = None) -> SigningKey:
+        """Generate an EC key on ``curve`` (``P-256`` -> ES256, ``P-384`` -> ES384, ``P-521`` -> ES512).
+
+        Raises:
+            ValueError: unknown curve name.
+        """
+        if curve not in _EC_CURVES:
+            raise ValueError(f"unsupported curve {curve!r}; expected one of {sorted(_EC_CURVES)}")
+        curve_cls, alg = _EC_CURVES[curve]
+        return cls._with_kid(ec.generate_private_key(curve_cls()), alg, kid)
+
+    @classmethod
+    def generate_ed25519(cls, kid: str | None = None) -> SigningKey:
+        """Generate an Ed25519 key (JWS alg ``EdDSA``)."""
+        return cls._with_kid(ed25519.Ed25519PrivateKey.generate(), "EdDSA", kid)
+
+    @classmethod
+    def from_pem(cls, pem: bytes, kid: str | None = None) -> SigningKey:
+        """Load an unencrypted PEM (PKCS#8 or traditional) private key; the alg follows the key type.
+
+        Raises:
+            ValueError: the PEM is not a supported private key.
+        """
+        key = serialization.load_pem_private_key(pem, password=None)
+        if isinstance(key, rsa.RSAPrivateKey):
+            alg = "RS256"
+        elif isinstance(key, ec.EllipticCurvePrivateKey):
+            by_name = {curve_cls.name: a for curve_cls, a in _EC_CURVES.values()}
+            if key.curve.name not in by_name:
+                raise ValueError(f"unsupported EC curve {key.curve.name}")
+            alg = by_name[key.curve.name]
+        elif isinstance(key, ed25519.Ed25519PrivateKey):
+            alg = "EdDSA"
+        else:
+            raise ValueError(f"unsupported private key type {type(key).__name__}")
+        return cls._with_kid(key, alg, kid)
+
+    def private_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM bytes (for the dev ``--key-file`` only)."""
+        return self.private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public JWK as a dict, with ``kid``, ``alg`` and ``use: sig`` set."""
+        jwk = dict(_raw_public_jwk(self.private_key))
+        jwk.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
+        return jwk
+
+
+class _TokenError(Exception):
+    """An RFC 6749 section 5.2 error response."""
+
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+class KeyManager:
+    """In-memory OAuth2 authorization server issuing JWT access tokens (development aid).
+
+    Args:
+        issuer: value of the ``iss`` claim; discovery URLs are built from it.
+        audience: value of the ``aud`` claim.
+        clients: client_id -> client_secret.
+        users: username -> password (for the ``password`` grant).
+        token_lifetime: default access token lifetime in seconds.
+        keys: signing keys; the first one signs by default. Defaults to one fresh RSA-2048 key.
+
+    Attributes:
+        signing_keys: the keys tokens may be signed with.
+        published_keys: the keys served at the JWKS endpoint (initially the signing keys); assign a new
+            list to simulate rotation.
+        requests: ``collections.Counter`` of requests served, keyed by path (without query string).
+        jwks_status: when not 200, the JWKS endpoint answers that status with a JSON error body.
+        jwks_delay: seconds the JWKS endpoint sleeps before answering.
+        jwks_body: when set, raw bytes served as the JWKS response body instead of the key set.
+        port / url: set by :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        clients: dict[str, str],
+        users: dict[str, str],
+        token_lifetime: int = 3600,
+        keys: list[SigningKey] | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.clients = dict(clients)
+        self.users = dict(users)
+        self.token_lifetime = token_lifetime
+        self.signing_keys: list[SigningKey] = list(keys) if keys else [SigningKey.generate_rsa()]
+        self.published_keys: list[SigningKey] = list(self.signing_keys)
+        self.requests: collections.Counter[str] = collections.Counter()
+        self._requests_lock = threading.Lock()
+        self.jwks_status: int = 200
+        self.jwks_delay: float = 0.0
+        self.jwks_body: bytes | None = None
+        self.port: int | None = None
+        self.url: str | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------------------------- tokens
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The default signing key (the first of ``signing_keys``)."""
+        return self.signing_keys[0]
+
+    def issue_token(
+        self,
+        client_id: str,
+        subject: str,
+        scope: str,
+        extra_claims: dict[str, Any] | None = None,
+        lifetime: int | None = None,
+        key: SigningKey | None = None,
+    ) -> str:
+        """Sign and return a JWT access token (compact serialization).
+
+        Claims: ``iss, sub, aud, azp, client_id, scope, iat, nbf, exp, jti`` (times in epoch seconds);
+        ``extra_claims`` override or add claims (a value of ``None`` removes the claim). Header:
+        ``typ: at+jwt``, ``kid`` and the key's ``alg``.
+
+        Args:
+            client_id: OAuth2 client the token is issued to (``azp`` and ``client_id`` claims).
+            subject: ``sub`` claim.
+            scope: space-separated scopes (``scope`` claim).
+            extra_claims: claims to override/add.
+            lifetime: seconds until ``exp``; defaults to ``token_lifetime``.
+            key: signing key; defaults to :attr:`signing_key`.
+        """
+        key = key or self.signing_key
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.audience,
+            "azp": client_id,
+            "client_id": client_id,
+            "scope": scope,
+            "iat": now,
+            "nbf": now,
+            "exp": now + (self.token_lifetime if lifetime is None else lifetime),
+            "jti": uuid.uuid4().hex,
+        }
+        for name, value in (extra_claims or {}).items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"typ": "at+jwt", "kid": key.kid})
+
+    def jwks(self) -> dict[str, Any]:
+        """The published JSON Web Key Set: ``{"keys": [public JWK dict, ...]}``."""
+        return {"keys": [k.public_jwk() for k in self.published_keys]}
+
+    def discovery(self) -> dict[str, Any]:
+        """The OIDC discovery document, URLs built from the issuer."""
+        base = self.issuer.rstrip("/")
+        algs = sorted({k.alg for k in self.signing_keys})
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{base}/oauth2/jwks",
+            "token_endpoint": f"{base}/oauth2/token",
+            "grant_types_supported": ["password", "client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "id_token_signing_alg_values_supported": algs,
+            "response_types_supported": ["token"],
+        }
+
+    def _count(self, path: str) -> None:
+        with self._requests_lock:
+            self.requests[path] += 1
+
+    # ----------------------------------------------------------------------------- token endpoint
+
+    def _authenticate_client(self, form: dict[str, str], authorization: str | None) -> str:
+        """Return the authenticated client_id or raise ``_TokenError`` (401 invalid_client / 400)."""
+        basic_id = basic_secret = None
+        if authorization and authorization[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise _TokenError(401, "invalid_client", "malformed HTTP Basic credentials") from None
+            if ":" not in decoded:
+                raise _TokenError(401, "invalid_client", "malformed HTTP Basic credentials")
+            raw_id, raw_secret = decoded.split(":", 1)
+            basic_id, basic_secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+        form_id, form_secret = form.get("client_id"), form.get("client_secret")
+        if basic_id is not None and form_secret is not None:
+            raise _TokenError(400, "invalid_request", "use only one client authentication method")
+        if basic_id is not None:
+            if form_id is not None and form_id != basic_id:
+                raise _TokenError(400, "invalid_request", "client_id does not match the authenticated client")
+            client_id, secret = basic_id, basic_secret
+        else:
+            client_id, secret = form_id, form_secret
+        if not client_id or secret is None:
+            raise _TokenError(401, "invalid_client", "client authentication required")
+        expected = self.clients.get(client_id)
+        if expected is None or not _consteq(expected, secret):
+            raise _TokenError(401, "invalid_client", "client authentication failed")
+        return client_id
+
+    def _token_response(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        grant_type = form.get("grant_type")
+        if not grant_type:
+            raise _TokenError(400, "invalid_request", "missing grant_type")
+        if grant_type not in ("password", "client_credentials"):
+            raise _TokenError(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+        client_id = self._authenticate_client(form, authorization)
+        scope = form.get("scope", "")
+        if any(not (0x21 <= ord(c) <= 0x7E) or c in '"\\' for c in scope.replace(" ", "")):
+            raise _TokenError(400, "invalid_scope", "scope contains invalid characters")
+        scope = " ".join(scope.split())
+        if grant_type == "password":
+            username, password = form.get("username"), form.get("password")
+            if not username or password is None:
+                raise _TokenError(400, "invalid_request", "username and password are required")
+            expected = self.users.get(username)
+            if expected is None or not _consteq(expected, password):
+                raise _TokenError(400, "invalid_grant", "invalid resource owner credentials")
+            subject = username
+        else:
+            subject = client_id
+        token = self.issue_token(client_id, subject, scope)
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "scope": scope,
+        }
+
+    # ------------------------------------------------------------------------------------ server
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve HTTP on ``host:port`` (0 = ephemeral) in a daemon thread; sets ``port`` and ``url``.
+
+        Raises:
+            RuntimeError: already started.
+            OSError: the address cannot be bound.
+        """
+        if self._server is not None:
+            raise RuntimeError("key manager already started")
+        handler = type("_BoundHandler", (_Handler,), {"km": self})
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-key-manager", daemon=True
+        )
+        self._thread.start()
+        log.info(
+            "demo key manager (development aid, NOT for production) listening on %s, issuer %s",
+            self.url,
+            self.issuer,
+        )
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; safe to call more than once."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> KeyManager:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _consteq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    km: KeyManager
+    protocol_version = "HTTP/1.1"
+    server_version = "demo-key-manager"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s - " + format, self.address_string(), *args)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0]
+
+    def _read_body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        try:
+            n = int(length)
+        except ValueError:
+            return None
+        if n < 0 or n > MAX_BODY_BYTES:
+            return None
+        return self.rfile.read(n)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        path = self._path()
+        self.km._count(path)
+        try:
+            if path == "/oauth2/jwks":
+                self._serve_jwks()
+            elif path == "/.well-known/openid-configuration":
+                self._json(200, self.km.discovery(), {"Cache-Control": "max-age=300"})
+            else:
+                self._json(404, {"error": "not_found", "error_description": f"no such endpoint {path}"})
+        except Exception:
+            log.exception("demo key manager failed on GET %s", path)
+            self._json(500, {"error": "server_error", "error_description": "internal error"})
+
+    def _serve_jwks(self) -> None:
+        km = self.km
+        if km.jwks_delay > 0:
+            time.sleep(km.jwks_delay)
+        if km.jwks_status != 200:
+            self._json(km.jwks_status, {"error": "server_error", "error_description": "injected JWKS fault"})
+        elif km.jwks_body is not None:
+            self._send(200, km.jwks_body, "application/json", {"Cache-Control": "max-age=300"})
+        else:
+            self._json(200, km.jwks(), {"Cache-Control": "max-age=300"})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        path = self._path()
+        self.km._count(path)
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._json(400, {"error": "invalid_request", "error_description": "bad or missing Content-Length"})
+            return
+        if path != "/oauth2/token":
+            self._json(404, {"error": "not_found", "error_description": f"no such endpoint {path}"})
+            return
+        no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        try:
+            ctype = (self.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+            if ctype != "application/x-www-form-urlencoded":
+                raise _TokenError(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+            try:
+                parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+            except (UnicodeDecodeError, ValueError):
+                raise _TokenError(400, "invalid_request", "malformed form body") from None
+            repeated = sorted(k for k, v in parsed.items() if len(v) > 1)
+            if repeated:
+                raise _TokenError(400, "invalid_request", f"repeated parameter(s): {', '.join(repeated)}")
+            form = {k: v[0] for k, v in parsed.items()}
+            self._json(200, self.km._token_response(form, self.headers.get("Authorization")), no_store)
+        except _TokenError as err:
+            headers = dict(no_store)
+            if err.status == 401:
+                headers["WWW-Authenticate"] = f'Basic realm="{REALM}"'
+            self._json(err.status, {"error": err.error, "error_description": err.description}, headers)
+        except Exception:
+            log.exception("demo key manager failed on POST %s", path)
+            self._json(500, {"error": "server_error", "error_description": "internal error"}, no_store)
+
+    def _not_allowed(self) -> None:
+        path = self._path()
+        self.km._count(path)
+        self._read_body()
+        self._json(405, {"error": "method_not_allowed", "error_description": f"{self.command} not allowed"},
+                   {"Allow": "GET, POST"})
+
+    do_PUT = do_DELETE = do_PATCH = _not_allowed  # noqa: N815 - stdlib naming
+
+
+def load_or_create_key(path: Path) -> SigningKey:
+    """Load the RSA key PEM at ``path``, or generate one and write it there (mode 0600)."""
+    if path.exists():
+        return SigningKey.from_pem(path.read_bytes())
+    key = SigningKey.generate_rsa()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(key.private_pem())
+    return key
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo key manager standalone until interrupted. Returns the process exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m authz.dev.keymanager",
+        description="Demo OAuth2/OIDC key manager. Development aid, NOT for production.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--issuer", default=None, help="iss claim (default http://HOST:PORT)")
+    parser.add_argument("--audience", default="authz-demo")
+    parser.add_argument("--lifetime", type=int, default=3600, help="token lifetime in seconds")
+    parser.add_argument("--key-file", type=Path, default=None, help="persist the RSA private key as PEM here")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keys = [load_or_create_key(args.key_file)] if args.key_file else None
+    issuer = args.issuer or f"http://{args.host}:{args.port}"
+    km = KeyManager(issuer, args.audience, DEMO_CLIENTS, DEMO_USERS, token_lifetime=args.lifetime, keys=keys)
+    km.start(args.host, args.port)
+    stop = threading.Event()
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        km.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

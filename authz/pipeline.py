@@ -1,0 +1,112 @@
+"""The decision pipeline: the one place that knows the order of the phases.
+
+    route (pure) -> credentials -> identity -> [route denial] -> registry -> policy -> allow
+
+The route is resolved first because it is pure and cheap, but a route denial is only reported after the
+caller has authenticated, so an anonymous client cannot probe which APIs exist (a malformed path is a
+400 at once). Only an explicit positive result of every phase yields an allow: an exception, a dependency
+outage or the budget running out (``server.decision_timeout``) is a deny (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+from authz.apis import RouteTable
+from authz.config import Settings
+from authz.credentials import extract_bearer
+from authz.errors import Denial, DependencyUnavailable, Reason
+from authz.forward import build_allow
+from authz.model import Allow, Request
+from authz.policy import authorize
+from authz.registry import RegistryCache
+from authz.tokens import TokenValidator
+
+log = logging.getLogger("authz.decisions")
+
+RETRY_AFTER_SECONDS = 5
+
+
+def token_fingerprint(token: str) -> str:
+    """First 12 hex digits of the token's SHA-256: correlates log lines without logging the token."""
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def unavailable(description: str) -> Denial:
+    """A 503 denial for a dependency outage or an internal failure, with ``retry-after``."""
+    return Denial(Reason.TEMPORARILY_UNAVAILABLE, description, retry_after=RETRY_AFTER_SECONDS)
+
+
+class Pipeline:
+    """Decides one request.
+
+    Args:
+        settings: the configuration (``headers``, ``server.decision_timeout``).
+        routes: the route table.
+        tokens: the token validator.
+        registry: the registry lookups.
+    """
+
+    def __init__(
+        self, settings: Settings, routes: RouteTable, tokens: TokenValidator, registry: RegistryCache
+    ) -> None:
+        self._headers = settings.headers
+        self._budget = settings.server.decision_timeout
+        self._routes = routes
+        self._tokens = tokens
+        self._registry = registry
+
+    async def decide(self, request: Request) -> Allow | Denial:
+        """Run every phase on ``request``.
+
+        Args:
+            request: the adapted request.
+        Returns:
+            :class:`Allow`, or the :class:`Denial` to render. Never raises for bad input or outages.
+        """
+        token = ""
+        try:
+            async with asyncio.timeout(self._budget):
+                try:
+                    route = self._routes.resolve(request)
+                    route_denial = None
+                except Denial as denial:
+                    if denial.reason is Reason.INVALID_REQUEST:
+                        raise
+                    route, route_denial = None, denial
+                token = extract_bearer(request.headers)
+                identity = await self._tokens.validate(token)
+                if route_denial is not None:
+                    raise route_denial
+                assert route is not None
+                found = await self._registry.lookup(identity.key_manager, identity.client_id, route.api.id)
+                application, subscription = authorize(identity, route, found)
+                assert found.binding is not None
+                allow = build_allow(identity, application, found.binding, subscription, route, self._headers)
+        except Denial as denial:
+            self._log(request, token, denial)
+            return denial
+        except DependencyUnavailable as exc:
+            log.warning("request %s: dependency unavailable: %s", request.request_id, exc)
+            return unavailable("A service authz depends on is unavailable; retry later")
+        except TimeoutError:
+            log.warning("request %s: decision exceeded its %.3fs budget", request.request_id, self._budget)
+            return unavailable("The authorization decision took too long; retry later")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request %s: allow %s %s app=%s", request.request_id, request.method, request.path[:256],
+                      allow.dynamic_metadata.get("application_id"))
+        return allow
+
+    @staticmethod
+    def _log(request: Request, token: str, denial: Denial) -> None:
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request %s: deny %d %s%s%s",
+                request.request_id,
+                denial.reason.info.code,
+                denial.description,
+                f" ({denial.log_detail})" if denial.log_detail else "",
+                f" token={token_fingerprint(token)}" if token else "",
+            )

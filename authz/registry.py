@@ -1,0 +1,130 @@
+"""Registry phase: which application a client ID belongs to and its subscription to the API.
+
+Lookups go through a local in-process cache (bounded, TTL, negative entries too) in front of
+:class:`authz.store_redis.RedisStore`. Every registry write publishes on the ``{prefix}events`` channel; a
+background subscriber clears the cache on each message, and also whenever it (re)connects, because
+messages may have been missed while it was away.
+
+During a Redis outage a cached entry keeps deciding until ``cache_ttl + max_stale`` seconds after it was
+read; past that, or with nothing cached, :class:`DependencyUnavailable` (503). Never an allow on error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from redis.exceptions import RedisError
+
+from authz.config import RedisSettings
+from authz.errors import DependencyUnavailable
+from authz.store_redis import CorruptRecord, Lookup, RedisStore
+
+log = logging.getLogger("authz.registry")
+
+_CacheKey = tuple[str, str, str]
+
+
+class RegistryCache:
+    """Hot-path registry lookups with a local cache invalidated through Redis pub/sub.
+
+    Args:
+        store: the Redis store.
+        settings: ``redis`` settings (``cache_ttl``, ``negative_cache_ttl``, ``cache_size``, ``max_stale``).
+        clock: monotonic clock in seconds.
+    """
+
+    def __init__(
+        self,
+        store: RedisStore,
+        settings: RedisSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl = settings.cache_ttl
+        self._negative_ttl = settings.negative_cache_ttl
+        self._size = settings.cache_size
+        self._max_stale = settings.max_stale
+        self._clock = clock
+        self._cache: OrderedDict[_CacheKey, tuple[Lookup, float, float]] = OrderedDict()
+        self._listener: asyncio.Task[None] | None = None
+        self.invalidations = 0
+
+    async def start(self) -> None:
+        """Start the invalidation listener (a background task that reconnects on its own)."""
+        self._listener = asyncio.create_task(self._listen(), name="registry-invalidation")
+
+    async def close(self) -> None:
+        """Stop the invalidation listener."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+
+    def clear(self) -> None:
+        """Drop every cached entry."""
+        self._cache.clear()
+        self.invalidations += 1
+
+    async def lookup(self, key_manager: str, client_id: str, api_id: str) -> Lookup:
+        """Client binding, application and subscription for a request.
+
+        Args:
+            key_manager: the token's key manager name.
+            client_id: the token's client ID.
+            api_id: the API being called.
+        Returns:
+            The :class:`Lookup`, from the cache when fresh, else from Redis (one round trip).
+        Raises:
+            DependencyUnavailable: Redis unreachable, slow or returning a corrupt record, with no usable
+                cached entry.
+        """
+        key = (key_manager, client_id, api_id)
+        now = self._clock()
+        entry = self._cache.get(key)
+        if entry is not None and now < entry[1]:
+            return entry[0]
+        try:
+            found = await self._store.lookup(key_manager, client_id, api_id)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if entry is not None and now < entry[2]:
+                log.warning("redis unavailable (%s); deciding from a cached entry", type(exc).__name__)
+                return entry[0]
+            raise DependencyUnavailable("redis", f"{type(exc).__name__}: {exc}") from None
+        except CorruptRecord as exc:
+            log.error("registry record is corrupt: %s", exc)
+            raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
+        ttl = self._ttl if found.binding is not None and found.subscription is not None else self._negative_ttl
+        self._cache[key] = (found, now + ttl, now + ttl + self._max_stale)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return found
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            pubsub = self._store.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._store.channel)
+                # Subscribed: anything cached before may have missed events.
+                self.clear()
+                delay = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self.clear()
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("registry invalidation channel lost (%s); reconnecting", type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

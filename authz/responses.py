@@ -1,0 +1,100 @@
+"""Respond phase: render a decision as an Envoy ``CheckResponse`` (``envoy.service.auth.v3``).
+
+Allow: ``status.code = 0`` and an ``OkHttpResponse`` whose headers use ``OVERWRITE_IF_EXISTS_OR_ADD``, so a
+client can never inject its own ``x-application-id``. Deny: ``status.code`` 16 or 7 and a
+``DeniedHttpResponse`` with an explicit HTTP status, ``content-type: application/json``, a JSON body
+``{"code", "message", "description", "error"}`` and, where the table says so, an RFC 6750 section 3
+``www-authenticate`` challenge.
+"""
+
+from __future__ import annotations
+
+import json
+
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse, DeniedHttpResponse, OkHttpResponse
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.protobuf.struct_pb2 import Struct
+from google.rpc.status_pb2 import Status
+
+from authz.errors import Denial
+from authz.model import Allow
+
+_OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def _quote(value: str) -> str:
+    """An RFC 7230 quoted-string body: no control characters, backslash and quote escaped."""
+    clean = "".join(c for c in value if 0x20 <= ord(c) != 0x7F)
+    return clean.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def challenge(denial: Denial, realm: str) -> str | None:
+    """The ``WWW-Authenticate`` value for a denial (RFC 6750 section 3), or None when none is sent.
+
+    Args:
+        denial: the denial.
+        realm: the configured ``realm``.
+    Returns:
+        e.g. ``Bearer realm="authz", error="invalid_token", error_description="..."``; without ``error``
+        when no credentials were sent.
+    """
+    info = denial.reason.info
+    if not info.challenge:
+        return None
+    parts = [f'Bearer realm="{_quote(realm)}"']
+    if info.oauth_error:
+        parts.append(f'error="{info.oauth_error}"')
+        parts.append(f'error_description="{_quote(denial.description)}"')
+    if denial.scope:
+        parts.append(f'scope="{_quote(denial.scope)}"')
+    return ", ".join(parts)
+
+
+def _header(name: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+
+
+def deny_response(denial: Denial, realm: str) -> CheckResponse:
+    """Render a :class:`Denial`.
+
+    Args:
+        denial: what was denied and why.
+        realm: the ``realm`` of the challenge.
+    Returns:
+        A ``CheckResponse`` with ``status.code`` 16 or 7 and a ``DeniedHttpResponse``.
+    """
+    info = denial.reason.info
+    body = {"code": info.code, "message": info.message, "description": denial.description}
+    if info.oauth_error:
+        body["error"] = info.oauth_error
+    elif info.http_status == 503:
+        body["error"] = "temporarily_unavailable"
+    headers = [_header("content-type", "application/json")]
+    value = challenge(denial, realm)
+    if value:
+        headers.append(_header("www-authenticate", value))
+    if denial.retry_after is not None:
+        headers.append(_header("retry-after", str(denial.retry_after)))
+    return CheckResponse(
+        status=Status(code=info.grpc_status, message=info.message),
+        denied_response=DeniedHttpResponse(
+            status=HttpStatus(code=info.http_status),
+            headers=headers,
+            body=json.dumps(body, separators=(",", ":")),
+        ),
+    )
+
+
+def allow_response(allow: Allow) -> CheckResponse:
+    """Render an :class:`Allow` as ``status.code = 0`` with an ``OkHttpResponse`` and dynamic metadata."""
+    metadata = Struct()
+    metadata.update(dict(allow.dynamic_metadata))
+    return CheckResponse(
+        status=Status(code=0),
+        ok_response=OkHttpResponse(
+            headers=[_header(name, value) for name, value in allow.headers],
+            headers_to_remove=list(allow.headers_to_remove),
+        ),
+        dynamic_metadata=metadata,
+    )

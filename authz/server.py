@@ -1,0 +1,135 @@
+"""Process wiring: build the pipeline from settings and serve it over gRPC (grpc.aio).
+
+Serves ``envoy.service.auth.v3.Authorization``, ``grpc.health.v1.Health`` (SERVING once the JWKS
+prefetch is done, NOT_SERVING while draining) and server reflection. SIGTERM or SIGINT: stop accepting,
+let in-flight calls finish for ``server.grace_period`` seconds, close, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import grpc
+import httpx
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from authz.apis import RouteTable
+from authz.config import Settings
+from authz.grpc_service import AuthorizationServicer
+from authz.jwks import JwksCache
+from authz.pipeline import Pipeline
+from authz.registry import RegistryCache
+from authz.store_redis import RedisStore, connect
+from authz.tokens import TokenValidator
+
+log = logging.getLogger("authz.server")
+
+AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+
+
+@dataclass
+class Services:
+    """Everything a running authz process holds, built by :func:`build_services`.
+
+    Attributes:
+        pipeline: the decision pipeline.
+        jwks: JWKS cache per key manager name.
+        registry: the registry cache.
+        store: the Redis store.
+    """
+
+    pipeline: Pipeline
+    jwks: dict[str, JwksCache]
+    registry: RegistryCache
+    store: RedisStore
+    _http: list[httpx.AsyncClient] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop background tasks and close network clients."""
+        await self.registry.close()
+        for cache in self.jwks.values():
+            await cache.close()
+        for client in self._http:
+            await client.aclose()
+        await self.store.client.aclose()
+
+
+async def build_services(settings: Settings) -> Services:
+    """Create the caches and the pipeline, prefetch every JWKS and start the invalidation listener.
+
+    Args:
+        settings: the validated configuration.
+    Returns:
+        The started :class:`Services` (close them with ``await services.close()``).
+    """
+    clients: list[httpx.AsyncClient] = []
+    jwks: dict[str, JwksCache] = {}
+    for km in settings.key_managers:
+        verify: bool | str = km.ca_bundle if (km.verify_tls and km.ca_bundle) else km.verify_tls
+        client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
+        clients.append(client)
+        jwks[km.name] = JwksCache(km, client)
+    await asyncio.gather(*(cache.start() for cache in jwks.values()))
+    store = RedisStore(connect(settings.redis.url, settings.redis.socket_timeout), settings.redis.key_prefix)
+    registry = RegistryCache(store, settings.redis)
+    await registry.start()
+    pipeline = Pipeline(settings, RouteTable(settings), TokenValidator(settings, jwks), registry)
+    return Services(pipeline=pipeline, jwks=jwks, registry=registry, store=store, _http=clients)
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+    """Run the gRPC server until SIGTERM/SIGINT (or until ``stop`` is set).
+
+    Args:
+        settings: the validated configuration.
+        stop: optional event that stops the server when set (for embedding and tests).
+    Returns:
+        The process exit status: 0 after a graceful stop, 1 when the listen address cannot be bound.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    services = await build_services(settings)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.server.max_receive_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+        AuthorizationServicer(services.pipeline, settings.realm), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (AUTHORIZATION_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    try:
+        port = server.add_insecure_port(settings.server.listen)
+    except RuntimeError as exc:
+        log.error("cannot listen on %s: %s", settings.server.listen, exc)
+        await services.close()
+        return 1
+    await server.start()
+    for name in ("", AUTHORIZATION_SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = settings.server.listen.rpartition(":")[0]
+    log.info("authz listening on %s:%d (gRPC envoy.service.auth.v3.Authorization)", host, port)
+
+    await stop.wait()
+    log.info("shutting down: draining in-flight checks for up to %.1fs", settings.server.grace_period)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(settings.server.grace_period)
+    await services.close()
+    log.info("stopped")
+    return 0

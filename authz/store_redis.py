@@ -1,0 +1,481 @@
+"""The registry's data in Redis: layout, atomic writes (Lua) and the one-round-trip lookup of the hot path.
+
+Layout (every key under the configured prefix ``P``, default ``authz:``; see docs/registry.md):
+
+====================================  ======  ==========================================================
+key                                   type    content
+====================================  ======  ==========================================================
+``P schema``                          string  data format version, ``1``
+``P apps``                            set     application IDs
+``P app:{app_id}``                    hash    ``name``, ``owner``, ``tier``, ``status``, ``created_at``
+``P app-name:{name}``                 string  application ID (names are unique)
+``P app:{app_id}:clients``            set     ``{key_manager}:{client_id}`` of the application
+``P app:{app_id}:subs``               hash    API ID -> JSON ``{"status", "tier", "created_at"}``
+``P client:{key_manager}:{client_id}``  hash  ``app_id``, ``key_type`` (written only if absent: a client
+                                              ID belongs to one application only)
+channel ``P events``                  pubsub  one message per write, for cache invalidation
+====================================  ======  ==========================================================
+
+Every write that touches several keys is one Lua script, so it is atomic and publishes its event in the
+same step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from authz.model import (
+    Application,
+    ApplicationStatus,
+    ClientBinding,
+    KeyType,
+    Subscription,
+    SubscriptionStatus,
+)
+
+SCHEMA_VERSION = "1"
+
+
+class RegistryError(Exception):
+    """A registry write was refused; the message is meant for the user (CLI, admin API).
+
+    Attributes:
+        kind: ``already_exists``, ``not_found`` or ``invalid``.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class CorruptRecord(Exception):
+    """A Redis record does not have the documented shape.
+
+    Args:
+        key: the Redis key (logged, never sent to a client).
+        reason: what is wrong, naming the field.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the hot path needs to decide for one (key manager, client ID, API).
+
+    Attributes:
+        binding: the client ID's application and key type, or None when the client ID is not registered.
+        application: that application, or None.
+        subscription: the application's subscription to the API, or None.
+    """
+
+    binding: ClientBinding | None
+    application: Application | None
+    subscription: Subscription | None
+
+
+# KEYS: none (built from the prefix). ARGV: prefix, key manager, client id, api id.
+_LOOKUP = """
+local p = ARGV[1]
+local client = redis.call('HMGET', p .. 'client:' .. ARGV[2] .. ':' .. ARGV[3], 'app_id', 'key_type')
+if not client[1] then return {false, false, false, false, false, false, false, false} end
+local app = redis.call('HMGET', p .. 'app:' .. client[1], 'name', 'owner', 'tier', 'status', 'created_at')
+local sub = redis.call('HGET', p .. 'app:' .. client[1] .. ':subs', ARGV[4])
+return {client[1], client[2], app[1], app[2], app[3], app[4], app[5], sub}
+"""
+
+# ARGV: prefix, app id, name, owner, tier, status, created_at
+_CREATE_APP = """
+local p = ARGV[1]
+if redis.call('EXISTS', p .. 'app:' .. ARGV[2]) == 1 then return {'err_id', ARGV[2]} end
+local other = redis.call('GET', p .. 'app-name:' .. ARGV[3])
+if other then return {'err_name', other} end
+redis.call('SET', p .. 'app-name:' .. ARGV[3], ARGV[2])
+redis.call('HSET', p .. 'app:' .. ARGV[2], 'name', ARGV[3], 'owner', ARGV[4], 'tier', ARGV[5],
+           'status', ARGV[6], 'created_at', ARGV[7])
+redis.call('SADD', p .. 'apps', ARGV[2])
+redis.call('SETNX', p .. 'schema', '1')
+redis.call('PUBLISH', p .. 'events', 'app:' .. ARGV[2])
+return {'ok', ARGV[2]}
+"""
+
+# ARGV: prefix, app id, key manager, client id, key type
+_ADD_CLIENT = """
+local p = ARGV[1]
+if redis.call('EXISTS', p .. 'app:' .. ARGV[2]) == 0 then return {'err_app', ''} end
+local ckey = p .. 'client:' .. ARGV[3] .. ':' .. ARGV[4]
+local owner = redis.call('HGET', ckey, 'app_id')
+if owner then
+  if owner == ARGV[2] then return {'same', owner} end
+  return {'err_taken', owner}
+end
+redis.call('HSET', ckey, 'app_id', ARGV[2], 'key_type', ARGV[5])
+redis.call('SADD', p .. 'app:' .. ARGV[2] .. ':clients', ARGV[3] .. ':' .. ARGV[4])
+redis.call('PUBLISH', p .. 'events', 'client:' .. ARGV[3] .. ':' .. ARGV[4])
+return {'ok', ARGV[2]}
+"""
+
+# ARGV: prefix, app id, key manager, client id
+_REMOVE_CLIENT = """
+local p = ARGV[1]
+local ckey = p .. 'client:' .. ARGV[3] .. ':' .. ARGV[4]
+if redis.call('HGET', ckey, 'app_id') ~= ARGV[2] then return 0 end
+redis.call('DEL', ckey)
+redis.call('SREM', p .. 'app:' .. ARGV[2] .. ':clients', ARGV[3] .. ':' .. ARGV[4])
+redis.call('PUBLISH', p .. 'events', 'client:' .. ARGV[3] .. ':' .. ARGV[4])
+return 1
+"""
+
+# ARGV: prefix, app id, api id, json (or '' to delete), mode ('put' | 'status' | 'delete'), status
+_SUBSCRIPTION = """
+local p = ARGV[1]
+if redis.call('EXISTS', p .. 'app:' .. ARGV[2]) == 0 then return 'err_app' end
+local skey = p .. 'app:' .. ARGV[2] .. ':subs'
+local current = redis.call('HGET', skey, ARGV[3])
+if ARGV[5] == 'put' then
+  if current then return 'err_exists' end
+  redis.call('HSET', skey, ARGV[3], ARGV[4])
+elseif ARGV[5] == 'delete' then
+  if not current then return 'err_missing' end
+  redis.call('HDEL', skey, ARGV[3])
+else
+  if not current then return 'err_missing' end
+  local doc = cjson.decode(current)
+  doc['status'] = ARGV[6]
+  redis.call('HSET', skey, ARGV[3], cjson.encode(doc))
+end
+redis.call('PUBLISH', p .. 'events', 'sub:' .. ARGV[2] .. ':' .. ARGV[3])
+return 'ok'
+"""
+
+# ARGV: prefix, app id
+_DELETE_APP = """
+local p = ARGV[1]
+local akey = p .. 'app:' .. ARGV[2]
+local name = redis.call('HGET', akey, 'name')
+if not name then return 0 end
+for _, c in ipairs(redis.call('SMEMBERS', akey .. ':clients')) do
+  redis.call('DEL', p .. 'client:' .. c)
+end
+redis.call('DEL', akey, akey .. ':clients', akey .. ':subs', p .. 'app-name:' .. name)
+redis.call('SREM', p .. 'apps', ARGV[2])
+redis.call('PUBLISH', p .. 'events', 'app:' .. ARGV[2])
+return 1
+"""
+
+# ARGV: prefix, app id, status
+_SET_APP_STATUS = """
+local p = ARGV[1]
+local akey = p .. 'app:' .. ARGV[2]
+if redis.call('EXISTS', akey) == 0 then return 0 end
+redis.call('HSET', akey, 'status', ARGV[3])
+redis.call('PUBLISH', p .. 'events', 'app:' .. ARGV[2])
+return 1
+"""
+
+
+def _enum(cls: type, value: Any, key: str, field: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        raise CorruptRecord(key, f"field '{field}' has the unknown value {str(value)[:40]!r}") from None
+
+
+def _float(value: Any, key: str, field: str) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        raise CorruptRecord(key, f"field '{field}' is not a number") from None
+
+
+def decode_application(app_id: str, fields: dict[str, Any], key: str) -> Application:
+    """Build an :class:`Application` from its hash fields.
+
+    Raises:
+        CorruptRecord: a field is missing or has an unknown value.
+    """
+    if not fields.get("name"):
+        raise CorruptRecord(key, "field 'name' is missing")
+    return Application(
+        id=app_id,
+        name=fields["name"],
+        owner=fields.get("owner") or "",
+        tier=fields.get("tier") or "Unlimited",
+        status=_enum(ApplicationStatus, fields.get("status") or "ACTIVE", key, "status"),
+        created_at=_float(fields.get("created_at"), key, "created_at"),
+    )
+
+
+def decode_subscription(app_id: str, api_id: str, raw: str, key: str) -> Subscription:
+    """Build a :class:`Subscription` from its JSON document.
+
+    Raises:
+        CorruptRecord: not a JSON object, or ``status`` missing or unknown.
+    """
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise CorruptRecord(key, f"subscription to {api_id!r} is not valid JSON") from None
+    if not isinstance(doc, dict) or "status" not in doc:
+        raise CorruptRecord(key, f"subscription to {api_id!r} has no 'status'")
+    return Subscription(
+        application_id=app_id,
+        api_id=api_id,
+        status=_enum(SubscriptionStatus, doc["status"], key, f"{api_id}.status"),
+        tier=str(doc.get("tier") or "Unlimited"),
+        created_at=_float(doc.get("created_at"), key, f"{api_id}.created_at"),
+    )
+
+
+def connect(url: str, socket_timeout: float) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``), strings decoded.
+
+    Args:
+        url: the Redis URL.
+        socket_timeout: seconds for connecting and for each command.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout,
+        decode_responses=True,
+        retry_on_timeout=False,
+    )
+
+
+class RedisStore:
+    """Reads and writes the registry in Redis.
+
+    Args:
+        client: an asyncio Redis client (``decode_responses=True``).
+        prefix: key prefix, e.g. ``authz:``.
+    """
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.channel = prefix + "events"
+        self._lookup = client.register_script(_LOOKUP)
+        self._create_app = client.register_script(_CREATE_APP)
+        self._add_client = client.register_script(_ADD_CLIENT)
+        self._remove_client = client.register_script(_REMOVE_CLIENT)
+        self._subscription = client.register_script(_SUBSCRIPTION)
+        self._delete_app = client.register_script(_DELETE_APP)
+        self._set_app_status = client.register_script(_SET_APP_STATUS)
+
+    # ---- hot path -------------------------------------------------------------------------------
+
+    async def lookup(self, key_manager: str, client_id: str, api_id: str) -> Lookup:
+        """Client binding, application and subscription in one round trip.
+
+        Args:
+            key_manager: key manager name.
+            client_id: OAuth2 client ID from the token.
+            api_id: the API being called.
+        Returns:
+            The :class:`Lookup` (fields None where absent).
+        Raises:
+            redis.exceptions.RedisError: Redis unreachable or too slow.
+            CorruptRecord: a record does not have the documented shape.
+        """
+        row = await self._lookup(args=[self.prefix, key_manager, client_id, api_id])
+        app_id, key_type, name, owner, tier, status, created_at, sub = row
+        if not app_id:
+            return Lookup(None, None, None)
+        ckey = f"{self.prefix}client:{key_manager}:{client_id}"
+        binding = ClientBinding(app_id, _enum(KeyType, key_type or "PRODUCTION", ckey, "key_type"))
+        akey = f"{self.prefix}app:{app_id}"
+        application = None
+        if name is not None:
+            application = decode_application(
+                app_id,
+                {"name": name, "owner": owner, "tier": tier, "status": status, "created_at": created_at},
+                akey,
+            )
+        subscription = decode_subscription(app_id, api_id, sub, akey + ":subs") if sub else None
+        return Lookup(binding, application, subscription)
+
+    # ---- reads for tools ---------------------------------------------------------------------------
+
+    async def get_application(self, app_id: str) -> Application | None:
+        """The application with this ID, or None."""
+        key = f"{self.prefix}app:{app_id}"
+        fields = await self.client.hgetall(key)
+        return decode_application(app_id, fields, key) if fields else None
+
+    async def find_application(self, id_or_name: str) -> Application:
+        """The application with this ID or, failing that, this name.
+
+        Raises:
+            RegistryError: ``not_found``.
+        """
+        app = await self.get_application(id_or_name)
+        if app is None:
+            app_id = await self.client.get(f"{self.prefix}app-name:{id_or_name}")
+            if app_id:
+                app = await self.get_application(app_id)
+        if app is None:
+            raise RegistryError("not_found", f"no application with ID or name {id_or_name!r}")
+        return app
+
+    async def list_applications(self) -> list[Application]:
+        """Every application, sorted by name."""
+        ids = await self.client.smembers(self.prefix + "apps")
+        apps = [a for a in [await self.get_application(i) for i in ids] if a is not None]
+        return sorted(apps, key=lambda a: a.name)
+
+    async def clients_of(self, app_id: str) -> list[tuple[str, str, KeyType]]:
+        """``(key_manager, client_id, key_type)`` of each client ID of the application, sorted."""
+        out = []
+        for entry in sorted(await self.client.smembers(f"{self.prefix}app:{app_id}:clients")):
+            km, _, client_id = entry.partition(":")
+            key_type = await self.client.hget(f"{self.prefix}client:{entry}", "key_type")
+            out.append((km, client_id, KeyType(key_type or "PRODUCTION")))
+        return out
+
+    async def subscriptions_of(self, app_id: str) -> list[Subscription]:
+        """The application's subscriptions, sorted by API ID."""
+        key = f"{self.prefix}app:{app_id}:subs"
+        raw = await self.client.hgetall(key)
+        return [decode_subscription(app_id, api, doc, key) for api, doc in sorted(raw.items())]
+
+    async def client_owner(self, key_manager: str, client_id: str) -> str | None:
+        """The ID of the application owning the client ID, or None."""
+        return await self.client.hget(f"{self.prefix}client:{key_manager}:{client_id}", "app_id")
+
+    # ---- writes ---------------------------------------------------------------------------------
+
+    async def create_application(
+        self, name: str, *, owner: str = "", tier: str = "Unlimited", app_id: str | None = None
+    ) -> Application:
+        """Create an application.
+
+        Args:
+            name: display name, unique.
+            owner: the developer owning it.
+            tier: throttling tier name.
+            app_id: the ID to use; default a new UUID.
+        Returns:
+            The created :class:`Application`.
+        Raises:
+            RegistryError: ``already_exists`` (ID or name taken) or ``invalid`` (empty name, ':' in the ID).
+        """
+        if not name.strip():
+            raise RegistryError("invalid", "application name must not be empty")
+        app_id = app_id or str(uuid.uuid4())
+        if ":" in app_id or not app_id.strip():
+            raise RegistryError("invalid", "application ID must be non-empty and contain no ':'")
+        now = time.time()
+        status, value = await self._create_app(
+            args=[self.prefix, app_id, name, owner, tier, ApplicationStatus.ACTIVE.value, repr(now)]
+        )
+        if status == "err_id":
+            raise RegistryError("already_exists", f"application ID {app_id} already exists")
+        if status == "err_name":
+            raise RegistryError("already_exists", f"application name {name!r} is already used by {value}")
+        return Application(id=app_id, name=name, owner=owner, tier=tier, created_at=now)
+
+    async def delete_application(self, app_id: str) -> bool:
+        """Delete an application with its client-ID mappings and subscriptions. Returns False if absent."""
+        return bool(await self._delete_app(args=[self.prefix, app_id]))
+
+    async def set_application_status(self, app_id: str, status: ApplicationStatus) -> None:
+        """Set an application's status.
+
+        Raises:
+            RegistryError: ``not_found``.
+        """
+        if not await self._set_app_status(args=[self.prefix, app_id, ApplicationStatus(status).value]):
+            raise RegistryError("not_found", f"no application with ID {app_id!r}")
+
+    async def add_client(
+        self, app: Application, key_manager: str, client_id: str, key_type: KeyType = KeyType.PRODUCTION
+    ) -> bool:
+        """Map an OAuth2 client ID of a key manager to the application (atomic: one application per client ID).
+
+        Returns:
+            True when added, False when it was already mapped to this same application.
+        Raises:
+            RegistryError: ``already_exists`` when another application uses the client ID; ``not_found``
+                when the application was deleted meanwhile; ``invalid`` for an empty client ID.
+        """
+        if not client_id or any(ord(c) < 0x20 for c in client_id):
+            raise RegistryError("invalid", "client ID must be non-empty and printable")
+        status, owner = await self._add_client(
+            args=[self.prefix, app.id, key_manager, client_id, KeyType(key_type).value]
+        )
+        if status == "err_app":
+            raise RegistryError("not_found", f"no application with ID {app.id!r}")
+        if status == "err_taken":
+            other = await self.get_application(owner)
+            label = other.name if other else owner
+            raise RegistryError(
+                "already_exists", f"client ID {client_id} is already used by application {label}"
+            )
+        return status == "ok"
+
+    async def remove_client(self, app: Application, key_manager: str, client_id: str) -> bool:
+        """Unmap a client ID from the application. Returns False when it was not mapped to it."""
+        return bool(await self._remove_client(args=[self.prefix, app.id, key_manager, client_id]))
+
+    async def subscribe(self, app: Application, api_id: str, *, tier: str = "Unlimited",
+                        status: SubscriptionStatus = SubscriptionStatus.ACTIVE) -> Subscription:
+        """Subscribe the application to an API (the caller checks that the API exists).
+
+        Raises:
+            RegistryError: ``already_exists`` or ``not_found`` (application deleted meanwhile).
+        """
+        now = time.time()
+        doc = json.dumps({"status": SubscriptionStatus(status).value, "tier": tier, "created_at": now})
+        result = await self._subscription(args=[self.prefix, app.id, api_id, doc, "put", ""])
+        if result == "err_exists":
+            raise RegistryError("already_exists", f"application {app.name} is already subscribed to {api_id}")
+        if result == "err_app":
+            raise RegistryError("not_found", f"no application with ID {app.id!r}")
+        return Subscription(app.id, api_id, SubscriptionStatus(status), tier, now)
+
+    async def unsubscribe(self, app: Application, api_id: str) -> None:
+        """Remove the application's subscription to an API.
+
+        Raises:
+            RegistryError: ``not_found``.
+        """
+        result = await self._subscription(args=[self.prefix, app.id, api_id, "", "delete", ""])
+        if result != "ok":
+            raise RegistryError("not_found", f"application {app.name} is not subscribed to {api_id}")
+
+    async def set_subscription_status(self, app: Application, api_id: str, status: SubscriptionStatus) -> None:
+        """Change a subscription's status (ACTIVE, BLOCKED, PROD_ONLY_BLOCKED, ON_HOLD, REJECTED).
+
+        Raises:
+            RegistryError: ``not_found``.
+        """
+        try:
+            result = await self._subscription(
+                args=[self.prefix, app.id, api_id, "", "status", SubscriptionStatus(status).value]
+            )
+        except ResponseError as exc:
+            raise CorruptRecord(f"{self.prefix}app:{app.id}:subs", f"cannot update {api_id}: {exc}") from None
+        if result != "ok":
+            raise RegistryError("not_found", f"application {app.name} is not subscribed to {api_id}")
+
+
+__all__ = [
+    "CorruptRecord",
+    "Lookup",
+    "RedisError",
+    "RedisStore",
+    "RegistryError",
+    "SCHEMA_VERSION",
+    "connect",
+]

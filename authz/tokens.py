@@ -1,0 +1,245 @@
+"""Identity phase: validate a JWT access token (RFC 7519, RFC 7515, RFC 9068) with pyjwt.
+
+Order of checks, so that an attacker can make authz neither fetch URLs nor raise:
+
+1. size (``tokens.max_size`` bytes) before any parsing;
+2. unverified header and payload: ``iss`` must be a string naming a configured key manager (picked
+   before any network call), ``alg`` must be in that key manager's allow-list (asymmetric only),
+   ``exp``/``nbf``/``iat`` must be finite numbers; ``jku``, ``x5u`` and ``jwk`` headers are never used;
+3. key from the key manager's JWKS cache (by ``kid``, or the single fitting key without ``kid``);
+4. pyjwt verifies the signature with that one algorithm, then ``iss`` (one trailing ``/`` ignored),
+   ``aud`` (any-of), ``exp`` (required), ``nbf`` and ``iat`` with the key manager's leeway;
+5. client ID and scopes from the key manager's ordered claim lists.
+
+Verified tokens are cached (LRU, keyed by the exact token string) until ``min(exp, cache_max_ttl)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jwt
+
+from authz.config import KeyManagerSettings, Settings, normalize_issuer
+from authz.errors import Denial, Reason
+from authz.jwks import JwksCache, VerificationKey
+from authz.model import Identity
+
+log = logging.getLogger("authz.tokens")
+
+_TIME_CLAIMS = ("exp", "nbf", "iat")
+# Exceptions pyjwt (and the JSON/base64 layers under it) raise on hostile input besides PyJWTError.
+_PARSE_ERRORS = (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, RecursionError, AttributeError)
+
+
+def _invalid(description: str, detail: str | None = None) -> Denial:
+    return Denial(Reason.INVALID_CREDENTIALS, description, log_detail=detail)
+
+
+def _check_numeric_date(payload: Mapping[str, Any], claim: str) -> None:
+    value = payload.get(claim)
+    if value is None and claim not in payload:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _invalid(f"The access token has an invalid time claim '{claim}'")
+
+
+def client_id_of(payload: Mapping[str, Any], claims: list[str]) -> str:
+    """The OAuth2 client ID: the first of ``claims`` present in the payload.
+
+    Args:
+        payload: verified token claims.
+        claims: ordered claim names (``azp``, ``client_id``, ``cid``, ``appid``...).
+    Returns:
+        The non-empty string value.
+    Raises:
+        Denial: ``INVALID_CREDENTIALS`` when none is present, or the first present one is not a non-empty string.
+    """
+    for claim in claims:
+        if claim in payload:
+            value = payload[claim]
+            if isinstance(value, str) and value:
+                return value
+            raise _invalid(f"The access token's client identifier claim '{claim}' is not a non-empty string")
+    raise _invalid(f"The access token has no client identifier (looked for: {', '.join(claims)})")
+
+
+def scopes_of(payload: Mapping[str, Any], claims: list[str]) -> frozenset[str]:
+    """The token's scopes from the first of ``claims`` present (RFC 8693 ``scope``, or ``scp``).
+
+    Args:
+        payload: verified token claims.
+        claims: ordered claim names; the first present wins, never a union.
+    Returns:
+        A space-separated string split on runs of spaces, or the string members of a list; an empty set
+        for any other type.
+    """
+    for claim in claims:
+        if claim in payload:
+            value = payload[claim]
+            if isinstance(value, str):
+                return frozenset(s for s in value.split(" ") if s)
+            if isinstance(value, list):
+                return frozenset(s for s in value if isinstance(s, str) and s)
+            return frozenset()
+    return frozenset()
+
+
+class _TokenCache:
+    """Bounded LRU of verified tokens: token string -> (identity, key, valid_until)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[str, tuple[Identity, VerificationKey, float]] = OrderedDict()
+
+    def get(self, token: str) -> tuple[Identity, VerificationKey, float] | None:
+        entry = self._data.get(token)
+        if entry is not None:
+            self._data.move_to_end(token)
+        return entry
+
+    def put(self, token: str, entry: tuple[Identity, VerificationKey, float]) -> None:
+        if self.size <= 0:
+            return
+        self._data[token] = entry
+        self._data.move_to_end(token)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def discard(self, token: str) -> None:
+        self._data.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class TokenValidator:
+    """Validates bearer tokens against the configured key managers.
+
+    Args:
+        settings: the whole configuration (``key_managers``, ``tokens``).
+        jwks: the JWKS cache of each key manager, by key manager name.
+        clock: wall clock in seconds since the epoch (tests may pass their own).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        jwks: Mapping[str, JwksCache],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._by_issuer: dict[str, KeyManagerSettings] = {
+            km.normalized_issuer: km for km in settings.key_managers
+        }
+        self._jwks = jwks
+        self._max_size = settings.tokens.max_size
+        self._cache_ttl = settings.tokens.cache_max_ttl
+        self._cache = _TokenCache(settings.tokens.cache_size)
+        self._clock = clock
+
+    @property
+    def cached_tokens(self) -> int:
+        """Number of verified tokens currently cached."""
+        return len(self._cache)
+
+    async def validate(self, token: str) -> Identity:
+        """Validate ``token`` and return who it identifies.
+
+        Args:
+            token: the bearer token (b64token syntax, already extracted).
+        Returns:
+            The :class:`Identity`.
+        Raises:
+            Denial: ``INVALID_CREDENTIALS`` (malformed, bad signature, wrong issuer/audience/algorithm,
+                not yet valid, no client ID) or ``EXPIRED_TOKEN``.
+            DependencyUnavailable: the issuer's key set cannot be had (503).
+        """
+        if len(token) > self._max_size:
+            raise _invalid(f"The access token is larger than {self._max_size} bytes")
+        now = self._clock()
+        cached = self._cache.get(token)
+        if cached is not None:
+            identity, key, valid_until = cached
+            if now < valid_until and self._jwks[identity.key_manager].contains(key):
+                return identity
+            self._cache.discard(token)
+
+        km, alg, kid = self._preflight(token)
+        key = await self._jwks[km.name].signing_key(kid, alg)
+        payload = self._verify(token, km, alg, key)
+        identity = Identity(
+            key_manager=km.name,
+            issuer=payload["iss"],
+            subject=payload["sub"] if isinstance(payload.get("sub"), str) else "",
+            client_id=client_id_of(payload, km.client_id_claims),
+            scopes=scopes_of(payload, km.scope_claims),
+            expires_at=float(payload["exp"]),
+            token_id=payload["jti"] if isinstance(payload.get("jti"), str) else None,
+            claims=payload,
+        )
+        valid_until = min(identity.expires_at + km.leeway, now + self._cache_ttl)
+        self._cache.put(token, (identity, key, valid_until))
+        return identity
+
+    def _preflight(self, token: str) -> tuple[KeyManagerSettings, str, str | None]:
+        try:
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
+        except _PARSE_ERRORS as exc:
+            raise _invalid("The access token is not a well-formed JWT", f"{type(exc).__name__}: {exc}") from None
+        header, payload = unverified["header"], unverified["payload"]
+        if not isinstance(payload, dict):
+            raise _invalid("The access token's payload is not a JSON object")
+        iss = payload.get("iss")
+        if not isinstance(iss, str):
+            raise _invalid("The access token has no issuer ('iss')")
+        km = self._by_issuer.get(normalize_issuer(iss))
+        if km is None:
+            raise _invalid("The access token's issuer is not accepted", f"unknown issuer {iss[:200]!r}")
+        if "crit" in header:
+            raise _invalid("The access token uses critical header parameters that are not supported")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in km.algorithms:
+            raise _invalid(
+                "The access token's signing algorithm is not accepted",
+                f"key manager {km.name}: alg {str(alg)[:40]!r} not in {km.algorithms}",
+            )
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise _invalid("The access token's 'kid' header is not a string")
+        for claim in _TIME_CLAIMS:
+            _check_numeric_date(payload, claim)
+        return km, alg, kid
+
+    def _verify(self, token: str, km: KeyManagerSettings, alg: str, key: VerificationKey) -> dict[str, Any]:
+        issuer = km.normalized_issuer
+        try:
+            return jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=km.audiences or None,
+                issuer=(issuer, issuer + "/"),
+                leeway=km.leeway,
+                options={"require": ["exp", "iss"], "verify_aud": bool(km.audiences)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Denial(Reason.EXPIRED_TOKEN, "The access token expired") from None
+        except jwt.InvalidSignatureError:
+            raise _invalid("The access token's signature is not valid") from None
+        except jwt.InvalidAudienceError:
+            raise _invalid("The access token's audience ('aud') is not accepted") from None
+        except jwt.ImmatureSignatureError:
+            raise _invalid("The access token is not yet valid ('nbf' or 'iat' in the future)") from None
+        except jwt.InvalidIssuedAtError:
+            raise _invalid("The access token has an invalid issued-at time ('iat')") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise _invalid(f"The access token lacks the required claim '{exc.claim}'") from None
+        except jwt.InvalidIssuerError:
+            raise _invalid("The access token's issuer is not accepted") from None
+        except _PARSE_ERRORS as exc:
+            raise _invalid("The access token is not valid", f"{type(exc).__name__}: {exc}") from None
