@@ -1,0 +1,112 @@
+"""Credentials phase: ``authz.credentials.extract_bearer`` (RFC 6750 section 2.1), field cases C19 and C20."""
+
+from __future__ import annotations
+
+import pytest
+
+from authz.credentials import extract_bearer
+from authz.errors import Denial, Reason
+
+TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+
+
+def _deny(headers: dict[str, str]) -> Denial:
+    with pytest.raises(Denial) as info:
+        extract_bearer(headers)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"Bearer {TOKEN}",
+        f"bearer {TOKEN}",
+        f"BEARER {TOKEN}",
+        f"bEaReR {TOKEN}",
+        f"Bearer    {TOKEN}",
+        f"Bearer {TOKEN} ",
+        f"Bearer {TOKEN}   ",
+        f" Bearer {TOKEN}",
+    ],
+    ids=["canonical", "lower", "upper", "mixed", "several-spaces", "trailing-space", "trailing-spaces", "leading"],
+)
+def test_c19_bearer_scheme_is_case_insensitive_and_spaces_are_trimmed(value: str) -> None:
+    assert extract_bearer({"authorization": value}) == TOKEN
+
+
+def test_c19_b64token_padding_and_all_token_characters_are_accepted() -> None:
+    token = "Aa0-._~+/=="
+    assert extract_bearer({"authorization": f"Bearer {token}"}) == token
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"Bearer{TOKEN}", f"Bea {TOKEN}", f"Token {TOKEN}", "Bearer", "Bearer ", "Bearer    ", f"JWT {TOKEN}", ""],
+    ids=["no-space", "truncated-scheme", "token-scheme", "bare", "bare-space", "bare-spaces", "jwt-scheme", "empty"],
+)
+def test_c19_present_but_unparseable_credential_is_invalid_never_anonymous(value: str) -> None:
+    denial = _deny({"authorization": value})
+    assert denial.reason is Reason.INVALID_CREDENTIALS
+    assert denial.reason.info.http_status == 401
+    assert denial.reason.info.code == 900901
+    assert denial.reason.info.oauth_error == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"Bearer {TOKEN} extra", f"Bearer {TOKEN}\x00", f"Bearer {TOKEN}\"", f"Bearer tok\u00e9n", "Bearer =abc"],
+    ids=["two-words", "nul", "quote", "non-ascii", "leading-equals"],
+)
+def test_c19_characters_outside_b64token_are_invalid_credentials(value: str) -> None:
+    denial = _deny({"authorization": value})
+    assert denial.reason is Reason.INVALID_CREDENTIALS
+    assert "token syntax" in denial.description
+
+
+@pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "basic dXNlcjpwYXNz", "Digest username=\"u\"", "Negotiate YII="])
+def test_c19_other_registered_scheme_is_missing_bearer_credentials(value: str) -> None:
+    denial = _deny({"authorization": value})
+    assert denial.reason is Reason.MISSING_CREDENTIALS
+    assert denial.reason.info.http_status == 401
+    assert denial.reason.info.code == 900902
+    assert denial.reason.info.oauth_error is None  # RFC 6750 3.1: no error attribute when no credentials sent
+
+
+def test_c19_absent_header_is_missing_credentials() -> None:
+    denial = _deny({":path": "/orders/v1/items", "x-other": "Bearer " + TOKEN})
+    assert denial.reason is Reason.MISSING_CREDENTIALS
+    assert "No bearer access token" in denial.description
+
+
+def test_c19_query_parameter_token_is_not_accepted() -> None:
+    denial = _deny({":path": f"/orders/v1/items?access_token={TOKEN}"})
+    assert denial.reason is Reason.MISSING_CREDENTIALS
+
+
+def test_c19_capitalised_header_name_is_not_looked_up_here() -> None:
+    # The gRPC adapter lower-cases names; extract_bearer receives lower-cased names only.
+    denial = _deny({"Authorization": f"Bearer {TOKEN}"})
+    assert denial.reason is Reason.MISSING_CREDENTIALS
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"Bearer {TOKEN},Bearer {TOKEN}x",
+        f"Bearer {TOKEN}, Bearer {TOKEN}",
+        f"bearer {TOKEN},bearer {TOKEN}",
+        f"Bearer {TOKEN},",
+        f"Basic dXNlcjpwYXNz,Bearer {TOKEN}",
+        f"Basic dXNlcjpwYXNz, Basic Zm9vOmJhcg==",
+        f"Bea x,Bearer {TOKEN}",
+        f"Bearer {TOKEN} Bearer {TOKEN}",
+    ],
+    ids=["two-bearers", "same-twice", "lower", "trailing-comma", "basic-then-bearer", "two-basic", "junk-then-bearer",
+         "space-joined"],
+)
+def test_c20_comma_joined_credentials_are_invalid_request_400(value: str) -> None:
+    denial = _deny({"authorization": value})
+    assert denial.reason is Reason.INVALID_REQUEST
+    assert denial.reason.info.http_status == 400
+    assert denial.reason.info.code == 900940
+    assert "more than one" in denial.description
