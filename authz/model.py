@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
@@ -55,7 +55,7 @@ class Identity:
     claims: Mapping[str, Any]
 
 
-class SubscriptionStatus(str, Enum):
+class SubscriptionStatus(StrEnum):
     """Lifecycle states of a subscription (application x API), as in WSO2 API Manager."""
 
     ACTIVE = "ACTIVE"
@@ -65,14 +65,14 @@ class SubscriptionStatus(str, Enum):
     REJECTED = "REJECTED"
 
 
-class ApplicationStatus(str, Enum):
+class ApplicationStatus(StrEnum):
     """Lifecycle states of an application."""
 
     ACTIVE = "ACTIVE"
     INACTIVE = "INACTIVE"
 
 
-class KeyType(str, Enum):
+class KeyType(StrEnum):
     """Whether a client ID holds production or sandbox keys."""
 
     PRODUCTION = "PRODUCTION"

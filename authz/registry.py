@@ -90,7 +90,7 @@ class RegistryCache:
             return entry[0]
         try:
             found = await self._store.lookup(key_manager, client_id, api_id)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             if entry is not None and now < entry[2]:
                 log.warning("redis unavailable (%s); deciding from a cached entry", type(exc).__name__)
                 return entry[0]

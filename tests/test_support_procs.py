@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from authz.dev.envoy_config import write_envoy_config
-from authz.dev.upstream import EchoUpstream
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy, wait_for_port
+from authz.dev.upstream import EchoUpstream
 
 
 def test_free_port_is_bindable():
