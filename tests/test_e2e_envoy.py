@@ -303,7 +303,7 @@ def test_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_
 def test_make_run_smoke_demo_passes(tmp_path: Path) -> None:
     """The README's first command in its scripted form: the whole demo stack on its fixed ports."""
     result = subprocess.run(
-        [sys.executable, "-m", "authz", "dev", "stack", "--smoke-only"],
+        [sys.executable, "-m", "authz", "dev", "stack", "--smoke-only", "--run-dir", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1],
     )
     out = result.stdout

@@ -37,7 +37,7 @@ from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_p
 from authz.registry_admin import RegistryAdmin
 from authz.store_redis import RedisStore, RegistryError, connect
 
-RUN_DIR = Path(".run")
+DEFAULT_RUN_DIR = Path(".run")
 KEY_MANAGER_PORT = 8081
 UPSTREAM_PORT = 8082
 ENVOY_PORT = 8080
@@ -83,10 +83,13 @@ def wait_serving(target: str, timeout: float = 20.0) -> None:
 
 
 async def seed_registry(settings: Settings) -> list[str]:
-    """Create the demo applications, client IDs and subscriptions if they are missing (idempotent).
+    """Put the demo applications, client IDs and subscriptions in their documented state.
+
+    Creates what is missing and undoes what an earlier session changed (extra subscriptions, a blocked
+    subscription, an inactive application), so the smoke demo always starts from the same registry.
 
     Returns:
-        One line per action, for printing.
+        One line per change, for printing.
     """
     client = connect(settings.redis.url, 2.0)
     admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
@@ -100,16 +103,25 @@ async def seed_registry(settings: Settings) -> list[str]:
             except RegistryError as exc:
                 if exc.kind != "already_exists":
                     raise
+            app = await admin.application(app_id)
+            if app.status.value != "ACTIVE":
+                await admin.set_application_status(app_id, "ACTIVE")
+                lines.append(f"reactivated {name!r}")
             _, _, added = await admin.add_client(app_id, client_id, key_manager=km)
             if added:
                 lines.append(f"attached client ID {client_id!r} to {name!r}")
+            current = {s.api_id: s for s in await admin.store.subscriptions_of(app_id)}
+            for api, sub in current.items():
+                if api not in apis:
+                    await admin.unsubscribe(app_id, api)
+                    lines.append(f"removed {name!r}'s subscription to {api} (demo reset)")
+                elif sub.status.value != "ACTIVE":
+                    await admin.set_subscription_status(app_id, api, "ACTIVE")
+                    lines.append(f"set {name!r}'s subscription to {api} back to ACTIVE (demo reset)")
             for api in apis:
-                try:
+                if api not in current:
                     await admin.subscribe(app_id, api)
                     lines.append(f"subscribed {name!r} to {api}")
-                except RegistryError as exc:
-                    if exc.kind != "already_exists":
-                        raise
     finally:
         await client.aclose()
     return lines
@@ -137,10 +149,14 @@ def smoke_demo(print_fn: Callable[[str], None] = print) -> bool:
     """
     ok = True
 
-    def report(label: str, got: int, want: int, extra: str = "") -> None:
+    def report(label: str, got: int, want: int, extra: str = "", r: httpx.Response | None = None,
+               code: int | None = None) -> None:
         nonlocal ok
-        ok &= got == want
-        mark = "ok" if got == want else f"UNEXPECTED (wanted {want})"
+        body = r.text[:160] if r is not None else ""
+        got_code = r.json().get("code") if r is not None and r.headers.get("content-type") == "application/json" else None
+        good = got == want and (code is None or got_code == code)
+        ok &= good
+        mark = "ok" if good else f"UNEXPECTED (wanted {want}{f' with code {code}' if code else ''}): {body}"
         print_fn(f"  {got}  {label}  {mark}{extra}")
 
     with httpx.Client(timeout=5) as http:
@@ -157,27 +173,27 @@ def smoke_demo(print_fn: Callable[[str], None] = print) -> bool:
         echo: dict[str, str] = r.json().get("headers", {}) if r.status_code == 200 else {}
         forwarded = {k: v for k, v in echo.items() if k.startswith("x-") and k in (
             "x-application-id", "x-application-name", "x-client-id", "x-subject", "x-api-id")}
-        report("GET /orders/v1/items with the token", r.status_code, 200)
+        report("GET /orders/v1/items with the token", r.status_code, 200, r=r if r.status_code != 200 else None)
         if r.status_code == 200:
             print_fn(f"       upstream saw: {json.dumps(forwarded)}")
             print_fn(f"       authorization header forwarded: {'authorization' in echo}")
             ok &= len(forwarded) == 5 and "authorization" not in echo
         r = http.get(f"{GATEWAY}/payments/v1/charges", headers=auth)
-        report("GET /payments/v1/charges with the token (not subscribed)", r.status_code, 403,
-               f"  {r.text[:120]}" if r.status_code == 403 else "")
+        report("GET /payments/v1/charges with the token (not subscribed)", r.status_code, 403, r=r, code=900908)
         r = http.get(f"{GATEWAY}/orders/v1/items")
         report("GET /orders/v1/items without a token", r.status_code, 401,
-               f"  www-authenticate: {r.headers.get('www-authenticate', '')}")
+               f"  www-authenticate: {r.headers.get('www-authenticate', '')}", r=r, code=900902)
         r = http.get(f"{GATEWAY}/orders/v1/items", headers={"authorization": f"Bearer {tamper_signature(token)}"})
-        report("GET /orders/v1/items with one signature byte changed", r.status_code, 401)
+        report("GET /orders/v1/items with one signature byte changed", r.status_code, 401, r=r, code=900901)
         status, other = _token(http, {"grant_type": "client_credentials", "scope": "orders:read"}, "other-client")
         report("POST /oauth2/token (client_credentials, other-client)", status, 200)
         r = http.get(f"{GATEWAY}/orders/v1/items", headers={"authorization": f"Bearer {other}"})
-        report("GET /orders/v1/items with other-client's token (Other App, no subscription)", r.status_code, 403)
+        report("GET /orders/v1/items with other-client's token (Other App, no subscription)", r.status_code, 403,
+               r=r, code=900908)
     return ok
 
 
-NEXT_STEPS = f"""
+NEXT_STEPS = """
 Try it yourself:
   TOKEN=$(curl -s -X POST {TOKEN_URL} -H "Content-Type: application/x-www-form-urlencoded" \\
       -d grant_type=password -d username=demo -d password=demo \\
@@ -186,18 +202,21 @@ Try it yourself:
   curl -i {GATEWAY}/orders/v1/items -H "Authorization: Bearer $TOKEN"        # 200, echo of the upstream
   curl -i {GATEWAY}/payments/v1/charges -H "Authorization: Bearer $TOKEN"    # 403, not subscribed
   curl -i {GATEWAY}/orders/v1/items                                          # 401, no token
-  .venv/bin/authz registry subscribe "Demo App" payments-v1                 # then the 403 becomes 200
+  .venv/bin/authz registry subscribe "Demo App" payments-v1                 # subscribed: now the 403 is for scope
+  # get a token with -d scope="orders:read payments:read" and /payments/v1/charges answers 200
   .venv/bin/authz registry app list
-Logs: .run/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
+Logs: {run_dir}/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
+(each start puts the demo applications back in their documented state; `make clean` removes .run/)
 """
 
 
-def run_stack(config_path: str, smoke_only: bool = False) -> int:
+def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAULT_RUN_DIR) -> int:
     """Start the stack, seed it, run the smoke demo; then wait for Ctrl-C (or stop, with ``smoke_only``).
 
     Args:
         config_path: the authz YAML config (``config/authz.yaml``).
         smoke_only: stop after the smoke demo; the exit status says whether it passed.
+        run_dir: where Redis data, the key manager's key and the logs go (default ``.run``).
     Returns:
         0 when the stack ran (and, with ``smoke_only``, the demo passed); 1 otherwise.
     """
@@ -215,19 +234,19 @@ def run_stack(config_path: str, smoke_only: bool = False) -> int:
         print(f"cannot start: {', '.join(busy)} already in use (another stack running?)", file=sys.stderr)
         return 1
 
-    logs = RUN_DIR / "logs"
+    logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    redis_server = RedisServer(port=redis_port, data_dir=RUN_DIR / "redis", persist=True)
+    redis_server = RedisServer(port=redis_port, data_dir=run_dir / "redis", persist=True)
     procs: list[ManagedProcess] = []
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        print(f"redis-server      127.0.0.1:{redis_port}  (data in {RUN_DIR / 'redis'})")
+        print(f"redis-server      127.0.0.1:{redis_port}  (data in {run_dir / 'redis'})")
         redis_server.start()
         km = ManagedProcess(
             [python, "-m", "authz.dev.keymanager", "--port", str(KEY_MANAGER_PORT), "--audience", "authz-demo",
-             "--key-file", str(RUN_DIR / "keymanager-key.pem")], name="keymanager", log_dir=logs).start()
+             "--key-file", str(run_dir / "keymanager-key.pem")], name="keymanager", log_dir=logs).start()
         procs.append(km)
         km.wait_port("127.0.0.1", KEY_MANAGER_PORT)
         print(f"demo key manager  http://127.0.0.1:{KEY_MANAGER_PORT}  (development aid; token endpoint /oauth2/token)")
@@ -249,15 +268,15 @@ def run_stack(config_path: str, smoke_only: bool = False) -> int:
         print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {ENVOY_CONFIG})")
         print("\nSmoke demo:")
         passed = smoke_demo()
-        print("all smoke calls answered as expected" if passed else "SOME SMOKE CALLS FAILED: see .run/logs/")
+        print("all smoke calls answered as expected" if passed else f"SOME SMOKE CALLS FAILED: see {logs}/")
         if smoke_only:
             return 0 if passed else 1
-        print(NEXT_STEPS)
+        print(NEXT_STEPS.format(run_dir=run_dir, TOKEN_URL=TOKEN_URL, GATEWAY=GATEWAY))
         try:
             while not stopped.is_set():
                 if not all(p.alive() for p in procs):
                     dead = [p.name for p in procs if not p.alive()]
-                    print(f"{', '.join(dead)} exited; stopping (see .run/logs/)", file=sys.stderr)
+                    print(f"{', '.join(dead)} exited; stopping (see {logs}/)", file=sys.stderr)
                     return 1
                 stopped.wait(1.0)
         except KeyboardInterrupt:
