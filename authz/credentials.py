@@ -19,6 +19,14 @@ _OTHER_SCHEMES = frozenset(
     {"basic", "digest", "negotiate", "ntlm", "hoba", "mutual", "vapid", "scram-sha-1", "scram-sha-256",
      "aws4-hmac-sha256", "dpop", "privatetoken", "concealed"}
 )
+# After a comma, the start of another credential (``scheme SP ...`` or a bare scheme), as opposed to the next
+# auth-param of the same credential (``name = value``, e.g. in ``Digest username="u", realm="r"``).
+_NEXT_CREDENTIAL = re.compile(r"[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]+(?!=|[ \t])|[ \t]*$)")
+
+
+def _several_credentials(value: str) -> bool:
+    """Whether a non-Bearer header value holds more than one credential (repeated headers comma-joined)."""
+    return any(_NEXT_CREDENTIAL.match(part) for part in value.split(",")[1:])
 
 
 def extract_bearer(headers: Mapping[str, str]) -> str:
@@ -39,12 +47,12 @@ def extract_bearer(headers: Mapping[str, str]) -> str:
         raise Denial(Reason.MISSING_CREDENTIALS, "No bearer access token was sent in the Authorization header")
     scheme, sep, rest = value.strip(" \t").partition(" ")
     if scheme.lower() != "bearer":
-        if scheme.lower() in _OTHER_SCHEMES and "," not in rest:
+        if _several_credentials(value):
+            raise Denial(Reason.INVALID_REQUEST, "The request carries more than one Authorization credential")
+        if scheme.lower() in _OTHER_SCHEMES:
             raise Denial(
                 Reason.MISSING_CREDENTIALS, "No bearer access token was sent in the Authorization header"
             )
-        if "," in value:
-            raise Denial(Reason.INVALID_REQUEST, "The request carries more than one Authorization credential")
         raise Denial(Reason.INVALID_CREDENTIALS, "The Authorization header is not a Bearer credential")
     token = rest.strip(" \t")
     if not sep or not token:

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authz.config import KeyManagerSettings
@@ -33,6 +34,8 @@ from authz.errors import Denial, DependencyUnavailable, Reason
 log = logging.getLogger("authz.jwks")
 
 MIN_RSA_BITS = 2048
+MAX_JWKS_BYTES = 1024 * 1024
+"""A JWKS response larger than this is a failed fetch (a key set is a few KB)."""
 _EC_CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
 
 
@@ -80,6 +83,11 @@ class KeySet:
         return [k for k in self.keys if k.kid == kid]
 
 
+def _identity(key: VerificationKey) -> tuple[str | None, str | None, bytes]:
+    spki = key.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return (key.kid, key.alg, spki)
+
+
 def parse_jwks(document: Any, source: str) -> tuple[VerificationKey, ...]:
     """Load the usable signature keys of a JWKS document.
 
@@ -97,8 +105,8 @@ def parse_jwks(document: Any, source: str) -> tuple[VerificationKey, ...]:
     for index, jwk in enumerate(document["keys"]):
         try:
             out.append(_load_jwk(jwk))
-        except (ValueError, TypeError, KeyError, jwt.PyJWTError) as exc:
-            log.warning("jwks %s: key %d skipped: %s", source, index, exc)
+        except Exception as exc:  # any failure to load one key (pyjwt, cryptography, base64) skips only it
+            log.warning("jwks %s: key %d skipped: %s: %s", source, index, type(exc).__name__, exc)
     return tuple(out)
 
 
@@ -203,7 +211,11 @@ class JwksCache:
                 await asyncio.sleep(max(0.0, cfg.refresh_interval - age))
             else:
                 await asyncio.sleep(delay)
-            ok = await self.refresh()
+            try:
+                ok = await self.refresh()
+            except Exception:  # never let the loop die: a dead loop means 503 after max_stale
+                log.exception("jwks %s: refresh failed unexpectedly", self.name)
+                ok = False
             delay = cfg.retry_interval if ok else min(delay * 2, cfg.refresh_interval)
 
     def refresh(self) -> asyncio.Future[bool]:
@@ -220,25 +232,48 @@ class JwksCache:
         cfg = self.settings.jwks
         self.fetch_count += 1
         try:
-            response = await self._client.get(
-                self.settings.jwks_uri, timeout=cfg.timeout, headers={"accept": "application/json"}
-            )
-            if response.status_code != 200:
-                raise ValueError(f"HTTP status {response.status_code}")
-            keys = parse_jwks(json.loads(response.content), self.name)
+            # httpx's timeout bounds each network operation, not the whole response: a server that
+            # trickles bytes would hold the fetch (and every caller joined to it) forever.
+            async with asyncio.timeout(cfg.timeout):
+                body = await self._download(cfg.timeout)
+            keys = parse_jwks(json.loads(body), self.name)
             if not keys:
                 raise ValueError("the key set has no usable signature key")
-        except (httpx.HTTPError, ValueError, OSError) as exc:
+        except Exception as exc:
+            # Anything (HTTP, timeout, JSON nesting -> RecursionError, a bug in key loading) is a failed
+            # fetch: it must neither replace the last good set nor escape into checks or the refresh loop.
             self.last_error = f"{type(exc).__name__}: {exc}"
             kept = "keeping the last good key set" if self._keyset is not None else "no key set yet"
             log.warning("jwks %s: fetch from %s failed (%s); %s", self.name, self.settings.jwks_uri,
                         self.last_error, kept)
             return False
-        self._keyset = KeySet(keys=keys, fetched_at=self._clock())
+        self._keyset = KeySet(keys=self._keep_unchanged(keys), fetched_at=self._clock())
         if self.last_error is not None:
             log.info("jwks %s: fetch recovered, %d keys", self.name, len(keys))
         self.last_error = None
         return True
+
+    async def _download(self, timeout: float) -> bytes:
+        async with self._client.stream(
+            "GET", self.settings.jwks_uri, timeout=timeout, headers={"accept": "application/json"}
+        ) as response:
+            if response.status_code != 200:
+                raise ValueError(f"HTTP status {response.status_code}")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_JWKS_BYTES:
+                    raise ValueError(f"response larger than {MAX_JWKS_BYTES} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def _keep_unchanged(self, keys: tuple[VerificationKey, ...]) -> tuple[VerificationKey, ...]:
+        """Reuse the previous objects of keys that did not change, so verified-token cache entries stay valid."""
+        if self._keyset is None:
+            return keys
+        previous = {_identity(k): k for k in self._keyset.keys}
+        return tuple(previous.get(_identity(k), k) for k in keys)
 
     async def signing_key(self, kid: str | None, alg: str) -> VerificationKey:
         """Choose the key that verifies a token with header ``kid`` and ``alg``.

@@ -45,8 +45,17 @@ def _check_numeric_date(payload: Mapping[str, Any], claim: str) -> None:
     value = payload.get(claim)
     if value is None and claim not in payload:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # Reject non-numbers (bool is an int in Python), NaN/Infinity, and integers too large for a float
+    # (math.isfinite and float() raise OverflowError on them, and pyjwt/Identity convert to float).
+    if isinstance(value, bool) or not isinstance(value, int | float) or not _finite_float(value):
         raise _invalid(f"The access token has an invalid time claim '{claim}'")
+
+
+def _finite_float(value: int | float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def client_id_of(payload: Mapping[str, Any], claims: list[str]) -> str:
@@ -238,6 +247,9 @@ class TokenValidator:
         except jwt.InvalidIssuedAtError:
             raise _invalid("The access token has an invalid issued-at time ('iat')") from None
         except jwt.MissingRequiredClaimError as exc:
+            if exc.claim == "aud":
+                # pyjwt reports an empty aud ([] or "") as missing too.
+                raise _invalid("The access token's audience ('aud') is missing or empty") from None
             raise _invalid(f"The access token lacks the required claim '{exc.claim}'") from None
         except jwt.InvalidIssuerError:
             raise _invalid("The access token's issuer is not accepted") from None

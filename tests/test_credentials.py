@@ -54,7 +54,7 @@ def test_c19_present_but_unparseable_credential_is_invalid_never_anonymous(value
 
 @pytest.mark.parametrize(
     "value",
-    [f"Bearer {TOKEN} extra", f"Bearer {TOKEN}\x00", f"Bearer {TOKEN}\"", f"Bearer tok\u00e9n", "Bearer =abc"],
+    [f"Bearer {TOKEN} extra", f"Bearer {TOKEN}\x00", f"Bearer {TOKEN}\"", "Bearer tok\u00e9n", "Bearer =abc"],
     ids=["two-words", "nul", "quote", "non-ascii", "leading-equals"],
 )
 def test_c19_characters_outside_b64token_are_invalid_credentials(value: str) -> None:
@@ -97,7 +97,7 @@ def test_c19_capitalised_header_name_is_not_looked_up_here() -> None:
         f"bearer {TOKEN},bearer {TOKEN}",
         f"Bearer {TOKEN},",
         f"Basic dXNlcjpwYXNz,Bearer {TOKEN}",
-        f"Basic dXNlcjpwYXNz, Basic Zm9vOmJhcg==",
+        "Basic dXNlcjpwYXNz, Basic Zm9vOmJhcg==",
         f"Bea x,Bearer {TOKEN}",
         f"Bearer {TOKEN} Bearer {TOKEN}",
     ],
@@ -110,3 +110,30 @@ def test_c20_comma_joined_credentials_are_invalid_request_400(value: str) -> Non
     assert denial.reason.info.http_status == 400
     assert denial.reason.info.code == 900940
     assert "more than one" in denial.description
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        'Digest username="u", realm="r", nonce="n", uri="/a,b", response="x"',
+        'Digest username="u",realm = "r"',
+        "Negotiate YII=",
+    ],
+    ids=["digest", "digest-bws", "negotiate"],
+)
+def test_c19_single_other_scheme_credential_with_auth_params_is_missing_not_400(value: str) -> None:
+    assert _deny({"authorization": value}).reason is Reason.MISSING_CREDENTIALS
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f'Digest username="u", realm="r", Bearer {TOKEN}',
+        f"Token a,Token {TOKEN}",
+        "Token a, Negotiate",
+        f"Negotiate YII=,bearer {TOKEN}",
+    ],
+    ids=["digest-then-bearer", "token-twice", "then-bare-scheme", "negotiate-then-bearer"],
+)
+def test_c20_other_scheme_joined_with_another_credential_is_400(value: str) -> None:
+    assert _deny({"authorization": value}).reason is Reason.INVALID_REQUEST
