@@ -14,7 +14,7 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
-from authz.errors import Denial
+from authz.errors import Denial, Reason
 from authz.model import Allow, Request
 from authz.pipeline import Pipeline, unavailable
 from authz.responses import allow_response, deny_response
@@ -22,36 +22,70 @@ from authz.responses import allow_response, deny_response
 log = logging.getLogger("authz.grpc")
 
 
+MAX_HEADERS = 256
+"""Most header entries accepted in one CheckRequest (Envoy's own default limit is 100)."""
+MAX_HEADER_BYTES = 96 * 1024
+"""Most bytes of header names and values in one CheckRequest (Envoy's default limit is 60 KiB)."""
+MAX_PATH_BYTES = 16 * 1024
+"""Longest ``:path`` accepted."""
+
+
+def _printable(value: str, limit: int = 64) -> str:
+    return "".join(c for c in value[:limit] if 0x20 < ord(c) < 0x7F)
+
+
 def adapt(message: CheckRequest) -> Request:
     """Extract the plain :class:`Request` from a ``CheckRequest``.
 
     Header names are lower-cased; a name present under two spellings (``Authorization`` and
     ``authorization``) has its values comma-joined, as HTTP merges repeated headers. Headers sent in
-    ``header_map`` (Envoy's ``encode_raw_headers``) are read too.
+    ``header_map`` (Envoy's ``encode_raw_headers``) are read too. Work is linear in the message size.
 
     Args:
         message: the ``CheckRequest`` from Envoy.
     Returns:
         The :class:`Request`.
+    Raises:
+        Denial: ``INVALID_REQUEST`` (400) for more than :data:`MAX_HEADERS` headers, more than
+            :data:`MAX_HEADER_BYTES` of headers, or a path longer than :data:`MAX_PATH_BYTES`.
     """
     attrs = message.attributes
     http = attrs.request.http
-    headers: dict[str, str] = {}
+    entries = http.header_map.headers
+    if len(http.headers) + len(entries) > MAX_HEADERS:
+        raise Denial(Reason.INVALID_REQUEST, "The request has too many headers")
+    collected: dict[str, list[str]] = {}
+    size = 0
     for name, value in http.headers.items():
-        lower = name.lower()
-        headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
-    for entry in http.header_map.headers:
-        lower = entry.key.lower()
+        collected.setdefault(name.lower(), []).append(value)
+        size += len(name) + len(value)
+    for entry in entries:
         value = entry.value or entry.raw_value.decode("utf-8", "replace")
-        headers[lower] = f"{headers[lower]},{value}" if lower in headers else value
+        collected.setdefault(entry.key.lower(), []).append(value)
+        size += len(entry.key) + len(value)
+    if size > MAX_HEADER_BYTES:
+        raise Denial(Reason.INVALID_REQUEST, "The request headers are too large")
+    headers = {name: values[0] if len(values) == 1 else ",".join(values) for name, values in collected.items()}
+    path = http.path or headers.get(":path", "")
+    if len(path) > MAX_PATH_BYTES:
+        raise Denial(Reason.INVALID_REQUEST, "The request path is too long")
     return Request(
-        method=http.method or headers.get(":method", ""),
-        path=http.path or headers.get(":path", ""),
+        method=_printable(http.method or headers.get(":method", ""), 32),
+        path=path,
         host=http.host or headers.get(":authority", ""),
         headers=headers,
         context_extensions=dict(attrs.context_extensions),
-        request_id=headers.get("x-request-id", "")[:64] or http.id[:64],
+        request_id=_printable(headers.get("x-request-id", "")) or _printable(http.id),
     )
+
+
+def parse_check_request(data: bytes) -> CheckRequest | None:
+    """Deserialize a ``CheckRequest``; None when the bytes are not a valid message (e.g. bad UTF-8 in a
+    string field), so that the servicer renders a deny instead of gRPC failing the call with UNKNOWN."""
+    try:
+        return CheckRequest.FromString(data)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError and kin: any of them means a malformed request
+        return None
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
@@ -66,13 +100,38 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         self._pipeline = pipeline
         self._realm = realm
 
-    async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:  # noqa: N802
+    async def Check(self, request: CheckRequest | None, context: grpc.aio.ServicerContext) -> CheckResponse:  # noqa: N802
         """Decide one HTTP request; always returns a ``CheckResponse``, never an RPC error."""
         try:
-            return render(await self._pipeline.decide(adapt(request)), self._realm)
+            if request is None:
+                return deny_response(Denial(Reason.INVALID_REQUEST, "The CheckRequest is malformed"), self._realm)
+            try:
+                adapted = adapt(request)
+            except Denial as denial:
+                return deny_response(denial, self._realm)
+            return render(await self._pipeline.decide(adapted), self._realm)
         except Exception:
             log.exception("internal error while deciding; denying with 503")
             return deny_response(unavailable("authz failed to decide; retry later"), self._realm)
+
+
+def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
+    """Register ``envoy.service.auth.v3.Authorization`` with a deserializer that never fails the call.
+
+    Like the generated ``add_AuthorizationServicer_to_server``, except that a message protobuf cannot
+    parse reaches :meth:`AuthorizationServicer.Check` as None and is answered with a rendered 400.
+    """
+    handler = grpc.method_handlers_generic_handler(
+        "envoy.service.auth.v3.Authorization",
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                servicer.Check,
+                request_deserializer=parse_check_request,
+                response_serializer=CheckResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
 
 
 def render(outcome: Allow | Denial, realm: str) -> CheckResponse:

@@ -298,18 +298,26 @@ class JwksCache:
             if now - self._last_forced >= self.settings.jwks.kid_refetch_cooldown:
                 self._last_forced = now
                 log.info("jwks %s: unknown kid, refetching", self.name)
-                await self.refresh()
+                await self._await_refetch(self.refresh())
                 key = self._select(kid, alg)
             elif self._inflight is not None and not self._inflight.done():
-                await asyncio.shield(self._inflight)
+                await self._await_refetch(asyncio.shield(self._inflight))
                 key = self._select(kid, alg)
         if key is None:
             raise Denial(
                 Reason.INVALID_CREDENTIALS,
                 "The access token was not signed by a key of its issuer",
-                log_detail=f"key manager {self.name}: no key for kid={kid!r} alg={alg}",
+                log_detail=f"key manager {self.name}: no key for kid={(kid or '')[:64]!r} alg={alg}",
             )
         return key
+
+    async def _await_refetch(self, fetch: asyncio.Future[bool]) -> None:
+        """Wait for a forced refetch at most ``jwks.forced_refetch_wait`` seconds; it goes on in the background.
+
+        An unknown ``kid`` is a token problem (401): a slow key manager must not turn it into a timeout (503).
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fetch, self.settings.jwks.forced_refetch_wait)
 
     def _select(self, kid: str | None, alg: str) -> VerificationKey | None:
         ks = self._keyset

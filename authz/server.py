@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import grpc
 import httpx
-from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authz.apis import RouteTable
 from authz.config import Settings
-from authz.grpc_service import AuthorizationServicer
+from authz.grpc_service import AuthorizationServicer, add_to_server
 from authz.jwks import JwksCache
 from authz.pipeline import Pipeline
 from authz.registry import RegistryCache
@@ -105,9 +105,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
             ("grpc.so_reuseport", 0),
         ]
     )
-    external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-        AuthorizationServicer(services.pipeline, settings.realm), server
-    )
+    add_to_server(AuthorizationServicer(services.pipeline, settings.realm), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

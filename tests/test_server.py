@@ -66,7 +66,7 @@ def test_sigterm_lets_an_in_flight_check_finish(
     start_authz: Callable[..., AuthzProcess], idp: KeyManager
 ) -> None:
     """A check waiting on a slow forced JWKS refetch still gets its answer after SIGTERM arrives."""
-    authz = start_authz(km={"jwks": {"kid_refetch_cooldown": 0.01, "timeout": 3}})
+    authz = start_authz(km={"jwks": {"kid_refetch_cooldown": 0.01, "timeout": 3, "forced_refetch_wait": 1.8}})
     rotated = SigningKey.generate_rsa(kid="k-new")
     idp.signing_keys.append(rotated)
     idp.published_keys = [*idp.published_keys, rotated]
