@@ -125,6 +125,15 @@ class _CompiledResource:
         return True
 
 
+def _host_name(authority: str) -> str:
+    """The host of an ``:authority`` without its port, lower-cased (``[::1]:8080`` -> ``[::1]``)."""
+    host = authority.lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.rsplit(":", 1)[0]
+
+
 def _split(path: str) -> list[str]:
     return [] if path in ("", "/") else path.split("/")[1:]
 
@@ -171,8 +180,9 @@ class RouteTable:
                 )
             )
         self._by_id = {a.settings.id: a for a in apis}
-        # Longest context first, so /orders/v1 wins over /orders.
-        self._by_prefix = sorted(apis, key=lambda a: -len(a.context))
+        # Longest context first, so /orders/v1 wins over /orders; at equal length an API bound to hosts comes
+        # before one serving any host, so the more specific API wins whatever the order of the config.
+        self._by_prefix = sorted(apis, key=lambda a: (-len(a.context), 0 if a.hosts else 1))
 
     def resolve(self, request: Request) -> Route:
         """Find the API and resource of ``request``.
@@ -198,7 +208,7 @@ class RouteTable:
             n = len(api.context)
             rel = segments[n:] if tuple(segments[:n]) == api.context else segments
         else:
-            host = request.host.rsplit(":", 1)[0].lower() if not request.host.endswith("]") else request.host
+            host = _host_name(request.host)
             for api in self._by_prefix:
                 n = len(api.context)
                 if tuple(segments[:n]) == api.context and (not api.hosts or host in api.hosts):

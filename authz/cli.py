@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from authz.config import ConfigError, Settings, load_config
@@ -75,7 +76,7 @@ def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]])
     from redis.exceptions import RedisError  # noqa: PLC0415
 
     from authz.registry_admin import RegistryAdmin  # noqa: PLC0415
-    from authz.store_redis import RedisStore, RegistryError, connect  # noqa: PLC0415
+    from authz.store_redis import CorruptRecord, RedisStore, RegistryError, connect  # noqa: PLC0415
 
     settings = _load(args.config)
 
@@ -87,6 +88,9 @@ def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]])
             return 0
         except RegistryError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except CorruptRecord as exc:
+            print(f"error: the registry holds a corrupt record: {exc}", file=sys.stderr)
             return 1
         except (RedisError, OSError) as exc:
             print(f"error: Redis at {settings.redis.url} is unreachable: {exc}", file=sys.stderr)
@@ -223,7 +227,7 @@ def cmd_dev_stack(args: argparse.Namespace) -> int:
     from authz.dev.stack import run_stack  # noqa: PLC0415
 
     _setup_logging(args.log_level)
-    return run_stack(args.config, smoke_only=args.smoke_only)
+    return run_stack(args.config, smoke_only=args.smoke_only, run_dir=Path(args.run_dir))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -294,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--log-level", default="warning")
     p.add_argument("--smoke-only", action="store_true", help="run the smoke demo, then stop the stack")
+    p.add_argument("--run-dir", default=".run", help="Redis data, key manager key and logs (default: %(default)s)")
     p.set_defaults(func=cmd_dev_stack)
     return parser
 

@@ -22,7 +22,16 @@ ASYMMETRIC_ALGORITHMS = (
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 _API_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_TEMPLATE_SEGMENT = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|\*|\*\*|[A-Za-z0-9._~!$&'()+,;=:@-]+)$")
+# A literal path segment as it appears in a canonical request path (see authz.apis.normalize_path): unreserved
+# characters and sub-delimiters, never ';' (requests with path parameters are refused), never '%'.
+_LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()+,=:@-]+$")
+_TEMPLATE_SEGMENT = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|\*|\*\*)$")
+# RFC 6749 section 3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+# RFC 6750 section 3 quoted attribute values: %x20-21 / %x23-5B / %x5D-7E.
+_RFC6750_VALUE = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]+$")
+_HOSTNAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
+_IPV6_LITERAL = re.compile(r"^\[[0-9a-f:.]+\]$")
 
 ENV_LISTEN = "AUTHZ_LISTEN"
 ENV_REDIS_URL = "AUTHZ_REDIS_URL"
@@ -47,6 +56,9 @@ class JwksSettings(_Model):
     """Timeout of one JWKS HTTP fetch."""
     retry_interval: PositiveSeconds = 5.0
     """Delay before retrying a failed background fetch (doubles up to ``refresh_interval``)."""
+    forced_refetch_wait: PositiveSeconds = 0.2
+    """How long a check with an unknown ``kid`` waits for the forced refetch before answering 401
+    (the fetch itself goes on); keep it below ``server.decision_timeout``."""
 
 
 class KeyManagerSettings(_Model):
@@ -73,12 +85,13 @@ class KeyManagerSettings(_Model):
     @field_validator("algorithms")
     @classmethod
     def _asymmetric_only(cls, value: list[str]) -> list[str]:
-        for alg in value:
-            if alg not in ASYMMETRIC_ALGORITHMS:
-                raise ValueError(
-                    f"algorithm {alg!r} is not allowed: use asymmetric algorithms only "
-                    f"({', '.join(ASYMMETRIC_ALGORITHMS)}); 'none' and HMAC are never accepted"
-                )
+        bad = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if bad:
+            names = ", ".join(repr(alg) for alg in bad)
+            raise ValueError(
+                f"algorithm{'s' if len(bad) > 1 else ''} {names} not allowed: use asymmetric algorithms only "
+                f"({', '.join(ASYMMETRIC_ALGORITHMS)}); 'none' and HMAC are never accepted"
+            )
         return value
 
     @property
@@ -103,14 +116,19 @@ class ResourceSettings(_Model):
     def _template(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with '/'")
-        segments = [s for s in value.split("/")[1:]]
+        segments = value.split("/")[1:]
         if value != "/":
             for i, seg in enumerate(segments):
                 if not _TEMPLATE_SEGMENT.match(seg):
-                    raise ValueError(f"invalid path segment {seg!r}")
+                    _check_literal_segment(seg)
                 if seg == "**" and i != len(segments) - 1:
                     raise ValueError("'**' is allowed as the last segment only")
         return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        return [_scope_token(v) for v in value]
 
     @field_validator("methods")
     @classmethod
@@ -148,17 +166,41 @@ class ApiSettings(_Model):
     def _context(cls, value: str) -> str:
         if not value.startswith("/") or (value != "/" and value.endswith("/")) or "//" in value:
             raise ValueError("must start with '/', have no trailing '/' and no empty segment")
+        if value != "/":
+            for seg in value.split("/")[1:]:
+                _check_literal_segment(seg, templates=False)
         return value
 
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
-        return [h.lower() for h in value]
+        out = []
+        for host in value:
+            h = host.lower()
+            if not (_HOSTNAME.match(h) or _IPV6_LITERAL.match(h)):
+                raise ValueError(f"{host!r} is not a host name or IP address (no port, no wildcard)")
+            out.append(h)
+        return out
 
 
 def _header_name(value: str) -> str:
     if not _HEADER_NAME.match(value):
         raise ValueError(f"{value!r} is not a lower-case HTTP header name")
+    return value
+
+
+def _check_literal_segment(seg: str, templates: bool = True) -> None:
+    """Refuse a literal path segment that can never equal a segment of a canonical request path."""
+    if seg in (".", ".."):
+        raise ValueError(f"invalid path segment {seg!r}: dot segments are not allowed")
+    if not _LITERAL_SEGMENT.match(seg):
+        also = " or a template ({name}, *, **)" if templates else " (no templates in a context)"
+        raise ValueError(f"invalid path segment {seg!r}: use letters, digits and -._~!$&'()+,=:@{also}")
+
+
+def _scope_token(value: str) -> str:
+    if not _SCOPE_TOKEN.match(value):
+        raise ValueError(f"{value!r} is not an RFC 6749 scope token (printable ASCII, no space, '\"' or '\\')")
     return value
 
 
@@ -191,6 +233,31 @@ class HeadersSettings(_Model):
     @classmethod
     def _remove(cls, value: list[str]) -> list[str]:
         return [_header_name(v) for v in value]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> HeadersSettings:
+        # One header carries one value: two settings naming the same header would silently drop one of them,
+        # and a header both set and removed would reach the upstream or not depending on Envoy's order.
+        fields = (
+            "application_id", "application_name", "client_id", "subject", "api_id", "api_version", "key_type",
+            "scopes",
+        )
+        seen: dict[str, str] = {}
+        problems = []
+        for field_name in fields:
+            name = getattr(self, field_name)
+            if name is None:
+                continue
+            if name in seen:
+                problems.append(f"headers.{field_name}: {name!r} is already used by headers.{seen[name]}")
+            else:
+                seen[name] = field_name
+        for index, name in enumerate(self.remove):
+            if name in seen:
+                problems.append(f"headers.remove[{index}]: {name!r} is set by headers.{seen[name]}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class RedisSettings(_Model):
@@ -248,18 +315,30 @@ class Settings(_Model):
     """The whole configuration file."""
 
     server: ServerSettings = ServerSettings()
-    realm: Annotated[str, Field(min_length=1, pattern=r'^[^"\\\x00-\x1f]+$')] = "authz"
+    realm: str = "authz"
+    """``realm`` of the ``WWW-Authenticate`` challenge (RFC 6750 characters: printable ASCII but ``"`` and ``\\``)."""
     redis: RedisSettings = RedisSettings()
     tokens: TokenSettings = TokenSettings()
     key_managers: Annotated[list[KeyManagerSettings], Field(min_length=1)]
     apis: Annotated[list[ApiSettings], Field(min_length=1)]
     headers: HeadersSettings = HeadersSettings()
 
+    @field_validator("realm")
+    @classmethod
+    def _realm(cls, value: str) -> str:
+        if not _RFC6750_VALUE.match(value):
+            raise ValueError("must be non-empty printable ASCII without '\"' or '\\' (RFC 6750 section 3)")
+        return value
+
     @model_validator(mode="after")
     def _unique(self) -> Settings:
-        _no_duplicates("key_managers", "name", [km.name for km in self.key_managers])
-        _no_duplicates("key_managers", "issuer", [km.normalized_issuer for km in self.key_managers])
-        _no_duplicates("apis", "id", [api.id for api in self.apis])
+        problems = _duplicates(
+            [km.name for km in self.key_managers],
+            [km.issuer for km in self.key_managers],
+            [api.id for api in self.apis],
+        )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def key_manager(self, name: str) -> KeyManagerSettings:
@@ -277,20 +356,55 @@ class Settings(_Model):
         return None
 
 
-def _no_duplicates(section: str, field_name: str, values: list[str]) -> None:
-    seen: dict[str, int] = {}
+def _no_duplicates(section: str, field_name: str, values: list[Any]) -> list[str]:
+    """One ``path: reason`` line per repeated value (None values, i.e. absent or invalid, are skipped)."""
+    seen: dict[Any, int] = {}
+    problems = []
     for index, value in enumerate(values):
+        if value is None:
+            continue
         if value in seen:
-            raise ValueError(
-                f"{section}[{index}].{field_name}: {value!r} is already used by {section}[{seen[value]}]"
-            )
-        seen[value] = index
+            problems.append(f"{section}[{index}].{field_name}: {value!r} is already used by {section}[{seen[value]}]")
+        else:
+            seen[value] = index
+    return problems
+
+
+def _duplicates(names: list[Any], issuers: list[Any], api_ids: list[Any]) -> list[str]:
+    return (
+        _no_duplicates("key_managers", "name", names)
+        + _no_duplicates(
+            "key_managers", "issuer", [normalize_issuer(i) if isinstance(i, str) else None for i in issuers]
+        )
+        + _no_duplicates("apis", "id", api_ids)
+    )
+
+
+def _raw_duplicates(data: Mapping[str, Any]) -> list[str]:
+    """Duplicate names, issuers and API IDs in a raw document, for reporting next to field errors
+    (pydantic runs the model-level check only when every field is valid)."""
+
+    def column(section: str, key: str) -> list[Any]:
+        items = data.get(section)
+        if not isinstance(items, list):
+            return []
+        out = []
+        for item in items:
+            value = item.get(key) if isinstance(item, dict) else None
+            out.append(value if isinstance(value, str) else None)
+        return out
+
+    return _duplicates(column("key_managers", "name"), column("key_managers", "issuer"), column("apis", "id"))
 
 
 def _check_listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not host:port (port 1-65535)")
+    valid_host = bool(_HOSTNAME.match(host.lower()) or _IPV6_LITERAL.match(host.lower()))
+    valid_port = bool(re.fullmatch(r"[0-9]{1,5}", port)) and 0 < int(port) < 65536
+    if not sep or not valid_host or not valid_port:
+        raise ValueError(
+            f"{value!r} is not host:port (a host name, IPv4 address or [IPv6] address, and a port 1-65535)"
+        )
     return value
 
 
@@ -337,9 +451,9 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         msg = msg[:1].lower() + msg[1:]
-        # Errors raised by the model validator carry their own path already.
-        if not loc and ": " in msg and not msg.startswith("input"):
-            lines.append(msg)
+        # Errors raised by model validators carry their own path already, one problem per line.
+        if ": " in msg and msg.startswith(("key_managers[", "apis[", "headers.")):
+            lines.extend(msg.splitlines())
         else:
             lines.append(f"{_format_loc(loc)}: {msg}")
     return lines
@@ -360,14 +474,18 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"])
     data = dict(data)
     env = env or {}
-    if env.get(ENV_LISTEN):
-        data["server"] = {**(data.get("server") or {}), "listen": env[ENV_LISTEN]}
-    if env.get(ENV_REDIS_URL):
-        data["redis"] = {**(data.get("redis") or {}), "url": env[ENV_REDIS_URL]}
+    for variable, section, key in ((ENV_LISTEN, "server", "listen"), (ENV_REDIS_URL, "redis", "url")):
+        if env.get(variable):
+            current = data.get(section)
+            if current is None or isinstance(current, dict):
+                data[section] = {**(current or {}), key: env[variable]}
+            # else: the section is not a mapping; validation reports it.
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc)) from None
+        errors = _format_validation_error(exc)
+        errors += [line for line in _raw_duplicates(data) if line not in errors]
+        raise ConfigError(errors) from None
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:

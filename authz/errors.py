@@ -40,6 +40,14 @@ class ReasonInfo:
     message: str
     challenge: bool
 
+    @property
+    def body_error(self) -> str | None:
+        """The ``error`` field of the JSON body: the RFC 6750 error, ``temporarily_unavailable`` for a 503
+        (the OAuth 2.0 error code of RFC 6749 section 4.1.2.1), else None (no ``error`` field)."""
+        if self.oauth_error:
+            return self.oauth_error
+        return "temporarily_unavailable" if self.http_status == 503 else None
+
 
 class Reason(Enum):
     """Why a request was denied; the value is its :class:`ReasonInfo` row."""
@@ -121,6 +129,15 @@ class DependencyUnavailable(Exception):
         self.detail = detail
 
 
+def _challenge_cell(info: ReasonInfo) -> str:
+    if not info.challenge:
+        return "no"
+    if not info.oauth_error:
+        return "`Bearer realm` (no `error`)"
+    scope = ', scope="..."' if info.oauth_error == "insufficient_scope" else ""
+    return f'`Bearer realm, error="{info.oauth_error}"{scope}`'
+
+
 def error_table_markdown() -> str:
     """Render :class:`Reason` as the Markdown table of ``docs/errors.md``.
 
@@ -128,7 +145,7 @@ def error_table_markdown() -> str:
         The table text, one row per reason, ordered by code.
     """
     lines = [
-        "| code | reason | HTTP status | gRPC status | RFC 6750 `error` | WWW-Authenticate | message |",
+        "| code | reason | HTTP status | gRPC status | body `error` | WWW-Authenticate | message |",
         "|---|---|---|---|---|---|---|",
     ]
     for reason in sorted(Reason, key=lambda r: r.info.code):
@@ -136,7 +153,7 @@ def error_table_markdown() -> str:
         grpc = "16 UNAUTHENTICATED" if i.grpc_status == GRPC_UNAUTHENTICATED else "7 PERMISSION_DENIED"
         lines.append(
             f"| {i.code} | `{reason.name}` | {i.http_status} | {grpc} | "
-            f"{'`' + i.oauth_error + '`' if i.oauth_error else '-'} | {'yes' if i.challenge else 'no'} | {i.message} |"
+            f"{'`' + i.body_error + '`' if i.body_error else '-'} | {_challenge_cell(i)} | {i.message} |"
         )
     return "\n".join(lines) + "\n"
 

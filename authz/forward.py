@@ -1,7 +1,9 @@
 """What an allowed request carries to the upstream: forwarded identity headers and dynamic metadata.
 
 Header values are taken from the token and the registry; a value with a control character (CR, LF, NUL...)
-is never forwarded, so a crafted claim cannot split or smuggle headers.
+is never forwarded, so a crafted claim cannot split or smuggle headers. A configured header that gets no
+value (empty, or dropped as unsafe) is removed from the upstream request instead, so a copy sent by the
+client never reaches the upstream as if authz had set it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def build_allow(
         route: the matched API and resource.
         headers: configured header names (null names are skipped) and ``remove`` list.
     Returns:
-        The :class:`Allow` value: headers to set (overwriting client copies), headers to remove, and
+        The :class:`Allow` value: headers to set (overwriting client copies), headers to remove (the
+        configured ``remove`` list plus every configured header left without a safe value), and
         dynamic metadata (``application_id``, ``application_name``, ``application_tier``, ``client_id``,
         ``subject``, ``api_id``, ``subscription_tier``, ``key_type``).
     """
@@ -47,7 +50,15 @@ def build_allow(
         headers.key_type: binding.key_type.value,
         headers.scopes: " ".join(sorted(identity.scopes)),
     }
-    out = tuple((name, value) for name, value in values.items() if name and value and _safe(value))
+    out: list[tuple[str, str]] = []
+    remove = list(headers.remove)
+    for name, value in values.items():
+        if not name:
+            continue  # disabled in the config
+        if value and _safe(value):
+            out.append((name, value))
+        elif name not in remove:
+            remove.append(name)  # strip any client-sent copy rather than let it through
     metadata = {
         "application_id": application.id,
         "application_name": application.name,
@@ -58,4 +69,4 @@ def build_allow(
         "subscription_tier": subscription.tier,
         "key_type": binding.key_type.value,
     }
-    return Allow(headers=out, headers_to_remove=tuple(headers.remove), dynamic_metadata=metadata)
+    return Allow(headers=tuple(out), headers_to_remove=tuple(remove), dynamic_metadata=metadata)

@@ -60,10 +60,16 @@ class RegistryCache:
 
     async def close(self) -> None:
         """Stop the invalidation listener."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        task, self._listener = self._listener, None
+        if task is None:
+            return
+        # A cancellation that lands just as a read's own timeout fires can be swallowed inside redis-py /
+        # asyncio.timeout, leaving the listener looping: cancel until the task is really done.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
 
     def clear(self) -> None:
         """Drop every cached entry."""
@@ -87,7 +93,9 @@ class RegistryCache:
         now = self._clock()
         entry = self._cache.get(key)
         if entry is not None and now < entry[1]:
+            self._cache.move_to_end(key)  # least recently used goes first
             return entry[0]
+        generation = self.invalidations
         try:
             found = await self._store.lookup(key_manager, client_id, api_id)
         except (TimeoutError, RedisError, OSError) as exc:
@@ -98,6 +106,10 @@ class RegistryCache:
         except CorruptRecord as exc:
             log.error("registry record is corrupt: %s", exc)
             raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
+        if generation != self.invalidations:
+            # An invalidation arrived while Redis was answering: the answer may predate that write, so it is
+            # used for this request but not cached (else the stale value would outlive the invalidation).
+            return found
         ttl = self._ttl if found.binding is not None and found.subscription is not None else self._negative_ttl
         self._cache[key] = (found, now + ttl, now + ttl + self._max_stale)
         self._cache.move_to_end(key)

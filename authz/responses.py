@@ -22,11 +22,18 @@ from authz.model import Allow
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
+DEFAULT_RETRY_AFTER = 5
+"""Seconds sent in ``retry-after`` on a 503 whose :class:`Denial` names none."""
+
 
 def _quote(value: str) -> str:
-    """An RFC 7230 quoted-string body: no control characters, backslash and quote escaped."""
-    clean = "".join(c for c in value if 0x20 <= ord(c) != 0x7F)
-    return clean.replace("\\", "\\\\").replace('"', '\\"')
+    """The body of an RFC 6750 section 3 quoted attribute value.
+
+    RFC 6750 allows only %x20-21 / %x23-5B / %x5D-7E there, so escaping is not enough: a ``"`` becomes
+    ``'``, and backslashes, control characters and non-ASCII characters are dropped.
+    """
+    value = value.replace('"', "'")
+    return "".join(c for c in value if 0x20 <= ord(c) <= 0x7E and c != "\\")
 
 
 def challenge(denial: Denial, realm: str) -> str | None:
@@ -65,17 +72,16 @@ def deny_response(denial: Denial, realm: str) -> CheckResponse:
         A ``CheckResponse`` with ``status.code`` 16 or 7 and a ``DeniedHttpResponse``.
     """
     info = denial.reason.info
-    body = {"code": info.code, "message": info.message, "description": denial.description}
-    if info.oauth_error:
-        body["error"] = info.oauth_error
-    elif info.http_status == 503:
-        body["error"] = "temporarily_unavailable"
+    body: dict[str, object] = {"code": info.code, "message": info.message, "description": denial.description}
+    if info.body_error:
+        body["error"] = info.body_error
     headers = [_header("content-type", "application/json")]
     value = challenge(denial, realm)
     if value:
         headers.append(_header("www-authenticate", value))
-    if denial.retry_after is not None:
-        headers.append(_header("retry-after", str(denial.retry_after)))
+    if denial.retry_after is not None or info.http_status == 503:
+        retry = denial.retry_after if denial.retry_after is not None else DEFAULT_RETRY_AFTER
+        headers.append(_header("retry-after", str(max(0, int(retry)))))
     return CheckResponse(
         status=Status(code=info.grpc_status, message=info.message),
         denied_response=DeniedHttpResponse(

@@ -87,11 +87,15 @@ class Lookup:
 # KEYS: none (built from the prefix). ARGV: prefix, key manager, client id, api id.
 _LOOKUP = """
 local p = ARGV[1]
-local client = redis.call('HMGET', p .. 'client:' .. ARGV[2] .. ':' .. ARGV[3], 'app_id', 'key_type')
-if not client[1] then return {false, false, false, false, false, false, false, false} end
-local app = redis.call('HMGET', p .. 'app:' .. client[1], 'name', 'owner', 'tier', 'status', 'created_at')
-local sub = redis.call('HGET', p .. 'app:' .. client[1] .. ':subs', ARGV[4])
-return {client[1], client[2], app[1], app[2], app[3], app[4], app[5], sub}
+local ckey = p .. 'client:' .. ARGV[2] .. ':' .. ARGV[3]
+local client = redis.call('HMGET', ckey, 'app_id', 'key_type')
+if not client[1] then
+  return {false, false, false, false, false, false, false, false, redis.call('EXISTS', ckey), 0}
+end
+local akey = p .. 'app:' .. client[1]
+local app = redis.call('HMGET', akey, 'name', 'owner', 'tier', 'status', 'created_at')
+local sub = redis.call('HGET', akey .. ':subs', ARGV[4])
+return {client[1], client[2], app[1], app[2], app[3], app[4], app[5], sub, 1, redis.call('EXISTS', akey)}
 """
 
 # ARGV: prefix, app id, name, owner, tier, status, created_at
@@ -289,14 +293,16 @@ class RedisStore:
             CorruptRecord: a record does not have the documented shape.
         """
         row = await self._lookup(args=[self.prefix, key_manager, client_id, api_id])
-        app_id, key_type, name, owner, tier, status, created_at, sub = row
-        if not app_id:
-            return Lookup(None, None, None)
+        app_id, key_type, name, owner, tier, status, created_at, sub, client_exists, app_exists = row
         ckey = f"{self.prefix}client:{key_manager}:{client_id}"
+        if not app_id:
+            if client_exists:
+                raise CorruptRecord(ckey, "field 'app_id' is missing")
+            return Lookup(None, None, None)
         binding = ClientBinding(app_id, _enum(KeyType, key_type or "PRODUCTION", ckey, "key_type"))
         akey = f"{self.prefix}app:{app_id}"
         application = None
-        if name is not None:
+        if app_exists:  # a hash without 'name' is corrupt, not absent
             application = decode_application(
                 app_id,
                 {"name": name, "owner": owner, "tier": tier, "status": status, "created_at": created_at},
@@ -339,8 +345,9 @@ class RedisStore:
         out = []
         for entry in sorted(await self.client.smembers(f"{self.prefix}app:{app_id}:clients")):
             km, _, client_id = entry.partition(":")
-            key_type = await self.client.hget(f"{self.prefix}client:{entry}", "key_type")
-            out.append((km, client_id, KeyType(key_type or "PRODUCTION")))
+            ckey = f"{self.prefix}client:{entry}"
+            key_type = await self.client.hget(ckey, "key_type")
+            out.append((km, client_id, _enum(KeyType, key_type or "PRODUCTION", ckey, "key_type")))
         return out
 
     async def subscriptions_of(self, app_id: str) -> list[Subscription]:

@@ -1,0 +1,165 @@
+"""The ``authz registry ...`` command as subprocesses against the real redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+from authz.dev.keymanager import KeyManager
+from authz.dev.procs import RedisServer, free_port
+from tests.conftest import settings_dict
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def runner(config: Path) -> Run:
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_REDIS_URL", "AUTHZ_LISTEN", "AUTHZ_CONFIG")}
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "authz", "registry", "--config", str(config), *args],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+        assert "Traceback" not in result.stdout + result.stderr, result.stderr
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+@pytest.fixture
+def cli(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> Run:
+    path = tmp_path / "authz.yaml"
+    path.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, key_prefix)), encoding="utf-8")
+    return runner(path)
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> redis.Redis:
+    return redis_server.client(decode_responses=True)
+
+
+def test_app_create_add_client_subscribe_and_list(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
+    out = cli("app", "create", "Demo App", "--owner", "dev", "--tier", "Gold", "--id", "app-demo").stdout
+    assert out.strip() == "created application Demo App (id app-demo)"
+    out = cli("app", "add-client", "Demo App", "demo-client").stdout
+    assert out.strip() == "client ID demo-client of key manager test-km attached to application Demo App"
+    out = cli("app", "add-client", "app-demo", "sbx-client", "--key-type", "sandbox").stdout
+    assert out.strip() == "client ID sbx-client of key manager test-km attached to application Demo App"
+    out = cli("app", "add-client", "Demo App", "demo-client").stdout
+    assert out.strip() == "client ID demo-client of key manager test-km already attached to application Demo App"
+    out = cli("subscribe", "Demo App", "orders-v1", "--tier", "Bronze").stdout
+    assert out.strip() == "subscribed Demo App to orders-v1 (ACTIVE, tier Bronze)"
+    assert raw.hgetall(f"{key_prefix}client:test-km:demo-client") == {"app_id": "app-demo", "key_type": "PRODUCTION"}
+
+    text = cli("app", "list").stdout
+    assert text.splitlines() == [
+        "Demo App  id=app-demo  owner=dev  tier=Gold  status=ACTIVE",
+        "  client  test-km:demo-client  PRODUCTION",
+        "  client  test-km:sbx-client  SANDBOX",
+        "  subscribed  orders-v1  ACTIVE  tier=Bronze",
+    ]
+    assert json.loads(cli("app", "list", "--json").stdout) == [
+        {
+            "id": "app-demo", "name": "Demo App", "owner": "dev", "tier": "Gold", "status": "ACTIVE",
+            "clients": [
+                {"key_manager": "test-km", "client_id": "demo-client", "key_type": "PRODUCTION"},
+                {"key_manager": "test-km", "client_id": "sbx-client", "key_type": "SANDBOX"},
+            ],
+            "subscriptions": [{"api_id": "orders-v1", "status": "ACTIVE", "tier": "Bronze"}],
+        }
+    ]
+
+
+def test_app_list_when_empty(cli: Run) -> None:
+    assert cli("app", "list").stdout.strip() == "no applications"
+    assert json.loads(cli("app", "list", "--json").stdout) == []
+
+
+def test_subscription_set_status_and_unsubscribe(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
+    cli("app", "create", "Demo App", "--id", "app-demo")
+    cli("subscribe", "Demo App", "orders-v1")
+    out = cli("subscription", "set-status", "Demo App", "orders-v1", "blocked").stdout
+    assert out.strip() == "subscription of Demo App to orders-v1 is now BLOCKED"
+    assert json.loads(raw.hget(f"{key_prefix}app:app-demo:subs", "orders-v1"))["status"] == "BLOCKED"
+    [view] = json.loads(cli("app", "list", "--json").stdout)
+    assert view["subscriptions"] == [{"api_id": "orders-v1", "status": "BLOCKED", "tier": "Unlimited"}]
+    out = cli("unsubscribe", "Demo App", "orders-v1").stdout
+    assert out.strip() == "unsubscribed Demo App from orders-v1"
+    assert raw.hgetall(f"{key_prefix}app:app-demo:subs") == {}
+
+
+def test_client_id_of_another_application_is_refused_on_stderr_with_exit_1(cli: Run) -> None:
+    cli("app", "create", "Demo App")
+    cli("app", "create", "Other App")
+    cli("app", "add-client", "Demo App", "demo-client")
+    result = cli("app", "add-client", "Other App", "demo-client", ok=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == "error: client ID demo-client is already used by application Demo App"
+
+
+def test_unknown_api_id_is_refused_on_stderr_with_exit_1(cli: Run) -> None:
+    cli("app", "create", "Demo App")
+    for args in (("subscribe", "Demo App", "nope-v9"), ("unsubscribe", "Demo App", "nope-v9"),
+                 ("subscription", "set-status", "Demo App", "nope-v9", "ACTIVE")):
+        result = cli(*args, ok=False)
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: unknown API id 'nope-v9'; configured: orders-v1, payments-v1")
+
+
+def test_other_refusals_exit_1_with_a_message(cli: Run) -> None:
+    cli("app", "create", "Demo App")
+    cases = [
+        (("app", "create", "Demo App"), "error: application name 'Demo App' is already used by "),
+        (("app", "add-client", "Ghost", "c1"), "error: no application with ID or name 'Ghost'"),
+        (("subscription", "set-status", "Demo App", "orders-v1", "PAUSED"),
+         "error: unknown subscription status 'PAUSED'"),
+        (("unsubscribe", "Demo App", "orders-v1"), "error: application Demo App is not subscribed to orders-v1"),
+    ]
+    for args, message in cases:
+        result = cli(*args, ok=False)
+        assert result.returncode == 1, args
+        assert result.stderr.startswith(message), result.stderr
+
+
+def test_corrupt_record_is_reported_without_traceback(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
+    cli("app", "create", "Demo App", "--id", "app-demo")
+    raw.hset(f"{key_prefix}app:app-demo", "status", "WEIRD")
+    result = cli("app", "list", ok=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: the registry holds a corrupt record: {key_prefix}app:app-demo: "
+        "field 'status' has the unknown value 'WEIRD'"
+    )
+
+
+def test_unreachable_redis_exits_3_with_a_clear_message(idp: KeyManager, key_prefix: str, tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    path = tmp_path / "authz.yaml"
+    path.write_text(yaml.safe_dump(settings_dict(idp, url, key_prefix)), encoding="utf-8")
+    run = runner(path)
+    for args in (("app", "list"), ("app", "create", "Demo App"), ("subscribe", "x", "orders-v1")):
+        result = run(*args, ok=False)
+        assert result.returncode == 3, args
+        assert result.stdout == ""
+        assert result.stderr.startswith(f"error: Redis at {url} is unreachable: "), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_invalid_config_file_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("key_managers: []\n", encoding="utf-8")
+    result = runner(path)("app", "list", ok=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"{path}: invalid configuration:"
+    assert "  key_managers: list should have at least 1 item after validation, not 0" in result.stderr

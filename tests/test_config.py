@@ -1,0 +1,360 @@
+"""Configuration: ``load_config`` / ``parse_config`` and the ``authz check-config FILE`` command."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from authz.config import ConfigError, load_config, parse_config
+
+SHIPPED = Path("config/authz.yaml")
+
+
+def shipped() -> dict[str, Any]:
+    return yaml.safe_load(SHIPPED.read_text(encoding="utf-8"))
+
+
+def errors_of(doc: Any, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc, env)
+    assert str(info.value) == "\n".join(info.value.errors)
+    return info.value.errors
+
+
+def check_config(path: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_LISTEN", "AUTHZ_REDIS_URL")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "authz", "check-config", str(path)],
+        capture_output=True, text=True, timeout=60, env=full_env,
+    )
+
+
+def write(tmp_path: Path, doc: Any, name: str = "authz.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc, encoding="utf-8")
+    return path
+
+
+# ---- parse_config / load_config ------------------------------------------------------------------------
+
+
+def test_shipped_config_parses_with_its_apis_and_key_manager() -> None:
+    settings = load_config(SHIPPED, env={})
+    assert [km.name for km in settings.key_managers] == ["demo"]
+    assert [api.id for api in settings.apis] == ["orders-v1", "payments-v1"]
+    assert settings.server.listen == "127.0.0.1:9191"
+    assert settings.redis.url == "redis://127.0.0.1:6380/0"
+    assert settings.headers.remove == ["authorization"]
+
+
+def test_missing_issuer_is_reported_with_its_yaml_path() -> None:
+    doc = shipped()
+    del doc["key_managers"][0]["issuer"]
+    assert errors_of(doc) == ["key_managers[0].issuer: field required"]
+
+
+def test_unknown_fields_are_reported_at_every_level() -> None:
+    doc = shipped()
+    doc["colour"] = "blue"
+    doc["key_managers"][0]["jwks_url"] = "http://x"
+    doc["apis"][1]["resources"][0]["scope"] = ["x"]
+    assert sorted(errors_of(doc)) == [
+        "apis[1].resources[0].scope: unknown field",
+        "colour: unknown field",
+        "key_managers[0].jwks_url: unknown field",
+    ]
+
+
+@pytest.mark.parametrize("algorithms", [["HS256"], ["none"], ["RS256", "None"], ["HS512"], ["rs256"]])
+def test_hmac_none_and_unknown_algorithms_are_refused(algorithms: list[str]) -> None:
+    doc = shipped()
+    doc["key_managers"][0]["algorithms"] = algorithms
+    [line] = errors_of(doc)
+    assert line.startswith("key_managers[0].algorithms: algorithm")
+    assert "not allowed" in line and "'none' and HMAC are never accepted" in line
+    for alg in algorithms:
+        if alg != "RS256":
+            assert repr(alg) in line
+
+
+def test_every_refused_algorithm_is_named_in_one_line() -> None:
+    doc = shipped()
+    doc["key_managers"][0]["algorithms"] = ["HS256", "RS256", "none"]
+    [line] = errors_of(doc)
+    assert line.startswith("key_managers[0].algorithms: algorithms 'HS256', 'none' not allowed")
+
+
+def test_duplicate_api_ids_are_refused() -> None:
+    doc = shipped()
+    doc["apis"].append(copy.deepcopy(doc["apis"][0]))
+    assert errors_of(doc) == ["apis[2].id: 'orders-v1' is already used by apis[0]"]
+
+
+def test_duplicate_key_manager_names_and_issuers_are_refused() -> None:
+    doc = shipped()
+    km = doc["key_managers"][0]
+    doc["key_managers"].append({**km, "issuer": "https://other.example"})
+    doc["key_managers"].append({**km, "name": "second", "issuer": km["issuer"] + "/"})
+    assert errors_of(doc) == [
+        "key_managers[1].name: 'demo' is already used by key_managers[0]",
+        "key_managers[2].issuer: 'http://127.0.0.1:8081' is already used by key_managers[0]",
+    ]
+
+
+def test_duplicates_are_reported_together_with_field_errors() -> None:
+    doc = shipped()
+    doc["apis"].append(copy.deepcopy(doc["apis"][1]))
+    doc["server"]["listen"] = "nohost"
+    assert errors_of(doc) == [
+        "server.listen: 'nohost' is not host:port (a host name, IPv4 address or [IPv6] address, and a port 1-65535)",
+        "apis[2].id: 'payments-v1' is already used by apis[1]",
+    ]
+
+
+@pytest.mark.parametrize(
+    "listen", ["nohost", ":9191", "h:0", "h:65536", "h:+1", "h: 1", "h:\u00b2", "h:\u0663", "a b:80", "::1:80"]
+)
+def test_bad_listen_addresses_are_refused(listen: str) -> None:
+    doc = shipped()
+    doc["server"]["listen"] = listen
+    assert errors_of(doc) == [
+        f"server.listen: {listen!r} is not host:port "
+        "(a host name, IPv4 address or [IPv6] address, and a port 1-65535)"
+    ]
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:9191", "[::]:9191", "[::1]:1", "localhost:65535", "authz.svc:80"])
+def test_good_listen_addresses_are_accepted(listen: str) -> None:
+    doc = shipped()
+    doc["server"]["listen"] = listen
+    assert parse_config(doc).server.listen == listen
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("items", "must start with '/'"),
+        ("/a/**/b", "'**' is allowed as the last segment only"),
+        ("/**/**", "'**' is allowed as the last segment only"),
+        ("/items/{bad-name}", "invalid path segment '{bad-name}'"),
+        ("/items//x", "invalid path segment ''"),
+        ("/items/", "invalid path segment ''"),
+        ("/../admin", "invalid path segment '..': dot segments are not allowed"),
+        ("/./items", "invalid path segment '.': dot segments are not allowed"),
+        ("/it%2Fems", "invalid path segment 'it%2Fems'"),
+        ("/items;v=1", "invalid path segment 'items;v=1'"),
+        ("/items?x=1", "invalid path segment 'items?x=1'"),
+        ("/a**", "invalid path segment 'a**'"),
+    ],
+)
+def test_bad_resource_path_templates_are_refused(path: str, reason: str) -> None:
+    doc = shipped()
+    doc["apis"][0]["resources"][0]["path"] = path
+    [line] = errors_of(doc)
+    assert line.startswith(f"apis[0].resources[0].path: {reason}")
+
+
+@pytest.mark.parametrize("context", ["orders", "/orders/", "/orders//v1", "/orders/../v1", "/orders/%2e", "/o/{id}"])
+def test_bad_api_contexts_are_refused(context: str) -> None:
+    doc = shipped()
+    doc["apis"][0]["context"] = context
+    [line] = errors_of(doc)
+    assert line.startswith("apis[0].context: ")
+
+
+def test_unknown_http_method_is_refused_and_methods_are_upper_cased() -> None:
+    doc = shipped()
+    doc["apis"][0]["resources"][0]["methods"] = ["FETCH"]
+    assert errors_of(doc) == ["apis[0].resources[0].methods: unknown HTTP method 'FETCH'"]
+    doc["apis"][0]["resources"][0]["methods"] = ["get", "Head"]
+    assert parse_config(doc).apis[0].resources[0].methods == ["GET", "HEAD"]
+
+
+def test_header_names_must_be_lower_case() -> None:
+    doc = shipped()
+    doc["headers"]["client_id"] = "X-Client-Id"
+    doc["headers"]["remove"] = ["Authorization"]
+    assert errors_of(doc) == [
+        "headers.client_id: 'X-Client-Id' is not a lower-case HTTP header name",
+        "headers.remove: 'Authorization' is not a lower-case HTTP header name",
+    ]
+
+
+def test_one_header_name_for_two_values_or_set_and_removed_is_refused() -> None:
+    doc = shipped()
+    doc["headers"]["subject"] = "x-client-id"
+    doc["headers"]["remove"] = ["authorization", "x-api-id"]
+    assert errors_of(doc) == [
+        "headers.subject: 'x-client-id' is already used by headers.client_id",
+        "headers.remove[1]: 'x-api-id' is set by headers.api_id",
+    ]
+
+
+def test_scopes_must_be_rfc6749_scope_tokens() -> None:
+    doc = shipped()
+    doc["apis"][0]["resources"][0]["scopes"] = ["orders read"]
+    [line] = errors_of(doc)
+    assert line.startswith("apis[0].resources[0].scopes: 'orders read' is not an RFC 6749 scope token")
+
+
+def test_realm_with_quote_is_refused() -> None:
+    doc = shipped()
+    doc["realm"] = 'a"b'
+    [line] = errors_of(doc)
+    assert line.startswith("realm: must be non-empty printable ASCII without")
+
+
+def test_api_hosts_with_port_are_refused_and_hosts_are_lower_cased() -> None:
+    doc = shipped()
+    doc["apis"][0]["hosts"] = ["API.Example.com:443"]
+    [line] = errors_of(doc)
+    assert line.startswith("apis[0].hosts: 'API.Example.com:443' is not a host name")
+    doc["apis"][0]["hosts"] = ["API.Example.com", "[::1]"]
+    assert parse_config(doc).apis[0].hosts == ["api.example.com", "[::1]"]
+
+
+def test_non_mapping_document_is_refused() -> None:
+    assert errors_of(["a", "b"]) == ["(top level): expected a mapping, got list"]
+    assert errors_of(None) == ["(top level): expected a mapping, got NoneType"]
+
+
+def test_env_overrides_listen_and_redis_url() -> None:
+    env = {"AUTHZ_LISTEN": "0.0.0.0:7000", "AUTHZ_REDIS_URL": "redis://redis.internal:6379/2"}
+    settings = parse_config(shipped(), env)
+    assert settings.server.listen == "0.0.0.0:7000"
+    assert settings.redis.url == "redis://redis.internal:6379/2"
+    assert settings.redis.key_prefix == "authz:"  # the rest of the section is kept
+    assert settings.server.decision_timeout == 0.4
+
+
+def test_env_overrides_are_validated_like_the_file() -> None:
+    env = {"AUTHZ_LISTEN": "nope", "AUTHZ_REDIS_URL": "http://x"}
+    assert errors_of(shipped(), env) == [
+        "server.listen: 'nope' is not host:port (a host name, IPv4 address or [IPv6] address, and a port 1-65535)",
+        "redis.url: must start with redis://, rediss:// or unix://",
+    ]
+
+
+def test_env_override_on_a_non_mapping_section_is_a_config_error_not_a_crash() -> None:
+    doc = shipped()
+    doc["server"] = ["x"]
+    doc["redis"] = "redis://x"
+    errors = errors_of(doc, {"AUTHZ_LISTEN": "0.0.0.0:7000", "AUTHZ_REDIS_URL": "redis://y:1/0"})
+    assert errors == [
+        "server: input should be a valid dictionary or instance of ServerSettings",
+        "redis: input should be a valid dictionary or instance of RedisSettings",
+    ]
+
+
+def test_load_config_applies_os_environ_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, shipped())
+    monkeypatch.setenv("AUTHZ_LISTEN", "127.0.0.1:7001")
+    monkeypatch.setenv("AUTHZ_REDIS_URL", "redis://127.0.0.1:7002/0")
+    settings = load_config(path)
+    assert (settings.server.listen, settings.redis.url) == ("127.0.0.1:7001", "redis://127.0.0.1:7002/0")
+    assert load_config(path, env={}).server.listen == "127.0.0.1:9191"
+
+
+def test_yaml_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "server:\n  listen: 127.0.0.1:9191\napis: [\n  - id: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    [line] = info.value.errors
+    assert line.startswith(f"{path}: line 4, column 3: invalid YAML: ")
+
+
+def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing, env={})
+    [line] = info.value.errors
+    assert line.startswith(f"{missing}: cannot read: ")
+    assert "No such file or directory" in line
+
+
+# ---- authz check-config FILE ---------------------------------------------------------------------------
+
+
+def test_check_config_accepts_the_shipped_config() -> None:
+    result = check_config(SHIPPED)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "config/authz.yaml: valid (1 key manager(s), 2 API(s), listen 127.0.0.1:9191)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_prints_every_error_with_its_path_and_exits_1(tmp_path: Path) -> None:
+    doc = shipped()
+    del doc["key_managers"][0]["issuer"]
+    doc["key_managers"][0]["algorithms"] = ["HS256"]
+    doc["key_managers"][0]["bogus"] = 1
+    doc["key_managers"].append({**doc["key_managers"][0], "issuer": "https://b.example"})
+    doc["server"]["listen"] = "no-port"
+    doc["apis"][0]["resources"][0]["path"] = "/a/**/b"
+    doc["apis"][0]["resources"][1]["methods"] = ["FETCH"]
+    doc["apis"].append(copy.deepcopy(doc["apis"][1]))
+    doc["headers"]["subject"] = "X-Subject"
+    path = write(tmp_path, doc)
+    result = check_config(path)
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    for expected in [
+        "key_managers[0].issuer: field required",
+        "key_managers[0].bogus: unknown field",
+        "key_managers[0].algorithms: algorithm 'HS256' not allowed",
+        "key_managers[1].algorithms: algorithm 'HS256' not allowed",
+        "server.listen: 'no-port' is not host:port",
+        "apis[0].resources[0].path: '**' is allowed as the last segment only",
+        "apis[0].resources[1].methods: unknown HTTP method 'FETCH'",
+        "headers.subject: 'X-Subject' is not a lower-case HTTP header name",
+        "key_managers[1].name: 'demo' is already used by key_managers[0]",
+        "apis[2].id: 'payments-v1' is already used by apis[1]",
+    ]:
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    assert f"{path}: 11 error(s)" in result.stderr
+    assert "Traceback" not in out
+
+
+def test_check_config_reports_yaml_syntax_error_with_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "key_managers:\n  - name: a\n    issuer: [unclosed\n")
+    result = check_config(path)
+    assert result.returncode == 1
+    assert f"{path}: line 4, column 1: invalid YAML: " in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_check_config_reports_an_unreadable_file(tmp_path: Path) -> None:
+    result = check_config(tmp_path / "absent.yaml")
+    assert result.returncode == 1
+    assert f"{tmp_path / 'absent.yaml'}: cannot read: " in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    result = check_config(tmp_path)  # a directory
+    assert result.returncode == 1
+    assert f"{tmp_path}: cannot read: " in result.stdout
+
+
+def test_check_config_reports_a_non_mapping_document(tmp_path: Path) -> None:
+    for text, kind in [("- a\n- b\n", "list"), ("just text\n", "str"), ("", "NoneType")]:
+        path = write(tmp_path, text)
+        result = check_config(path)
+        assert result.returncode == 1
+        assert result.stdout.strip() == f"(top level): expected a mapping, got {kind}"
+        assert "Traceback" not in result.stderr
+
+
+def test_check_config_applies_env_overrides(tmp_path: Path) -> None:
+    result = check_config(SHIPPED, {"AUTHZ_LISTEN": "0.0.0.0:7777", "AUTHZ_REDIS_URL": "redis://r:1/0"})
+    assert result.returncode == 0, result.stdout
+    assert "listen 0.0.0.0:7777" in result.stdout
+    result = check_config(SHIPPED, {"AUTHZ_REDIS_URL": "memcached://x"})
+    assert result.returncode == 1
+    assert result.stdout.strip() == "redis.url: must start with redis://, rediss:// or unix://"
