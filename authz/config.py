@@ -337,6 +337,15 @@ class Settings(_Model):
             [km.issuer for km in self.key_managers],
             [api.id for api in self.apis],
         )
+        # Two APIs on the same context and hosts: matching by path would be ambiguous.
+        seen: dict[tuple[str, ...], int] = {}
+        for index, api in enumerate(self.apis):
+            key = (api.context, *sorted(api.hosts))
+            if key in seen:
+                problems.append(
+                    f"apis[{index}].context: {api.context!r} on the same hosts is already used by apis[{seen[key]}]"
+                )
+            seen.setdefault(key, index)
         if problems:
             raise ValueError("\n".join(problems))
         return self

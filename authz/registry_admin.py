@@ -60,7 +60,26 @@ class RegistryAdmin:
     async def create_application(
         self, name: str, *, owner: str = "", tier: str = "Unlimited", app_id: str | None = None
     ) -> Application:
-        """Create an application; see :meth:`RedisStore.create_application`."""
+        """Create an application; see :meth:`RedisStore.create_application`.
+
+        Names and IDs are printable text (no control characters, at most 256 and 128 characters), and a
+        name may not be another application's ID nor an ID another's name, so that naming an application
+        by ID or name is never ambiguous.
+
+        Raises:
+            RegistryError: ``invalid`` or ``already_exists``.
+        """
+        _printable_text(name, "application name", 256)
+        _printable_text(owner, "owner", 256, allow_empty=True)
+        _printable_text(tier, "tier", 64)
+        if app_id is not None:
+            _printable_text(app_id, "application ID", 128)
+            if any(c.isspace() for c in app_id):
+                raise RegistryError("invalid", "application ID must not contain spaces")
+            if await self.store.application_id_by_name(app_id):
+                raise RegistryError("already_exists", f"{app_id!r} is already the name of another application")
+        if await self.store.get_application(name) is not None:
+            raise RegistryError("already_exists", f"{name!r} is already the ID of another application")
         return await self.store.create_application(name, owner=owner, tier=tier, app_id=app_id)
 
     async def application(self, id_or_name: str) -> Application:
@@ -89,6 +108,7 @@ class RegistryAdmin:
         Raises:
             RegistryError: unknown application or key manager, or the client ID belongs to another application.
         """
+        _printable_text(client_id, "client ID", 512)
         app = await self.application(id_or_name)
         km = self._key_manager(key_manager)
         added = await self.store.add_client(app, km, client_id, _parse(KeyType, key_type, "key type"))
@@ -123,6 +143,15 @@ class RegistryAdmin:
             ApplicationView(app, await self.store.clients_of(app.id), await self.store.subscriptions_of(app.id))
             for app in await self.store.list_applications()
         ]
+
+
+def _printable_text(value: str, what: str, limit: int, *, allow_empty: bool = False) -> None:
+    if not value.strip() and not allow_empty:
+        raise RegistryError("invalid", f"{what} must not be empty")
+    if len(value) > limit:
+        raise RegistryError("invalid", f"{what} is longer than {limit} characters")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise RegistryError("invalid", f"{what} must not contain control characters")
 
 
 def _parse(enum_cls, value: str, what: str):  # type: ignore[no-untyped-def]

@@ -208,14 +208,15 @@ def decode_application(app_id: str, fields: dict[str, Any], key: str) -> Applica
     Raises:
         CorruptRecord: a field is missing or has an unknown value.
     """
-    if not fields.get("name"):
-        raise CorruptRecord(key, "field 'name' is missing")
+    for required in ("name", "status"):
+        if not fields.get(required):
+            raise CorruptRecord(key, f"field '{required}' is missing")
     return Application(
         id=app_id,
         name=fields["name"],
         owner=fields.get("owner") or "",
         tier=fields.get("tier") or "Unlimited",
-        status=_enum(ApplicationStatus, fields.get("status") or "ACTIVE", key, "status"),
+        status=_enum(ApplicationStatus, fields["status"], key, "status"),
         created_at=_float(fields.get("created_at"), key, "created_at"),
     )
 
@@ -228,7 +229,7 @@ def decode_subscription(app_id: str, api_id: str, raw: str, key: str) -> Subscri
     """
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CorruptRecord(key, f"subscription to {api_id!r} is not valid JSON") from None
     if not isinstance(doc, dict) or "status" not in doc:
         raise CorruptRecord(key, f"subscription to {api_id!r} has no 'status'")
@@ -301,13 +302,13 @@ class RedisStore:
             return Lookup(None, None, None)
         binding = ClientBinding(app_id, _enum(KeyType, key_type or "PRODUCTION", ckey, "key_type"))
         akey = f"{self.prefix}app:{app_id}"
-        application = None
-        if app_exists:  # a hash without 'name' is corrupt, not absent
-            application = decode_application(
-                app_id,
-                {"name": name, "owner": owner, "tier": tier, "status": status, "created_at": created_at},
-                akey,
-            )
+        if not app_exists:
+            raise CorruptRecord(ckey, "field 'app_id' points at a missing application")
+        application = decode_application(
+            app_id,
+            {"name": name, "owner": owner, "tier": tier, "status": status, "created_at": created_at},
+            akey,
+        )
         subscription = decode_subscription(app_id, api_id, sub, akey + ":subs") if sub else None
         return Lookup(binding, application, subscription)
 
@@ -327,7 +328,7 @@ class RedisStore:
         """
         app = await self.get_application(id_or_name)
         if app is None:
-            app_id = await self.client.get(f"{self.prefix}app-name:{id_or_name}")
+            app_id = await self.application_id_by_name(id_or_name)
             if app_id:
                 app = await self.get_application(app_id)
         if app is None:
@@ -355,6 +356,10 @@ class RedisStore:
         key = f"{self.prefix}app:{app_id}:subs"
         raw = await self.client.hgetall(key)
         return [decode_subscription(app_id, api, doc, key) for api, doc in sorted(raw.items())]
+
+    async def application_id_by_name(self, name: str) -> str | None:
+        """The ID of the application called ``name``, or None."""
+        return await self.client.get(f"{self.prefix}app-name:{name}")
 
     async def client_owner(self, key_manager: str, client_id: str) -> str | None:
         """The ID of the application owning the client ID, or None."""

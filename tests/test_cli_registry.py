@@ -163,3 +163,33 @@ def test_invalid_config_file_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == f"{path}: invalid configuration:"
     assert "  key_managers: list should have at least 1 item after validation, not 0" in result.stderr
+
+
+def test_config_option_is_accepted_after_the_subcommand_too(
+    idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, key_prefix)), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "AUTHZ_CONFIG"}
+    created = subprocess.run(
+        [sys.executable, "-m", "authz", "registry", "app", "create", "Late App", "--id", "late", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert created.returncode == 0, created.stderr
+    listed = subprocess.run(
+        [sys.executable, "-m", "authz", "registry", "app", "list", "--json", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [a["name"] for a in json.loads(listed.stdout)] == ["Late App"]
+
+
+def test_a_missing_config_file_is_named_once(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "authz", "registry", "--config", str(missing), "app", "list"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count(str(missing)) == 2  # the header line, and the OS error's own quote of the path
+    assert result.stderr.startswith(f"{missing}: invalid configuration:\n  cannot read: ")

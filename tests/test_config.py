@@ -95,6 +95,7 @@ def test_every_refused_algorithm_is_named_in_one_line() -> None:
 def test_duplicate_api_ids_are_refused() -> None:
     doc = shipped()
     doc["apis"].append(copy.deepcopy(doc["apis"][0]))
+    doc["apis"][2]["context"] = "/orders/v2"
     assert errors_of(doc) == ["apis[2].id: 'orders-v1' is already used by apis[0]"]
 
 
@@ -358,3 +359,15 @@ def test_check_config_applies_env_overrides(tmp_path: Path) -> None:
     result = check_config(SHIPPED, {"AUTHZ_REDIS_URL": "memcached://x"})
     assert result.returncode == 1
     assert result.stdout.strip() == "redis.url: must start with redis://, rediss:// or unix://"
+
+
+def test_two_apis_on_the_same_context_and_hosts_are_refused() -> None:
+    from authz.config import ConfigError, parse_config
+
+    doc = yaml.safe_load(Path("config/authz.yaml").read_text())
+    doc["apis"][1]["context"] = doc["apis"][0]["context"]
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    assert info.value.errors == ["apis[1].context: '/orders/v1' on the same hosts is already used by apis[0]"]
+    doc["apis"][1]["hosts"] = ["payments.example.test"]
+    assert len(parse_config(doc).apis) == 2

@@ -236,6 +236,12 @@ async def test_lookup_returns_binding_application_and_subscription_in_one_call(
     ("damage", "key_suffix", "reason"),
     [
         (lambda r, p, a: r.hdel(f"{p}app:{a}", "name"), "app:app-demo", "field 'name' is missing"),
+        (lambda r, p, a: r.hdel(f"{p}app:{a}", "status"), "app:app-demo", "field 'status' is missing"),
+        (lambda r, p, a: r.delete(f"{p}app:{a}"), f"client:{KM}:demo-client",
+         "field 'app_id' points at a missing application"),
+        (lambda r, p, a: r.hset(f"{p}app:{a}", "status", ""), "app:app-demo", "field 'status' is missing"),
+        (lambda r, p, a: r.hset(f"{p}app:{a}:subs", "orders-v1", '{"status":"ACTIVE","x":' + "[" * 100000 + "]" * 100000 + "}"),
+         "app:app-demo:subs", "subscription to 'orders-v1' is not valid JSON"),
         (lambda r, p, a: r.hset(f"{p}app:{a}", "status", "WEIRD"), "app:app-demo",
          "field 'status' has the unknown value 'WEIRD'"),
         (lambda r, p, a: r.hset(f"{p}app:{a}", "created_at", "yesterday"), "app:app-demo",
@@ -458,3 +464,43 @@ async def test_cache_is_bounded_and_evicts_least_recently_used(
     assert evals(raw) == before
     await cache.lookup(KM, "b", "orders-v1")
     assert evals(raw) - before == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "app_id", "message"),
+    [
+        ("Evil\nApp", None, "application name must not contain control characters"),
+        ("Red\x1b[31m", None, "application name must not contain control characters"),
+        ("Fine", "evil\nid", "application ID must not contain control characters"),
+        ("Fine", "has space", "application ID must not contain spaces"),
+        ("x" * 257, None, "application name is longer than 256 characters"),
+        ("   ", None, "application name must not be empty"),
+    ],
+)
+async def test_application_names_and_ids_must_be_printable(
+    admin: RegistryAdmin, name: str, app_id: str | None, message: str
+) -> None:
+    with pytest.raises(RegistryError) as info:
+        await admin.create_application(name, app_id=app_id)
+    assert str(info.value) == message
+
+
+async def test_names_and_ids_never_collide_so_lookups_are_unambiguous(admin: RegistryAdmin) -> None:
+    await admin.create_application("Demo App", app_id="demo-app")
+    with pytest.raises(RegistryError) as info:
+        await admin.create_application("demo-app", app_id="confuse")
+    assert str(info.value) == "'demo-app' is already the ID of another application"
+    await admin.create_application("billing", app_id="app-1")
+    with pytest.raises(RegistryError) as info:
+        await admin.create_application("Another", app_id="billing")
+    assert str(info.value) == "'billing' is already the name of another application"
+    assert (await admin.application("demo-app")).name == "Demo App"
+    assert (await admin.application("billing")).id == "app-1"
+
+
+async def test_client_ids_with_control_characters_are_refused(admin: RegistryAdmin) -> None:
+    await admin.create_application("Demo App", app_id="demo-app")
+    for bad in ("demo\x7fclient", "a\nb", "x" * 513):
+        with pytest.raises(RegistryError) as info:
+            await admin.add_client("demo-app", bad)
+        assert info.value.kind == "invalid"
