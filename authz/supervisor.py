@@ -1,0 +1,167 @@
+"""Process model: ``authz serve`` with several workers, one port each, under a supervisor.
+
+Envoy keeps one HTTP/2 connection per endpoint of a cluster (per Envoy worker thread), so several processes
+sharing one port with SO_REUSEPORT would not share the load evenly: each worker gets a port of its own,
+``server.listen``'s port + its index (9191, 9192, ...), and the Envoy cluster lists them all as endpoints
+(see ``authz.dev.envoy_config``).
+
+The supervisor starts the workers as child processes (``authz serve --worker-index I``), restarts a worker
+that dies, forwards SIGTERM/SIGINT (each worker drains its in-flight checks and exits 0), answers SIGHUP
+with a rolling restart (one worker at a time, each new one SERVING before the next goes: a config reload
+without dropping the service), and exits 1 when workers keep crashing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+log = logging.getLogger("authz.supervisor")
+
+ENV_WORKER_INDEX = "AUTHZ_WORKER_INDEX"
+
+
+def worker_listen(listen: str, index: int) -> str:
+    """The listen address of worker ``index``: the port of ``listen`` plus ``index``.
+
+    Args:
+        listen: ``host:port`` of ``server.listen``.
+        index: worker index, 0-based.
+    Returns:
+        ``host:port+index``.
+    Raises:
+        ValueError: the resulting port is above 65535.
+    """
+    host, _, port = listen.rpartition(":")
+    value = int(port) + index
+    if value > 65535:
+        raise ValueError(f"worker {index} would listen on port {value}, above 65535")
+    return f"{host}:{value}"
+
+
+class Supervisor:
+    """Runs and watches ``workers`` worker processes.
+
+    Args:
+        command: the worker command for an index (e.g. ``[python, -m, authz, serve, --config, F, --worker-index, I]``).
+        listen: ``server.listen``; worker I gets :func:`worker_listen` of it through ``AUTHZ_LISTEN``.
+        workers: number of workers (>= 1).
+        grace_period: seconds a worker gets to drain on SIGTERM before SIGKILL.
+        max_restarts: most unexpected exits tolerated within ``restart_window`` seconds; one more and the
+            supervisor stops everything and exits 1.
+        restart_window: seconds.
+        wait_ready: called with a worker's listen address after (re)starting it; returns when it serves
+            (used by the rolling restart). Raises TimeoutError when it does not.
+    """
+
+    def __init__(
+        self,
+        command: Callable[[int], Sequence[str]],
+        listen: str,
+        workers: int,
+        *,
+        grace_period: float = 5.0,
+        max_restarts: int = 5,
+        restart_window: float = 60.0,
+        wait_ready: Callable[[str], None] | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self._command = command
+        self._listen = listen
+        self._count = workers
+        self._grace = grace_period
+        self._max_restarts = max_restarts
+        self._window = restart_window
+        self._wait_ready = wait_ready
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._crashes: deque[float] = deque()
+        self._stopping = False
+        self._reload = False
+
+    def _start(self, index: int) -> None:
+        env = {**os.environ, "AUTHZ_LISTEN": worker_listen(self._listen, index), ENV_WORKER_INDEX: str(index)}
+        self._procs[index] = subprocess.Popen(list(self._command(index)), env=env)
+        log.info("worker %d started (pid %d) on %s", index, self._procs[index].pid, env["AUTHZ_LISTEN"])
+
+    def _stop_worker(self, index: int) -> int | None:
+        proc = self._procs[index]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(self._grace + 5)
+        except subprocess.TimeoutExpired:
+            log.warning("worker %d did not drain in time; killing it", index)
+            proc.kill()
+            return proc.wait()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stopping = True
+
+    def _rolling_restart(self) -> None:
+        log.info("SIGHUP: rolling restart of %d workers", self._count)
+        for index in range(self._count):
+            self._stop_worker(index)
+            self._start(index)
+            if self._wait_ready is not None:
+                self._wait_ready(worker_listen(self._listen, index))
+
+    def run(self) -> int:
+        """Start the workers and supervise them until SIGTERM/SIGINT.
+
+        Returns:
+            0 when every worker drained and exited 0; 1 when workers kept crashing or a worker failed to exit cleanly.
+        """
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+        for index in range(self._count):
+            self._start(index)
+        status = 0
+        while not self._stopping:
+            if self._reload:
+                self._reload = False
+                self._rolling_restart()
+            for index, proc in list(self._procs.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                now = time.monotonic()
+                self._crashes.append(now)
+                while self._crashes and now - self._crashes[0] > self._window:
+                    self._crashes.popleft()
+                if len(self._crashes) > self._max_restarts:
+                    log.error("workers keep crashing (%d exits in %.0fs); giving up", len(self._crashes), self._window)
+                    self._stopping = True
+                    status = 1
+                    break
+                log.warning("worker %d exited with %s; restarting it", index, code)
+                self._start(index)
+            time.sleep(0.2)
+        log.info("stopping %d workers", self._count)
+        codes = [self._stop_worker(index) for index in range(self._count)]
+        if status == 0 and any(code not in (0, None) for code in codes):
+            status = 1
+        return status
+
+
+def default_workers() -> int:
+    """The number of CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_command(config: str, log_level: str) -> Callable[[int], list[str]]:
+    """The ``authz serve`` command line of worker I."""
+    return lambda index: [sys.executable, "-m", "authz", "serve", "--config", config, "--log-level", log_level,
+                          "--worker-index", str(index)]

@@ -1,0 +1,115 @@
+"""`authz serve --workers N`: one port per worker, restart on death, drain on SIGTERM, rolling restart on SIGHUP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from authz.dev.keymanager import KeyManager
+from authz.dev.procs import ManagedProcess, RedisServer, free_port
+from authz.dev.stack import wait_serving
+from authz.supervisor import worker_listen
+from tests.conftest import settings_dict
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def _two_free_consecutive_ports() -> int:
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+@pytest.fixture
+def supervised(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path):  # noqa: ANN201
+    started: list[ManagedProcess] = []
+
+    def start(workers: int = 2, port: int | None = None) -> tuple[ManagedProcess, str]:
+        doc = settings_dict(idp, redis_server.url, key_prefix)
+        doc["server"]["listen"] = f"127.0.0.1:{port or _two_free_consecutive_ports()}"
+        config = tmp_path / f"sup{len(started)}.yaml"
+        config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
+        proc = ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config), "--workers",
+                               str(workers)], name=f"supervisor{len(started)}", log_dir=tmp_path, env=env,
+                              inherit_env=False)
+        started.append(proc.start())
+        return proc, doc["server"]["listen"]
+
+    yield start
+    for proc in started:
+        proc.stop(timeout=20)
+
+
+def test_worker_ports_count_up_from_the_listen_port() -> None:
+    assert worker_listen("127.0.0.1:9191", 0) == "127.0.0.1:9191"
+    assert worker_listen("127.0.0.1:9191", 3) == "127.0.0.1:9194"
+    with pytest.raises(ValueError):
+        worker_listen("127.0.0.1:65535", 1)
+
+
+def test_each_worker_serves_on_its_own_port_and_a_dead_worker_is_restarted(supervised) -> None:  # noqa: ANN001
+    proc, listen = supervised(workers=2)
+    for i in range(2):
+        wait_serving(worker_listen(listen, i), timeout=30)
+    _wait(lambda: len(_children(proc.pid)) == 2)
+    before = set(_children(proc.pid))
+    victim = sorted(before)[0]
+    os.kill(victim, signal.SIGKILL)
+    _wait(lambda: len(set(_children(proc.pid)) - before) == 1 and victim not in _children(proc.pid))
+    for i in range(2):
+        wait_serving(worker_listen(listen, i), timeout=30)
+    proc.signal(signal.SIGTERM)
+    _wait(lambda: not proc.alive(), timeout=30)
+    assert proc.exit_code() == 0
+    assert not any(Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+                   for pid in before - {victim})
+
+
+def test_sighup_restarts_the_workers_one_at_a_time(supervised) -> None:  # noqa: ANN001
+    proc, listen = supervised(workers=2)
+    for i in range(2):
+        wait_serving(worker_listen(listen, i), timeout=30)
+    _wait(lambda: len(_children(proc.pid)) == 2)
+    before = set(_children(proc.pid))
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: len(_children(proc.pid)) == 2 and not (set(_children(proc.pid)) & before), timeout=40)
+    for i in range(2):
+        wait_serving(worker_listen(listen, i), timeout=30)
+    assert "rolling restart of 2 workers" in proc.log_text()
+
+
+def test_workers_that_keep_crashing_make_the_supervisor_exit_1(supervised) -> None:  # noqa: ANN001
+    port = _two_free_consecutive_ports()
+    with socket.socket() as squatter:  # worker 1's port is taken: it exits 1 at every start
+        squatter.bind(("127.0.0.1", port + 1))
+        squatter.listen()
+        proc, _ = supervised(workers=2, port=port)
+        _wait(lambda: not proc.alive(), timeout=60)
+    assert proc.exit_code() == 1
+    assert "workers keep crashing" in proc.log_text()
