@@ -6,13 +6,18 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps run test lint clean
+.PHONY: deps run test lint clean protos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m authz.admin._build
 	touch $@
+
+# The admin API's gRPC code (authz/admin/v1/*_pb2*.py) from protos/authz/admin/v1/*.proto.
+protos: $(VENV)/.installed
+	$(PY) -m authz.admin._build
 
 deps: $(VENV)/.installed
 	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \

@@ -17,6 +17,8 @@ from authz.config import ApiSettings, ResourceSettings, Settings
 from authz.errors import Denial, Reason
 from authz.model import Request
 
+ROUTE_CACHE_SIZE = 10_000
+"""Most (path, method, host, api_id) resolutions kept by :meth:`RouteTable.resolve`."""
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 
@@ -183,9 +185,13 @@ class RouteTable:
         # Longest context first, so /orders/v1 wins over /orders; at equal length an API bound to hosts comes
         # before one serving any host, so the more specific API wins whatever the order of the config.
         self._by_prefix = sorted(apis, key=lambda a: (-len(a.context), 0 if a.hosts else 1))
+        self._cache: dict[tuple[str, str, str, str | None], Route] = {}
 
     def resolve(self, request: Request) -> Route:
-        """Find the API and resource of ``request``.
+        """Find the API and resource of ``request``, from a bounded cache of earlier resolutions.
+
+        A route depends only on (path, method, host, ``api_id``), so a repeated request skips path
+        canonicalization and matching; only successful resolutions are cached.
 
         Args:
             request: the adapted request (``path``, ``method``, ``host``, ``context_extensions``).
@@ -195,6 +201,17 @@ class RouteTable:
             Denial: ``INVALID_REQUEST`` for a malformed path; ``NO_MATCHING_RESOURCE`` when the route names
                 an unknown API, or no API or resource matches.
         """
+        key = (request.path, request.method, request.host, request.context_extensions.get("api_id"))
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        route = self._resolve(request)
+        if len(self._cache) >= ROUTE_CACHE_SIZE:
+            self._cache.pop(next(iter(self._cache)))  # drop the oldest entry
+        self._cache[key] = route
+        return route
+
+    def _resolve(self, request: Request) -> Route:
         path = normalize_path(request.path)
         segments = _split(path)
         api_id = request.context_extensions.get("api_id")

@@ -49,11 +49,29 @@ def _run(coro: Awaitable[int]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``authz serve --config FILE``: run the gRPC server until SIGTERM/SIGINT."""
+    """``authz serve --config FILE [--workers N]``: run the gRPC server until SIGTERM/SIGINT.
+
+    With one worker the server runs in this process; with more, a supervisor runs them as child processes
+    on consecutive ports (see :mod:`authz.supervisor`).
+    """
     from authz.server import serve  # noqa: PLC0415
+    from authz.supervisor import Supervisor, default_workers, worker_command  # noqa: PLC0415
 
     _setup_logging(args.log_level)
-    return _run(serve(_load(args.config)))
+    settings = _load(args.config)
+    workers = args.workers if args.workers is not None else settings.server.workers
+    if args.worker_index is not None or workers == 1:
+        return _run(serve(settings, primary=args.worker_index in (None, 0)))
+    from authz.dev.stack import wait_serving  # noqa: PLC0415
+
+    supervisor = Supervisor(
+        worker_command(args.config, args.log_level),
+        settings.server.listen,
+        workers or default_workers(),
+        grace_period=settings.server.grace_period,
+        wait_ready=wait_serving,
+    )
+    return supervisor.run()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -84,6 +102,7 @@ def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]])
         client = connect(settings.redis.url, max(settings.redis.socket_timeout, 2.0))
         try:
             admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
+            await admin.ensure_schema()
             print(await action(admin))
             return 0
         except RegistryError as exc:
@@ -222,6 +241,66 @@ def cmd_subscription_set_status(args: argparse.Namespace) -> int:
     return _registry(args, act)
 
 
+def cmd_revoke(args: argparse.Namespace) -> int:
+    """``authz registry revoke JTI --expires-at EPOCH``: checks answer 401 900901 for that token until it expires."""
+
+    async def act(admin: Any) -> str:
+        r = await admin.revoke(args.jti, args.expires_at, key_manager=args.key_manager)
+        return f"revoked token ID {r.token_id} of key manager {r.key_manager} until {r.expires_at}"
+
+    return _registry(args, act)
+
+
+def cmd_unrevoke(args: argparse.Namespace) -> int:
+    """``authz registry unrevoke JTI``: withdraw a revocation."""
+
+    async def act(admin: Any) -> str:
+        await admin.unrevoke(args.jti, key_manager=args.key_manager)
+        return f"token ID {args.jti} is no longer revoked"
+
+    return _registry(args, act)
+
+
+def cmd_revocations(args: argparse.Namespace) -> int:
+    """``authz registry revocations``: list revoked token IDs with their expiry."""
+
+    async def act(admin: Any) -> str:
+        rows = await admin.list_revocations()
+        return "\n".join(f"{r.key_manager}  {r.token_id}  until {r.expires_at}" for r in rows) or "no revocations"
+
+    return _registry(args, act)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``authz registry export``: the whole registry as YAML on stdout (see :mod:`authz.registry_io`)."""
+    from authz.registry_io import export_yaml  # noqa: PLC0415
+
+    async def act(admin: Any) -> str:
+        return (await export_yaml(admin)).rstrip("\n")
+
+    return _registry(args, act)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``authz registry import FILE [--dry-run]``: apply a YAML export; prints each change (idempotent)."""
+    from authz.registry_io import import_yaml  # noqa: PLC0415
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+
+    async def act(admin: Any) -> str:
+        changes = await import_yaml(admin, text, dry_run=args.dry_run, source=args.file)
+        head = "would apply" if args.dry_run else "applied"
+        if not changes:
+            return "no changes"
+        return "\n".join([*changes, f"{head} {len(changes)} change(s)"])
+
+    return _registry(args, act)
+
+
 def cmd_dev_stack(args: argparse.Namespace) -> int:
     """``authz dev stack``: the local demo stack (see :mod:`authz.dev.stack`)."""
     from authz.dev.stack import run_stack  # noqa: PLC0415
@@ -238,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the gRPC ext_authz server")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: $AUTHZ_CONFIG, else config/authz.yaml)")
     p.add_argument("--log-level", default=os.environ.get("AUTHZ_LOG_LEVEL", "info"))
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes, one port each from server.listen's port up (default: server.workers; 0: one per CPU)")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate a config file and print every error")
@@ -296,6 +378,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("api_id")
     p.add_argument("status")
     p.set_defaults(func=cmd_subscription_set_status)
+
+    p = rsub.add_parser("revoke", help="revoke an access token by its jti until it expires", parents=[leaf])
+    p.add_argument("jti")
+    p.add_argument("--expires-at", "--exp", dest="expires_at", type=float, required=True,
+                   help="the token's exp, seconds since the epoch")
+    p.add_argument("--key-manager", default=None, help="key manager name (default: the only one configured)")
+    p.set_defaults(func=cmd_revoke)
+    p = rsub.add_parser("unrevoke", help="withdraw a revocation", parents=[leaf])
+    p.add_argument("jti")
+    p.add_argument("--key-manager", default=None)
+    p.set_defaults(func=cmd_unrevoke)
+    p = rsub.add_parser("revocations", help="list revoked token IDs", parents=[leaf])
+    p.set_defaults(func=cmd_revocations)
+    p = rsub.add_parser("export", help="print the registry as YAML", parents=[leaf])
+    p.set_defaults(func=cmd_export)
+    p = rsub.add_parser("import", help="apply a YAML export (idempotent)", parents=[leaf])
+    p.add_argument("file")
+    p.add_argument("--dry-run", action="store_true", help="print the changes without writing")
+    p.set_defaults(func=cmd_import)
 
     dev = sub.add_parser("dev", help="development aids").add_subparsers(dest="dev_command", required=True)
     p = dev.add_parser("stack", help="run Redis, a demo key manager, an echo upstream, authz and Envoy")

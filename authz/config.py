@@ -1,7 +1,7 @@
 """YAML configuration: validated, immutable settings (pydantic v2).
 
 ``load_config(path)`` reads the file, applies the environment overrides (``AUTHZ_LISTEN``,
-``AUTHZ_REDIS_URL``) and validates everything; it raises :class:`ConfigError` listing every problem with
+``AUTHZ_REDIS_URL``, ``AUTHZ_ADMIN_TOKEN``) and validates everything; it raises :class:`ConfigError` listing every problem with
 its YAML path (``key_managers[0].issuer: field required``). The full reference is ``docs/configuration.md``.
 """
 
@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ASYMMETRIC_ALGORITHMS = (
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
@@ -35,6 +43,7 @@ _IPV6_LITERAL = re.compile(r"^\[[0-9a-f:.]+\]$")
 
 ENV_LISTEN = "AUTHZ_LISTEN"
 ENV_REDIS_URL = "AUTHZ_REDIS_URL"
+ENV_ADMIN_TOKEN = "AUTHZ_ADMIN_TOKEN"
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 
@@ -59,15 +68,50 @@ class JwksSettings(_Model):
     forced_refetch_wait: PositiveSeconds = 0.2
     """How long a check with an unknown ``kid`` waits for the forced refetch before answering 401
     (the fetch itself goes on); keep it below ``server.decision_timeout``."""
+    min_refresh_interval: PositiveSeconds = 60.0
+    """Lower bound applied to a JWKS response's ``Cache-Control: max-age`` (also used for ``no-cache``,
+    ``no-store`` and ``max-age=0``)."""
+    max_refresh_interval: PositiveSeconds = 3600.0
+    """Upper bound applied to a JWKS response's ``Cache-Control: max-age``."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> JwksSettings:
+        if self.min_refresh_interval > self.max_refresh_interval:
+            raise ValueError("jwks.min_refresh_interval must not be above jwks.max_refresh_interval")
+        return self
+
+
+class CertificateFile(_Model):
+    """A static verification key: a PEM X.509 certificate or public key file (instead of a JWKS)."""
+
+    path: Annotated[str, Field(min_length=1)]
+    """The PEM file (relative paths are relative to the working directory); its first PEM block is used."""
+    kid: Annotated[str, Field(min_length=1)] | None = None
+    """``kid`` tokens name this key by; None: the key has no kid and is chosen by the token's ``alg``."""
+
+    @model_validator(mode="after")
+    def _loadable(self) -> CertificateFile:
+        from authz.static_keys import load_pem_file
+
+        load_pem_file(self.path)  # raises ValueError with the reason
+        return self
 
 
 class KeyManagerSettings(_Model):
     """An external OAuth2 / OIDC key manager (identity provider) whose access tokens authz accepts."""
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    preset: Literal["keycloak", "auth0", "okta", "entra-v1", "entra-v2", "asgardeo"] | None = None
+    """Defaults for the token shape of a known identity provider (``authz.presets``); explicit fields win."""
     issuer: Annotated[str, Field(min_length=1)]
     """Exact ``iss`` of its tokens (one trailing ``/`` is ignored on both sides)."""
-    jwks_uri: Annotated[str, Field(pattern=r"^https?://")]
+    jwks_uri: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    """URL of the JWK Set. Exactly one of ``jwks_uri``, ``discovery`` and ``certificates`` is set."""
+    discovery: Literal["oidc", "oauth"] | None = None
+    """Find ``jwks_uri`` in the issuer's metadata: ``oidc`` = ``{issuer}/.well-known/openid-configuration``
+    (OpenID Connect Discovery 1.0), ``oauth`` = RFC 8414 ``/.well-known/oauth-authorization-server``."""
+    certificates: list[CertificateFile] = []
+    """Static PEM certificates or public keys used instead of a JWKS."""
     audiences: list[Annotated[str, Field(min_length=1)]] = []
     """Accepted ``aud`` values (any-of). Empty: ``aud`` is not checked."""
     algorithms: Annotated[list[str], Field(min_length=1)] = ["RS256"]
@@ -81,6 +125,13 @@ class KeyManagerSettings(_Model):
     ca_bundle: str | None = None
     """PEM file of CA certificates trusted for the JWKS fetch (default: the system store)."""
     jwks: JwksSettings = JwksSettings()
+    typ: list[Annotated[str, Field(min_length=1)]] = []
+    """Accepted JWS ``typ`` header values (RFC 9068 ``at+jwt``); compared case-insensitively with an optional
+    ``application/`` prefix (RFC 7515 section 4.1.9). Empty: ``typ`` is not checked."""
+    required_claims: list[Annotated[str, Field(min_length=1)]] = []
+    """Claims every token must carry (present and not null), besides ``exp`` and ``iss``."""
+    max_token_lifetime: PositiveSeconds | None = None
+    """Seconds: a token whose ``exp`` lies further than this in the future is denied (401). None: no limit."""
 
     @field_validator("algorithms")
     @classmethod
@@ -93,6 +144,33 @@ class KeyManagerSettings(_Model):
                 f"({', '.join(ASYMMETRIC_ALGORITHMS)}); 'none' and HMAC are never accepted"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        from authz.presets import apply_preset
+
+        return apply_preset(data) if isinstance(data, dict) else data
+
+    @field_validator("certificates", mode="before")
+    @classmethod
+    def _certificate_paths(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"path": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> KeyManagerSettings:
+        given = [name for name, value in (("jwks_uri", self.jwks_uri), ("discovery", self.discovery),
+                                          ("certificates", self.certificates)) if value]
+        if len(given) != 1:
+            raise ValueError(
+                "set exactly one of jwks_uri, discovery, certificates"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.discovery and not re.match(r"^https?://[^/?#]+", self.issuer):
+            raise ValueError("discovery needs an http(s) issuer URL")
+        return self
 
     @property
     def normalized_issuer(self) -> str:
@@ -110,6 +188,15 @@ class ResourceSettings(_Model):
     scopes: list[Annotated[str, Field(min_length=1)]] = []
     """Scopes the token must carry; see ``scope_match``. Empty: no scope needed."""
     scope_match: Literal["any", "all"] = "any"
+    auth: Literal["required", "none"] = "required"
+    """``none``: a public resource; a request without credentials is allowed (and logged) without any
+    identity, registry or scope check. A credential that is sent is still validated (invalid: 401)."""
+
+    @model_validator(mode="after")
+    def _public_has_no_scopes(self) -> ResourceSettings:
+        if self.auth == "none" and self.scopes:
+            raise ValueError("a public resource (auth: none) cannot require scopes")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -142,6 +229,13 @@ class ResourceSettings(_Model):
         return out
 
 
+class ApiBackendJwtSettings(_Model):
+    """Per-API backend JWT switch (``apis[].backend_jwt``); the signing keys are the top-level ``backend_jwt``."""
+
+    audience: Annotated[str, Field(min_length=1)] | None = None
+    """``aud`` of the backend JWT; None: ``backend_jwt.audience``, else the API id."""
+
+
 class ApiSettings(_Model):
     """An API published through Envoy, which applications subscribe to."""
 
@@ -153,6 +247,16 @@ class ApiSettings(_Model):
     hosts: list[str] = []
     """Hosts (``:authority`` without port) served; empty: any host."""
     resources: Annotated[list[ResourceSettings], Field(min_length=1)]
+    headers_to_remove: list[Annotated[str, Field(min_length=1)]] | None = None
+    """Headers stripped from this API's upstream requests (``OkHttpResponse.headers_to_remove``);
+    None: ``headers.remove``."""
+    backend_jwt: ApiBackendJwtSettings | None = None
+    """Send a backend JWT signed by authz to this API's upstream (needs the top-level ``backend_jwt``)."""
+
+    @field_validator("headers_to_remove")
+    @classmethod
+    def _headers_to_remove(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_header_name(v) for v in value]
 
     @field_validator("id")
     @classmethod
@@ -212,6 +316,7 @@ class HeadersSettings(_Model):
 
     application_id: HeaderName | None = "x-application-id"
     application_name: HeaderName | None = "x-application-name"
+    application_tier: HeaderName | None = None
     client_id: HeaderName | None = "x-client-id"
     subject: HeaderName | None = "x-subject"
     api_id: HeaderName | None = "x-api-id"
@@ -223,7 +328,7 @@ class HeadersSettings(_Model):
 
     @field_validator(
         "application_id", "application_name", "client_id", "subject", "api_id", "api_version", "key_type",
-        "scopes",
+        "scopes", "application_tier",
     )
     @classmethod
     def _names(cls, value: str | None) -> str | None:
@@ -240,7 +345,7 @@ class HeadersSettings(_Model):
         # and a header both set and removed would reach the upstream or not depending on Envoy's order.
         fields = (
             "application_id", "application_name", "client_id", "subject", "api_id", "api_version", "key_type",
-            "scopes",
+            "scopes", "application_tier",
         )
         seen: dict[str, str] = {}
         problems = []
@@ -278,16 +383,53 @@ class RedisSettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^(redis|rediss|unix)://", value):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not re.match(r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel)://", value):
+            raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://")
+        if "+sentinel://" in value:
+            from authz.store_redis import parse_sentinel_url
+
+            parse_sentinel_url(value)  # raises ValueError with the reason
         return value
+
+
+class AdminSettings(_Model):
+    """The registry admin gRPC API (``authz.admin.v1.RegistryAdmin``, docs/admin-api.md)."""
+
+    listen: str | None = None
+    """``host:port`` of the admin API; None (default): not served."""
+    token: SecretStr | None = None
+    """Bearer token every admin call must send (``authorization: Bearer ...``); env ``AUTHZ_ADMIN_TOKEN``
+    overrides it. At least 16 characters; required when ``listen`` is set."""
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        return None if value is None else _check_listen(value)
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            text = value.get_secret_value()
+            if len(text) < 16 or not _RFC6750_VALUE.match(text) or " " in text:
+                raise ValueError("must be at least 16 printable ASCII characters without spaces, '\"' or '\\'")
+        return value
+
+    @model_validator(mode="after")
+    def _token_required(self) -> AdminSettings:
+        if self.listen is not None and self.token is None:
+            raise ValueError(f"token is required when admin.listen is set (or set {ENV_ADMIN_TOKEN})")
+        return self
 
 
 class ServerSettings(_Model):
     """The gRPC server."""
 
     listen: str = "127.0.0.1:9191"
-    """``host:port`` of the ``envoy.service.auth.v3.Authorization`` gRPC service."""
+    """``host:port`` of the ``envoy.service.auth.v3.Authorization`` gRPC service (worker 0; worker I listens
+    on the port + I)."""
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
+    """Worker processes, each on its own port; 0: one per CPU."""
     max_receive_message_bytes: Annotated[int, Field(ge=64 * 1024)] = 8 * 1024 * 1024
     decision_timeout: PositiveSeconds = 0.4
     """Budget in seconds of one Check; past it authz denies with 503 (keep it below Envoy's ext_authz timeout)."""
@@ -311,6 +453,104 @@ class TokenSettings(_Model):
     """Seconds a verified token stays cached at most (never past its ``exp``)."""
 
 
+BACKEND_JWT_RESERVED_CLAIMS = frozenset({
+    "iss", "sub", "aud", "iat", "nbf", "exp", "jti", "scope", "application_id", "application_name",
+    "application_tier", "client_id", "api_id", "api_version", "key_type",
+})
+"""Claims authz sets itself in a backend JWT; ``backend_jwt.claims`` cannot copy an original claim over them."""
+
+
+class BackendJwtKeySettings(_Model):
+    """One signing key of the backend JWT (``backend_jwt.keys[]``)."""
+
+    kid: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+    algorithm: Literal["RS256", "ES256"] = "RS256"
+    key_file: Annotated[str, Field(min_length=1)]
+    """PEM file of the private key (PKCS#8 or traditional, unencrypted): RSA of at least 2048 bits for
+    RS256, EC P-256 for ES256."""
+
+    @model_validator(mode="after")
+    def _key(self) -> BackendJwtKeySettings:
+        load_signing_key(self.key_file, self.algorithm)
+        return self
+
+
+def load_signing_key(path: str, algorithm: str) -> Any:
+    """Read a PEM private key and check that it fits ``algorithm``.
+
+    Args:
+        path: PEM file (unencrypted PKCS#8 or traditional OpenSSL format).
+        algorithm: ``RS256`` (RSA, at least 2048 bits) or ``ES256`` (EC on P-256).
+    Returns:
+        The ``cryptography`` private key object.
+    Raises:
+        ValueError: unreadable file, not a PEM private key, or a key of the wrong type or size.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        # Never echo the file's content: it is key material.
+        raise ValueError(f"{path!r} is not an unencrypted PEM private key ({type(exc).__name__})") from None
+    if algorithm == "RS256":
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+            raise ValueError(f"{path!r}: RS256 needs an RSA private key of at least 2048 bits")
+    elif not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(f"{path!r}: ES256 needs an EC private key on the P-256 curve")
+    return key
+
+
+class BackendJwtSettings(_Model):
+    """The backend JWT authz signs for upstreams of APIs with ``backend_jwt`` set, and its public JWKS."""
+
+    keys: Annotated[list[BackendJwtKeySettings], Field(min_length=1)]
+    """Signing keys: the first signs, all are published in the JWKS (list a new key second, publish, then
+    move it first; drop the old one after ``ttl``)."""
+    issuer: Annotated[str, Field(min_length=1)] = "authz"
+    audience: Annotated[str, Field(min_length=1)] | None = None
+    """Default ``aud``; None: the API id. ``apis[].backend_jwt.audience`` overrides it."""
+    ttl: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    """Seconds from ``iat`` to ``exp`` (never past the access token's ``exp``)."""
+    header: HeaderName = "x-jwt-assertion"
+    claims: list[Annotated[str, Field(min_length=1)]] = []
+    """Allow-list of the access token's claims copied into the backend JWT (when present)."""
+    cache_size: Annotated[int, Field(ge=0)] = 10_000
+    """Backend JWTs kept per (access token, API), LRU; 0 disables the cache."""
+    jwks_listen: str | None = None
+    """``host:port`` of the HTTP server publishing ``/.well-known/jwks.json``; None: not served."""
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        return _header_name(value)
+
+    @field_validator("claims")
+    @classmethod
+    def _claims(cls, value: list[str]) -> list[str]:
+        reserved = [c for c in value if c in BACKEND_JWT_RESERVED_CLAIMS]
+        if reserved:
+            raise ValueError(f"{', '.join(map(repr, reserved))}: set by authz, cannot be copied from the token")
+        return value
+
+    @field_validator("jwks_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        return None if value is None else _check_listen(value)
+
+    @model_validator(mode="after")
+    def _unique_kids(self) -> BackendJwtSettings:
+        problems = _no_duplicates("backend_jwt.keys", "kid", [k.kid for k in self.keys])
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
 class Settings(_Model):
     """The whole configuration file."""
 
@@ -318,10 +558,34 @@ class Settings(_Model):
     realm: str = "authz"
     """``realm`` of the ``WWW-Authenticate`` challenge (RFC 6750 characters: printable ASCII but ``"`` and ``\\``)."""
     redis: RedisSettings = RedisSettings()
+    admin: AdminSettings = AdminSettings()
     tokens: TokenSettings = TokenSettings()
     key_managers: Annotated[list[KeyManagerSettings], Field(min_length=1)]
     apis: Annotated[list[ApiSettings], Field(min_length=1)]
     headers: HeadersSettings = HeadersSettings()
+    backend_jwt: BackendJwtSettings | None = None
+
+    @model_validator(mode="after")
+    def _api_headers(self) -> Settings:
+        problems = []
+        h = self.headers
+        set_names = {
+            getattr(h, f) for f in ("application_id", "application_name", "application_tier", "client_id",
+                                    "subject", "api_id", "api_version", "key_type", "scopes")
+        } - {None}
+        if self.backend_jwt is not None:
+            if self.backend_jwt.header in set_names:
+                problems.append(f"backend_jwt.header: {self.backend_jwt.header!r} is already set by headers")
+            set_names.add(self.backend_jwt.header)
+        for index, api in enumerate(self.apis):
+            for j, name in enumerate(api.headers_to_remove or ()):
+                if name in set_names:
+                    problems.append(f"apis[{index}].headers_to_remove[{j}]: {name!r} is a header authz sets")
+            if api.backend_jwt is not None and self.backend_jwt is None:
+                problems.append(f"apis[{index}].backend_jwt: needs the top-level backend_jwt section (keys)")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @field_validator("realm")
     @classmethod
@@ -461,7 +725,7 @@ def _format_validation_error(exc: ValidationError) -> list[str]:
             msg = "unknown field"
         msg = msg[:1].lower() + msg[1:]
         # Errors raised by model validators carry their own path already, one problem per line.
-        if ": " in msg and msg.startswith(("key_managers[", "apis[", "headers.")):
+        if ": " in msg and msg.startswith(("key_managers[", "apis[", "headers.", "backend_jwt.")):
             lines.extend(msg.splitlines())
         else:
             lines.append(f"{_format_loc(loc)}: {msg}")
@@ -473,7 +737,8 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Settings:
 
     Args:
         data: the YAML document (a mapping).
-        env: environment for the overrides ``AUTHZ_LISTEN`` and ``AUTHZ_REDIS_URL`` (default: none applied).
+        env: environment for the overrides ``AUTHZ_LISTEN``, ``AUTHZ_REDIS_URL`` and ``AUTHZ_ADMIN_TOKEN``
+            (default: none applied).
     Returns:
         The validated :class:`Settings`.
     Raises:
@@ -483,7 +748,9 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"])
     data = dict(data)
     env = env or {}
-    for variable, section, key in ((ENV_LISTEN, "server", "listen"), (ENV_REDIS_URL, "redis", "url")):
+    for variable, section, key in (
+        (ENV_LISTEN, "server", "listen"), (ENV_REDIS_URL, "redis", "url"), (ENV_ADMIN_TOKEN, "admin", "token"),
+    ):
         if env.get(variable):
             current = data.get(section)
             if current is None or isinstance(current, dict):

@@ -9,12 +9,53 @@ client never reaches the upstream as if authz had set it.
 from __future__ import annotations
 
 from authz.apis import Route
+from authz.backend_jwt import BackendJwtSigner
 from authz.config import HeadersSettings
 from authz.model import Allow, Application, ClientBinding, Identity, Subscription
+
+METADATA_NAMESPACE = "envoy.filters.http.ext_authz"
+"""The dynamic metadata namespace Envoy files our ``CheckResponse.dynamic_metadata`` under (the ext_authz
+filter's name), e.g. ``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:application_id)%``."""
+
+IDENTITY_HEADER_FIELDS = (
+    "application_id", "application_name", "application_tier", "client_id", "subject", "api_id", "api_version",
+    "key_type", "scopes",
+)
+"""The ``headers`` settings that name a forwarded identity header."""
 
 
 def _safe(value: str) -> bool:
     return all(0x20 <= ord(c) != 0x7F for c in value) and len(value) <= 8192
+
+
+def _removed(route: Route, headers: HeadersSettings) -> list[str]:
+    """The API's ``headers_to_remove``, else the global ``headers.remove``."""
+    chosen = route.api.headers_to_remove
+    return list(headers.remove if chosen is None else chosen)
+
+
+def build_public_allow(route: Route, headers: HeadersSettings, backend_jwt: BackendJwtSigner | None = None) -> Allow:
+    """The ``OkHttpResponse`` content for a request to a public resource (``auth: none``).
+
+    No identity is forwarded: every configured identity header (and the backend JWT header) is removed,
+    so a client-sent copy never reaches the upstream as if authz had set it.
+
+    Args:
+        route: the matched API and public resource.
+        headers: configured header names and ``remove`` list.
+        backend_jwt: the signer, when ``backend_jwt`` is configured (its header is removed).
+    Returns:
+        :class:`Allow` with no headers to set, the removals, and metadata ``{"api_id", "auth": "none"}``.
+    """
+    remove = _removed(route, headers)
+    names = [getattr(headers, f) for f in IDENTITY_HEADER_FIELDS]
+    if backend_jwt is not None:
+        names.append(backend_jwt.header)
+    for name in names:
+        if name and name not in remove:
+            remove.append(name)
+    return Allow(headers=(), headers_to_remove=tuple(remove),
+                 dynamic_metadata={"api_id": route.api.id, "auth": "none"})
 
 
 def build_allow(
@@ -24,6 +65,9 @@ def build_allow(
     subscription: Subscription,
     route: Route,
     headers: HeadersSettings,
+    *,
+    access_token: str = "",
+    backend_jwt: BackendJwtSigner | None = None,
 ) -> Allow:
     """The ``OkHttpResponse`` content for an allowed request.
 
@@ -34,15 +78,20 @@ def build_allow(
         subscription: the application's active subscription to the API.
         route: the matched API and resource.
         headers: configured header names (null names are skipped) and ``remove`` list.
+        access_token: the caller's access token (the backend JWT cache key).
+        backend_jwt: the backend JWT signer when ``backend_jwt`` is configured: APIs with ``backend_jwt``
+            get a signed JWT in its header; for the other APIs the header is removed.
     Returns:
-        The :class:`Allow` value: headers to set (overwriting client copies), headers to remove (the
-        configured ``remove`` list plus every configured header left without a safe value), and
+        The :class:`Allow` value: headers to set (overwriting client copies), headers to remove (the API's
+        ``headers_to_remove``, else ``headers.remove``, plus every configured header left without a safe
+        value), and
         dynamic metadata (``application_id``, ``application_name``, ``application_tier``, ``client_id``,
         ``subject``, ``api_id``, ``subscription_tier``, ``key_type``).
     """
     values = {
         headers.application_id: application.id,
         headers.application_name: application.name,
+        headers.application_tier: application.tier,
         headers.client_id: identity.client_id,
         headers.subject: identity.subject,
         headers.api_id: route.api.id,
@@ -51,7 +100,7 @@ def build_allow(
         headers.scopes: " ".join(sorted(identity.scopes)),
     }
     out: list[tuple[str, str]] = []
-    remove = list(headers.remove)
+    remove = _removed(route, headers)
     for name, value in values.items():
         if not name:
             continue  # disabled in the config
@@ -59,6 +108,15 @@ def build_allow(
             out.append((name, value))
         elif name not in remove:
             remove.append(name)  # strip any client-sent copy rather than let it through
+    if route.api.backend_jwt is not None and backend_jwt is None:
+        # Fail closed: an API that expects a backend JWT never gets a request without one.
+        raise RuntimeError(f"API {route.api.id!r} needs a backend JWT but no signer is configured")
+    if backend_jwt is not None:
+        if route.api.backend_jwt is not None:
+            out.append((backend_jwt.header,
+                        backend_jwt.token_for(access_token, identity, application, binding, route)))
+        elif backend_jwt.header not in remove:
+            remove.append(backend_jwt.header)
     metadata = {
         "application_id": application.id,
         "application_name": application.name,

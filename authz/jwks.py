@@ -8,14 +8,20 @@ Rules it keeps:
   concurrent callers (single-flight), whatever the number of distinct unknown kids;
 * a failed or garbage fetch never replaces a good key set; the last good set is used for
   ``jwks.max_stale`` seconds past its refresh time, then :class:`DependencyUnavailable` (503);
-* keys that cannot be loaded (bad encoding, ``use: enc``, weak RSA) are skipped and logged, the others work.
+* keys that cannot be loaded (bad encoding, ``use: enc``, weak RSA) are skipped and logged, the others work;
+* the refresh period follows the response's ``Cache-Control: max-age`` (minus ``Age``) bounded by
+  ``jwks.min_refresh_interval`` and ``jwks.max_refresh_interval``; without it, ``jwks.refresh_interval``;
+* with ``discovery``, the ``jwks_uri`` comes from the issuer's metadata (:mod:`authz.discovery`), fetched
+  before the first JWKS fetch and again after a failed one; metadata naming another issuer makes the key
+  manager unusable (its tokens get 503) until it names the configured issuer;
+* with ``certificates``, the keys come from PEM files (:mod:`authz.static_keys`), loaded once at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-import json
 import logging
 import math
 import time
@@ -25,18 +31,25 @@ from typing import Any
 
 import httpx
 import jwt
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authz.config import KeyManagerSettings
+from authz.discovery import IssuerMismatch, discover_jwks_uri
 from authz.errors import Denial, DependencyUnavailable, Reason
+from authz.fetch import MAX_DOCUMENT_BYTES, fetch_json, freshness
+from authz.static_keys import MIN_RSA_BITS, check_public_key, load_pem_file, public_key_of_certificate
 
 log = logging.getLogger("authz.jwks")
 
-MIN_RSA_BITS = 2048
-MAX_JWKS_BYTES = 1024 * 1024
+__all__ = ["MIN_RSA_BITS", "JwksCache", "KeySet", "VerificationKey", "parse_jwks"]
+
+MAX_JWKS_BYTES = MAX_DOCUMENT_BYTES
 """A JWKS response larger than this is a failed fetch (a key set is a few KB)."""
 _EC_CURVE_FOR_ALG = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+_EC_COORDINATE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
+_KEY_MEMBERS = {"RSA": ("n", "e"), "EC": ("x", "y"), "OKP": ("x",)}
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -73,10 +86,12 @@ class KeySet:
     Attributes:
         keys: the usable keys, in document order.
         fetched_at: monotonic seconds of the fetch.
+        refresh_interval: seconds until the next background refresh (from ``Cache-Control`` or the config).
     """
 
     keys: tuple[VerificationKey, ...]
     fetched_at: float
+    refresh_interval: float = math.inf
 
     def by_kid(self, kid: str) -> list[VerificationKey]:
         """Keys whose ``kid`` equals ``kid``."""
@@ -84,8 +99,7 @@ class KeySet:
 
 
 def _identity(key: VerificationKey) -> tuple[str | None, str | None, bytes]:
-    spki = key.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return (key.kid, key.alg, spki)
+    return (key.kid, key.alg, _spki(key.key))
 
 
 def parse_jwks(document: Any, source: str) -> tuple[VerificationKey, ...]:
@@ -126,27 +140,64 @@ def _load_jwk(jwk: Any) -> VerificationKey:
         raise ValueError("alg is not a string")
     if jwk.get("kty") == "oct":
         raise ValueError("symmetric (oct) keys are never used")
-    key = jwt.PyJWK(jwk).key
-    if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
-        key = key.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        numbers = key.public_numbers()
-        if numbers.e < 3 or numbers.e % 2 == 0:
-            raise ValueError(f"RSA public exponent {numbers.e} is invalid")
-        if key.key_size < MIN_RSA_BITS:
-            raise ValueError(f"RSA key of {key.key_size} bits is below {MIN_RSA_BITS}")
-    elif not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-        raise ValueError(f"unsupported key type {type(key).__name__}")
-    return VerificationKey(kid=kid, alg=alg, key=key)
+    cert_key = _x5c_key(jwk)
+    members = _KEY_MEMBERS.get(jwk.get("kty"), ())
+    if cert_key is not None and not any(m in jwk for m in members):
+        key = cert_key  # an x5c-only JWK: the key of the first certificate (RFC 7517 section 4.7)
+    else:
+        key = jwt.PyJWK(_pad_ec_coordinates(jwk)).key
+        if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+            key = key.public_key()
+        if cert_key is not None and _spki(cert_key) != _spki(key):
+            raise ValueError("x5c certificate does not hold the JWK's key")
+    return VerificationKey(kid=kid, alg=alg, key=check_public_key(key))
+
+
+def _spki(key: Any) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _x5c_key(jwk: dict[str, Any]) -> Any:
+    """The public key of the first ``x5c`` certificate (standard base64 DER, RFC 7517 section 4.7), or None."""
+    chain = jwk.get("x5c")
+    if chain is None:
+        return None
+    if not isinstance(chain, list) or not chain or not isinstance(chain[0], str):
+        raise ValueError("x5c is not a non-empty array of strings")
+    der = base64.b64decode(chain[0], validate=True)
+    return public_key_of_certificate(x509.load_der_x509_certificate(der), "x5c")
+
+
+def _pad_ec_coordinates(jwk: dict[str, Any]) -> dict[str, Any]:
+    """Left-pad EC ``x``/``y`` shorter than the curve size with zero bytes (some IdPs drop leading zeros,
+    against RFC 7518 section 6.2.1.2); pyjwt refuses such coordinates."""
+    size = _EC_COORDINATE_BYTES.get(jwk.get("crv")) if jwk.get("kty") == "EC" else None
+    if size is None:
+        return jwk
+    out = dict(jwk)
+    for member in ("x", "y"):
+        value = jwk.get(member)
+        if isinstance(value, str):
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            if len(raw) < size:
+                out[member] = base64.urlsafe_b64encode(raw.rjust(size, b"\0")).rstrip(b"=").decode("ascii")
+    return out
 
 
 class JwksCache:
-    """The cached key set of one key manager, with background refresh and rate-limited forced refetch.
+    """The key set of one key manager: a JWKS with background refresh and rate-limited forced refetch, or
+    static PEM keys.
 
     Args:
-        settings: the key manager's settings (``jwks_uri``, ``jwks.*``).
-        client: an httpx client used for the fetches (TLS settings already applied).
+        settings: the key manager's settings (``jwks_uri`` / ``discovery`` / ``certificates``, ``jwks.*``).
+        client: an httpx client used for the fetches (TLS settings already applied: :func:`authz.fetch.http_client`).
         clock: monotonic clock in seconds (tests may pass their own).
+
+    Attributes:
+        fetch_count: JWKS fetches attempted (discovery fetches not included).
+        discovery_count: metadata fetches attempted (``discovery`` only).
+        last_error: why the last fetch failed, or None after a success.
+        jwks_uri: the JWKS URL in use (configured or discovered), None before discovery succeeded.
     """
 
     def __init__(
@@ -165,6 +216,13 @@ class JwksCache:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self.fetch_count = 0
+        self.discovery_count = 0
+        self.jwks_uri: str | None = settings.jwks_uri
+
+    @property
+    def static(self) -> bool:
+        """Whether the keys come from PEM files (``certificates``) rather than a JWKS."""
+        return bool(self.settings.certificates)
 
     @property
     def keyset(self) -> KeySet | None:
@@ -172,12 +230,11 @@ class JwksCache:
         return self._keyset
 
     def usable(self) -> bool:
-        """Whether the key set exists and is not older than ``refresh_interval + max_stale`` seconds."""
+        """Whether the key set exists and is not older than its refresh interval + ``max_stale`` seconds."""
         ks = self._keyset
         if ks is None:
             return False
-        cfg = self.settings.jwks
-        return self._clock() - ks.fetched_at <= cfg.refresh_interval + cfg.max_stale
+        return self._clock() - ks.fetched_at <= ks.refresh_interval + self.settings.jwks.max_stale
 
     def contains(self, key: VerificationKey) -> bool:
         """Whether ``key`` is still part of the current, usable key set (for cached verifications)."""
@@ -188,11 +245,29 @@ class JwksCache:
         """Fetch once (waiting at most ``initial_timeout`` seconds), then keep refreshing in the background.
 
         A failed first fetch does not raise: the background loop retries and checks answer 503 until then.
+        Static keys are loaded from their files here (a file that no longer loads is logged and skipped).
         """
+        if self.static:
+            self._load_static()
+            return
         first = asyncio.ensure_future(self.refresh())
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(first), initial_timeout or self.settings.jwks.timeout + 1)
         self._task = asyncio.create_task(self._refresh_loop(), name=f"jwks-refresh-{self.name}")
+
+    def _load_static(self) -> None:
+        keys = []
+        for cert in self.settings.certificates:
+            try:
+                keys.append(VerificationKey(kid=cert.kid, alg=None, key=load_pem_file(cert.path)))
+            except ValueError as exc:
+                log.error("key manager %s: static key skipped: %s", self.name, exc)
+        if keys:
+            self._keyset = KeySet(keys=tuple(keys), fetched_at=self._clock(), refresh_interval=math.inf)
+            self.last_error = None
+        else:
+            self.last_error = "no static key could be loaded"
+            log.error("key manager %s unusable: %s; checks with its tokens answer 503", self.name, self.last_error)
 
     async def close(self) -> None:
         """Stop the background refresh."""
@@ -208,7 +283,7 @@ class JwksCache:
         while True:
             if self._keyset is not None and self.last_error is None:
                 age = self._clock() - self._keyset.fetched_at
-                await asyncio.sleep(max(0.0, cfg.refresh_interval - age))
+                await asyncio.sleep(max(0.0, self._keyset.refresh_interval - age))
             else:
                 await asyncio.sleep(delay)
             try:
@@ -229,44 +304,56 @@ class JwksCache:
         return asyncio.shield(self._inflight)
 
     async def _fetch(self) -> bool:
+        if self.static:
+            return self._keyset is not None
         cfg = self.settings.jwks
-        self.fetch_count += 1
         try:
-            # httpx's timeout bounds each network operation, not the whole response: a server that
-            # trickles bytes would hold the fetch (and every caller joined to it) forever.
-            async with asyncio.timeout(cfg.timeout):
-                body = await self._download(cfg.timeout)
-            keys = parse_jwks(json.loads(body), self.name)
+            if self.jwks_uri is None:
+                await self._discover()
+            assert self.jwks_uri is not None
+            self.fetch_count += 1
+            document, headers = await fetch_json(self._client, self.jwks_uri, cfg.timeout)
+            keys = parse_jwks(document, self.name)
             if not keys:
                 raise ValueError("the key set has no usable signature key")
+        except IssuerMismatch as exc:
+            self.last_error = f"IssuerMismatch: {exc}"
+            log.error("key manager %s unusable: %s; checks with its tokens answer 503 until it matches",
+                      self.name, exc)
+            return False
         except Exception as exc:
             # Anything (HTTP, timeout, JSON nesting -> RecursionError, a bug in key loading) is a failed
             # fetch: it must neither replace the last good set nor escape into checks or the refresh loop.
             self.last_error = f"{type(exc).__name__}: {exc}"
             kept = "keeping the last good key set" if self._keyset is not None else "no key set yet"
-            log.warning("jwks %s: fetch from %s failed (%s); %s", self.name, self.settings.jwks_uri,
-                        self.last_error, kept)
+            log.warning("jwks %s: fetch from %s failed (%s); %s", self.name,
+                        self.jwks_uri or "(discovery)", self.last_error, kept)
+            if self.settings.discovery:
+                self.jwks_uri = None  # the next attempt reads the metadata again (the jwks_uri may have moved)
             return False
-        self._keyset = KeySet(keys=self._keep_unchanged(keys), fetched_at=self._clock())
+        self._keyset = KeySet(
+            keys=self._keep_unchanged(keys), fetched_at=self._clock(), refresh_interval=self._interval(headers)
+        )
         if self.last_error is not None:
             log.info("jwks %s: fetch recovered, %d keys", self.name, len(keys))
         self.last_error = None
         return True
 
-    async def _download(self, timeout: float) -> bytes:
-        async with self._client.stream(
-            "GET", self.settings.jwks_uri, timeout=timeout, headers={"accept": "application/json"}
-        ) as response:
-            if response.status_code != 200:
-                raise ValueError(f"HTTP status {response.status_code}")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_JWKS_BYTES:
-                    raise ValueError(f"response larger than {MAX_JWKS_BYTES} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
+    async def _discover(self) -> None:
+        self.discovery_count += 1
+        assert self.settings.discovery is not None
+        self.jwks_uri = await discover_jwks_uri(
+            self._client, self.settings.issuer, self.settings.discovery, self.settings.jwks.timeout
+        )
+        log.info("key manager %s: discovered jwks_uri %s", self.name, self.jwks_uri)
+
+    def _interval(self, headers: httpx.Headers) -> float:
+        """The refresh period: ``Cache-Control`` freshness within the configured bounds, else ``refresh_interval``."""
+        cfg = self.settings.jwks
+        fresh = freshness(headers)
+        if fresh is None:
+            return cfg.refresh_interval
+        return min(max(fresh, cfg.min_refresh_interval), cfg.max_refresh_interval)
 
     def _keep_unchanged(self, keys: tuple[VerificationKey, ...]) -> tuple[VerificationKey, ...]:
         """Reuse the previous objects of keys that did not change, so verified-token cache entries stay valid."""
@@ -293,7 +380,7 @@ class JwksCache:
         if not self.usable():
             raise DependencyUnavailable(f"jwks:{self.name}", self.last_error or "key set expired")
         key = self._select(kid, alg)
-        if key is None and kid is not None:
+        if key is None and kid is not None and not self.static:
             now = self._clock()
             if now - self._last_forced >= self.settings.jwks.kid_refetch_cooldown:
                 self._last_forced = now

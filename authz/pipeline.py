@@ -1,10 +1,12 @@
 """The decision pipeline: the one place that knows the order of the phases.
 
-    route (pure) -> credentials -> identity -> [route denial] -> registry -> policy -> allow
+    route (pure) -> credentials -> identity -> revocation -> [route denial] -> registry -> policy -> allow
 
 The route is resolved first because it is pure and cheap, but a route denial is only reported after the
 caller has authenticated, so an anonymous client cannot probe which APIs exist (a malformed path is a
-400 at once). Only an explicit positive result of every phase yields an allow: an exception, a dependency
+400 at once). A public resource (``auth: none``) called without an ``authorization`` header is allowed
+right after the route (logged, no identity forwarded); a credential sent to one is still validated (invalid:
+401) but no registry or scope check follows. Only an explicit positive result of every phase yields an allow: an exception, a dependency
 outage or the budget running out (``server.decision_timeout``) is a deny (503).
 """
 
@@ -14,14 +16,16 @@ import asyncio
 import hashlib
 import logging
 
-from authz.apis import RouteTable
+from authz.apis import Route, RouteTable
+from authz.backend_jwt import BackendJwtSigner
 from authz.config import Settings
 from authz.credentials import extract_bearer
 from authz.errors import Denial, DependencyUnavailable, Reason
-from authz.forward import build_allow
+from authz.forward import build_allow, build_public_allow
 from authz.model import Allow, Request
 from authz.policy import authorize
 from authz.registry import RegistryCache
+from authz.revocation import check_not_revoked
 from authz.tokens import TokenValidator
 
 log = logging.getLogger("authz.decisions")
@@ -47,11 +51,14 @@ class Pipeline:
         routes: the route table.
         tokens: the token validator.
         registry: the registry lookups.
+        backend_jwt: the backend JWT signer (``backend_jwt`` section), or None when not configured.
     """
 
     def __init__(
-        self, settings: Settings, routes: RouteTable, tokens: TokenValidator, registry: RegistryCache
+        self, settings: Settings, routes: RouteTable, tokens: TokenValidator, registry: RegistryCache,
+        backend_jwt: BackendJwtSigner | None = None,
     ) -> None:
+        self._backend_jwt = backend_jwt
         self._headers = settings.headers
         self._budget = settings.server.decision_timeout
         self._routes = routes
@@ -76,15 +83,27 @@ class Pipeline:
                     if denial.reason is Reason.INVALID_REQUEST:
                         raise
                     route, route_denial = None, denial
+                public = route is not None and route.resource.auth == "none"
+                if public and "authorization" not in request.headers:
+                    # A public resource called without credentials: no identity, registry or scope check.
+                    return self._public(request, route)
                 token = extract_bearer(request.headers)
                 identity = await self._tokens.validate(token)
+                await check_not_revoked(identity, self._registry)
                 if route_denial is not None:
                     raise route_denial
                 assert route is not None
+                if public:
+                    # A credential sent to a public resource was validated above (invalid: 401, never
+                    # ignored); a valid one grants nothing more, so no registry or scope check.
+                    return self._public(request, route)
                 found = await self._registry.lookup(identity.key_manager, identity.client_id, route.api.id)
-                application, subscription = authorize(identity, route, found)
+                application, subscription = authorize(
+                    identity, route, found, request.context_extensions.get("environment")
+                )
                 assert found.binding is not None
-                allow = build_allow(identity, application, found.binding, subscription, route, self._headers)
+                allow = build_allow(identity, application, found.binding, subscription, route, self._headers,
+                                    access_token=token, backend_jwt=self._backend_jwt)
         except Denial as denial:
             self._log(request, token, denial)
             return denial
@@ -98,6 +117,12 @@ class Pipeline:
             log.debug("request %s: allow %s %s app=%s", request.request_id, request.method, request.path[:256],
                       allow.dynamic_metadata.get("application_id"))
         return allow
+
+    def _public(self, request: Request, route: Route) -> Allow:
+        """Allow a request to a public resource (``auth: none``), logged at INFO."""
+        log.info("request %s: allow public %s %s api=%s", request.request_id, request.method,
+                 route.path[:256], route.api.id)
+        return build_public_allow(route, self._headers, self._backend_jwt)
 
     @staticmethod
     def _log(request: Request, token: str, denial: Denial) -> None:

@@ -1,7 +1,12 @@
 """Policy phase: may this application, with this token, call this resource?
 
 Pure function of plain values; the order of checks follows WSO2 API Manager's gateway: client registered,
-application active, subscription present and active for the key type, then the resource's scopes.
+application active, key type allowed on the route's environment, subscription present and active for the key
+type, then the resource's scopes.
+
+Environments: an Envoy route marked with the per-route context extension ``environment: sandbox`` accepts
+only SANDBOX keys; any other route (no ``environment``, or ``environment: production``) accepts only
+PRODUCTION keys. Any other value is a misconfigured route and denies every key.
 """
 
 from __future__ import annotations
@@ -18,19 +23,28 @@ from authz.model import (
 )
 from authz.store_redis import Lookup
 
+SANDBOX = "sandbox"
+PRODUCTION = "production"
 
-def authorize(identity: Identity, route: Route, found: Lookup) -> tuple[Application, Subscription]:
-    """Check registration, subscription state and scopes.
+
+def authorize(
+    identity: Identity, route: Route, found: Lookup, environment: str | None = None
+) -> tuple[Application, Subscription]:
+    """Check registration, key type against the route's environment, subscription state and scopes.
 
     Args:
         identity: the validated token.
         route: the matched API and resource.
         found: the registry lookup for (key manager, client ID, API).
+        environment: the route's ``context_extensions.environment`` (Envoy ``ExtAuthzPerRoute``
+            ``check_settings.context_extensions``): ``sandbox``, ``production`` or None (production).
     Returns:
         The application and its active subscription.
     Raises:
         Denial: ``UNKNOWN_CLIENT`` (client ID not mapped), ``SUBSCRIPTION_INACTIVE`` (application not
-            active, subscription ON_HOLD or REJECTED), ``NOT_SUBSCRIBED``, ``SUBSCRIPTION_BLOCKED``
+            active, subscription ON_HOLD or REJECTED), ``NO_MATCHING_RESOURCE`` (the route's environment is
+            neither ``sandbox`` nor ``production``), ``NOT_SUBSCRIBED`` (also: a SANDBOX key on a production
+            route, a PRODUCTION key on a sandbox route), ``SUBSCRIPTION_BLOCKED``
             (BLOCKED, or PROD_ONLY_BLOCKED with a production key) or ``INSUFFICIENT_SCOPE``.
     """
     api_id = route.api.id
@@ -43,6 +57,7 @@ def authorize(identity: Identity, route: Route, found: Lookup) -> tuple[Applicat
     app = found.application
     if app.status is not ApplicationStatus.ACTIVE:
         raise Denial(Reason.SUBSCRIPTION_INACTIVE, f"Application '{app.name}' is not active")
+    _check_environment(found.binding.key_type, environment)
     sub = found.subscription
     if sub is None:
         raise Denial(Reason.NOT_SUBSCRIBED, f"Application '{app.name}' is not subscribed to API '{api_id}'")
@@ -71,3 +86,17 @@ def authorize(identity: Identity, route: Route, found: Lookup) -> tuple[Applicat
                 scope=needed,
             )
     return app, sub
+
+
+def _check_environment(key_type: KeyType, environment: str | None) -> None:
+    if environment is not None and environment not in (SANDBOX, PRODUCTION):
+        raise Denial(
+            Reason.NO_MATCHING_RESOURCE,
+            "The route's environment is not configured correctly",
+            log_detail=f"context_extensions.environment={environment[:64]!r} is neither sandbox nor production",
+        )
+    sandbox_route = environment == SANDBOX
+    if key_type is KeyType.SANDBOX and not sandbox_route:
+        raise Denial(Reason.NOT_SUBSCRIBED, "A sandbox key cannot call a production route")
+    if key_type is KeyType.PRODUCTION and sandbox_route:
+        raise Denial(Reason.NOT_SUBSCRIBED, "A production key cannot call a sandbox route")

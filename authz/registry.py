@@ -5,6 +5,9 @@ Lookups go through a local in-process cache (bounded, TTL, negative entries too)
 background subscriber clears the cache on each message, and also whenever it (re)connects, because
 messages may have been missed while it was away.
 
+Revoked token IDs (``jti`` per key manager) are looked up the same way (:meth:`RegistryCache.is_revoked`),
+in a second bounded cache cleared by the same events.
+
 During a Redis outage a cached entry keeps deciding until ``cache_ttl + max_stale`` seconds after it was
 read; past that, or with nothing cached, :class:`DependencyUnavailable` (503). Never an allow on error.
 """
@@ -51,6 +54,7 @@ class RegistryCache:
         self._max_stale = settings.max_stale
         self._clock = clock
         self._cache: OrderedDict[_CacheKey, tuple[Lookup, float, float]] = OrderedDict()
+        self._revoked: OrderedDict[tuple[str, str], tuple[bool, float, float]] = OrderedDict()
         self._listener: asyncio.Task[None] | None = None
         self.invalidations = 0
 
@@ -74,6 +78,7 @@ class RegistryCache:
     def clear(self) -> None:
         """Drop every cached entry."""
         self._cache.clear()
+        self._revoked.clear()
         self.invalidations += 1
 
     async def lookup(self, key_manager: str, client_id: str, api_id: str) -> Lookup:
@@ -116,6 +121,45 @@ class RegistryCache:
         while len(self._cache) > self._size:
             self._cache.popitem(last=False)
         return found
+
+    async def is_revoked(self, key_manager: str, token_id: str) -> bool:
+        """Whether the token ID (``jti``, RFC 7519 section 4.1.7) of this key manager is revoked.
+
+        Both answers are cached for ``cache_ttl`` seconds (a revocation or its withdrawal publishes an event
+        that clears the cache, so the TTL only bounds staleness when an event is lost).
+
+        Args:
+            key_manager: the token's key manager name.
+            token_id: the token's ``jti``.
+        Returns:
+            True when revoked.
+        Raises:
+            DependencyUnavailable: Redis unreachable, slow or holding a corrupt record, with no usable
+                cached answer.
+        """
+        key = (key_manager, token_id)
+        now = self._clock()
+        entry = self._revoked.get(key)
+        if entry is not None and now < entry[1]:
+            self._revoked.move_to_end(key)
+            return entry[0]
+        generation = self.invalidations
+        try:
+            revoked = await self._store.is_revoked(key_manager, token_id) is not None
+        except (TimeoutError, RedisError, OSError) as exc:
+            if entry is not None and now < entry[2]:
+                log.warning("redis unavailable (%s); revocation answered from the cache", type(exc).__name__)
+                return entry[0]
+            raise DependencyUnavailable("redis", f"{type(exc).__name__}: {exc}") from None
+        except CorruptRecord as exc:
+            log.error("registry record is corrupt: %s", exc)
+            raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
+        if generation == self.invalidations:
+            self._revoked[key] = (revoked, now + self._ttl, now + self._ttl + self._max_stale)
+            self._revoked.move_to_end(key)
+            while len(self._revoked) > self._size:
+                self._revoked.popitem(last=False)
+        return revoked
 
     async def _listen(self) -> None:
         delay = 0.1

@@ -7,11 +7,13 @@ to :class:`authz.store_redis.RedisStore`. Every refusal is a :class:`RegistryErr
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 from authz.config import Settings
 from authz.model import Application, ApplicationStatus, KeyType, Subscription, SubscriptionStatus
-from authz.store_redis import RedisStore, RegistryError
+from authz.store_redis import SCHEMA_VERSION, RedisStore, RegistryError
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,43 @@ class ApplicationView:
     subscriptions: list[Subscription]
 
 
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A revoked token ID.
+
+    Attributes:
+        key_manager: the key manager that issued the token.
+        token_id: the token's ``jti``.
+        expires_at: epoch seconds (integer) when Redis forgets the revocation: the token's ``exp`` plus the
+            key manager's ``leeway``, after which the token is refused as expired anyway.
+    """
+
+    key_manager: str
+    token_id: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    """A client ID with the application it belongs to.
+
+    Attributes:
+        application: the owning application.
+        key_manager: the key manager name.
+        client_id: the OAuth2 client ID.
+        key_type: PRODUCTION or SANDBOX.
+    """
+
+    application: Application
+    key_manager: str
+    client_id: str
+    key_type: KeyType
+
+
+MAX_REVOCATION_SECONDS = 366 * 24 * 3600
+"""A revocation may not outlive this many seconds (a year): access tokens are short-lived."""
+
+
 class RegistryAdmin:
     """Validated registry writes and reads.
 
@@ -41,20 +80,38 @@ class RegistryAdmin:
         self.store = store
         self.settings = settings
 
+    async def ensure_schema(self) -> None:
+        """Refuse to work on a registry written in another data format (``P schema``, docs/registry.md).
+
+        An empty registry (no ``schema`` key yet) is fine: the first write sets it.
+
+        Raises:
+            RegistryError: ``failed_precondition`` when ``P schema`` is not :data:`SCHEMA_VERSION`.
+        """
+        stored = await self.store.schema_version()
+        if stored is not None and stored != SCHEMA_VERSION:
+            raise RegistryError(
+                "failed_precondition",
+                f"the registry holds data format {stored!r}; this authz understands {SCHEMA_VERSION!r}: "
+                "upgrade authz (or run the migration of docs/registry.md) before changing it",
+            )
+
     def _key_manager(self, name: str | None) -> str:
         names = [km.name for km in self.settings.key_managers]
         if name is None:
             if len(names) == 1:
                 return names[0]
-            raise RegistryError("invalid", f"several key managers are configured; name one of: {', '.join(names)}")
+            raise RegistryError("invalid", f"several key managers are configured; name one of: {', '.join(names)}",
+                                "key_manager")
         if name not in names:
-            raise RegistryError("invalid", f"unknown key manager {name!r}; configured: {', '.join(names)}")
+            raise RegistryError("invalid", f"unknown key manager {name!r}; configured: {', '.join(names)}",
+                                "key_manager")
         return name
 
     def _api(self, api_id: str) -> str:
         if self.settings.api(api_id) is None:
             known = ", ".join(api.id for api in self.settings.apis)
-            raise RegistryError("invalid", f"unknown API id {api_id!r}; configured: {known}")
+            raise RegistryError("invalid", f"unknown API id {api_id!r}; configured: {known}", "api_id")
         return api_id
 
     async def create_application(
@@ -69,13 +126,13 @@ class RegistryAdmin:
         Raises:
             RegistryError: ``invalid`` or ``already_exists``.
         """
-        _printable_text(name, "application name", 256)
-        _printable_text(owner, "owner", 256, allow_empty=True)
-        _printable_text(tier, "tier", 64)
+        _printable_text(name, "application name", 256, field="name")
+        _printable_text(owner, "owner", 256, allow_empty=True, field="owner")
+        _printable_text(tier, "tier", 64, field="tier")
         if app_id is not None:
-            _printable_text(app_id, "application ID", 128)
+            _printable_text(app_id, "application ID", 128, field="id")
             if any(c.isspace() for c in app_id):
-                raise RegistryError("invalid", "application ID must not contain spaces")
+                raise RegistryError("invalid", "application ID must not contain spaces", "id")
             if await self.store.application_id_by_name(app_id):
                 raise RegistryError("already_exists", f"{app_id!r} is already the name of another application")
         if await self.store.get_application(name) is not None:
@@ -95,8 +152,36 @@ class RegistryAdmin:
     async def set_application_status(self, id_or_name: str, status: str) -> Application:
         """Set ACTIVE or INACTIVE. Raises RegistryError ``invalid`` for another value."""
         app = await self.application(id_or_name)
-        await self.store.set_application_status(app.id, _parse(ApplicationStatus, status, "application status"))
+        await self.store.set_application_status(
+            app.id, _parse(ApplicationStatus, status, "application status", "status")
+        )
         return app
+
+    async def update_application(
+        self, id_or_name: str, *, name: str | None = None, owner: str | None = None, tier: str | None = None,
+        status: str | None = None,
+    ) -> Application:
+        """Change an application's name, owner, tier and/or status atomically (None keeps a field).
+
+        Returns:
+            The application as stored after the change.
+        Raises:
+            RegistryError: ``not_found``, ``invalid`` (field named) or ``already_exists`` (name taken, or the
+                new name is another application's ID).
+        """
+        app = await self.application(id_or_name)
+        if name is not None:
+            _printable_text(name, "application name", 256, field="name")
+            other = await self.store.get_application(name)
+            if other is not None and other.id != app.id:
+                raise RegistryError("already_exists", f"{name!r} is already the ID of another application")
+        if owner is not None:
+            _printable_text(owner, "owner", 256, allow_empty=True, field="owner")
+        if tier is not None:
+            _printable_text(tier, "tier", 64, field="tier")
+        parsed = _parse(ApplicationStatus, status, "application status", "status") if status is not None else None
+        await self.store.update_application(app.id, name=name, owner=owner, tier=tier, status=parsed)
+        return await self.application(app.id)
 
     async def add_client(
         self, id_or_name: str, client_id: str, *, key_manager: str | None = None, key_type: str = "PRODUCTION"
@@ -108,11 +193,38 @@ class RegistryAdmin:
         Raises:
             RegistryError: unknown application or key manager, or the client ID belongs to another application.
         """
-        _printable_text(client_id, "client ID", 512)
+        _printable_text(client_id, "client ID", 512, field="client_id")
         app = await self.application(id_or_name)
         km = self._key_manager(key_manager)
-        added = await self.store.add_client(app, km, client_id, _parse(KeyType, key_type, "key type"))
+        added = await self.store.add_client(app, km, client_id, _parse(KeyType, key_type, "key type", "key_type"))
         return app, km, added
+
+    async def client(self, client_id: str, *, key_manager: str | None = None) -> ClientView:
+        """The application and key type of a client ID.
+
+        Raises:
+            RegistryError: ``not_found`` when the client ID is not attached to any application.
+        """
+        km = self._key_manager(key_manager)
+        binding = await self.store.client_binding(km, client_id)
+        app = await self.store.get_application(binding.application_id) if binding else None
+        if binding is None or app is None:
+            raise RegistryError("not_found", f"client ID {client_id} of key manager {km} is not attached to any application")
+        return ClientView(app, km, client_id, binding.key_type)
+
+    async def set_client_key_type(
+        self, id_or_name: str, client_id: str, key_type: str, *, key_manager: str | None = None
+    ) -> ClientView:
+        """Change the key type (PRODUCTION or SANDBOX) of a client ID attached to the application.
+
+        Raises:
+            RegistryError: ``not_found`` or ``invalid`` (``key_type``).
+        """
+        app = await self.application(id_or_name)
+        km = self._key_manager(key_manager)
+        value = _parse(KeyType, key_type, "key type", "key_type")
+        await self.store.set_client_key_type(app, km, client_id, value)
+        return ClientView(app, km, client_id, value)
 
     async def remove_client(self, id_or_name: str, client_id: str, *, key_manager: str | None = None) -> None:
         """Detach a client ID from an application. Raises RegistryError ``not_found``."""
@@ -121,10 +233,18 @@ class RegistryAdmin:
         if not await self.store.remove_client(app, km, client_id):
             raise RegistryError("not_found", f"client ID {client_id} is not attached to application {app.name}")
 
-    async def subscribe(self, id_or_name: str, api_id: str, *, tier: str = "Unlimited") -> Subscription:
-        """Subscribe an application to a configured API (status ACTIVE)."""
+    async def subscribe(
+        self, id_or_name: str, api_id: str, *, tier: str = "Unlimited", status: str = "ACTIVE"
+    ) -> Subscription:
+        """Subscribe an application to a configured API (one atomic write, status ACTIVE by default).
+
+        Raises:
+            RegistryError: ``not_found``, ``already_exists`` or ``invalid`` (``api_id``, ``tier``, ``status``).
+        """
         app = await self.application(id_or_name)
-        return await self.store.subscribe(app, self._api(api_id), tier=tier)
+        _printable_text(tier, "tier", 64, field="tier")
+        value = _parse(SubscriptionStatus, status, "subscription status", "status")
+        return await self.store.subscribe(app, self._api(api_id), tier=tier, status=value)
 
     async def unsubscribe(self, id_or_name: str, api_id: str) -> None:
         """Remove a subscription."""
@@ -134,8 +254,106 @@ class RegistryAdmin:
     async def set_subscription_status(self, id_or_name: str, api_id: str, status: str) -> None:
         """Set a subscription's status: ACTIVE, BLOCKED, PROD_ONLY_BLOCKED, ON_HOLD or REJECTED."""
         app = await self.application(id_or_name)
-        value = _parse(SubscriptionStatus, status, "subscription status")
+        value = _parse(SubscriptionStatus, status, "subscription status", "status")
         await self.store.set_subscription_status(app, self._api(api_id), value)
+
+    async def update_subscription(
+        self, id_or_name: str, api_id: str, *, status: str | None = None, tier: str | None = None
+    ) -> Subscription:
+        """Change a subscription's status and/or tier (None keeps it); returns the stored subscription.
+
+        Raises:
+            RegistryError: ``not_found`` or ``invalid`` (field named).
+        """
+        app = await self.application(id_or_name)
+        api = self._api(api_id)
+        value = _parse(SubscriptionStatus, status, "subscription status", "status") if status is not None else None
+        if tier is not None:
+            _printable_text(tier, "tier", 64, field="tier")
+        await self.store.set_subscription_status(app, api, value, tier)
+        return await self.subscription(app.id, api)
+
+    async def subscription(self, id_or_name: str, api_id: str) -> Subscription:
+        """The application's subscription to the API.
+
+        Raises:
+            RegistryError: ``not_found``.
+        """
+        app = await self.application(id_or_name)
+        for sub in await self.store.subscriptions_of(app.id):
+            if sub.api_id == api_id:
+                return sub
+        raise RegistryError("not_found", f"application {app.name} is not subscribed to {api_id}")
+
+    async def subscriptions(self, id_or_name: str) -> list[Subscription]:
+        """The application's subscriptions, sorted by API ID."""
+        app = await self.application(id_or_name)
+        return await self.store.subscriptions_of(app.id)
+
+    async def clients(self, id_or_name: str) -> list[ClientView]:
+        """The application's client IDs, sorted."""
+        app = await self.application(id_or_name)
+        return [ClientView(app, km, c, t) for km, c, t in await self.store.clients_of(app.id)]
+
+    async def revoke(
+        self, token_id: str, expires_at: float, *, key_manager: str | None = None, now: float | None = None,
+        add_leeway: bool = True,
+    ) -> Revocation:
+        """Revoke a token by its ``jti`` until it expires; checks then answer 401 900901 for it.
+
+        Args:
+            token_id: the token's ``jti`` claim (RFC 7519 section 4.1.7).
+            expires_at: the token's ``exp``, epoch seconds. Redis keeps the revocation until
+                ``ceil(expires_at) + leeway`` of the key manager, then deletes it (``SET ... EXAT``).
+            key_manager: the issuing key manager (default: the only one configured).
+            now: the current time (epoch seconds; default ``time.time()``).
+            add_leeway: add the key manager's ``leeway`` to ``expires_at`` (False when restoring an exported
+                revocation, whose expiry already includes it).
+        Returns:
+            The stored :class:`Revocation`.
+        Raises:
+            RegistryError: ``invalid`` with field ``jti`` or ``expires_at`` (not a number, in the past, more
+                than a year ahead) or ``key_manager``.
+        """
+        _printable_text(token_id, "jti", 512, field="jti")
+        km = self._key_manager(key_manager)
+        now = time.time() if now is None else now
+        if not isinstance(expires_at, int | float) or not math.isfinite(expires_at):
+            raise RegistryError("invalid", "expires_at must be a number of seconds since the epoch", "expires_at")
+        if expires_at <= now:
+            raise RegistryError("invalid", "expires_at is in the past: an expired token is refused anyway",
+                                "expires_at")
+        if expires_at > now + MAX_REVOCATION_SECONDS:
+            raise RegistryError("invalid", "expires_at is more than a year ahead", "expires_at")
+        until = math.ceil(expires_at) + (math.ceil(self.settings.key_manager(km).leeway) if add_leeway else 0)
+        await self.store.revoke(km, token_id, until)
+        return Revocation(km, token_id, until)
+
+    async def revocation(self, token_id: str, *, key_manager: str | None = None) -> Revocation:
+        """The stored revocation of a ``jti``.
+
+        Raises:
+            RegistryError: ``not_found`` (never revoked, withdrawn, or expired).
+        """
+        km = self._key_manager(key_manager)
+        until = await self.store.is_revoked(km, token_id)
+        if until is None:
+            raise RegistryError("not_found", f"token ID {token_id} of key manager {km} is not revoked")
+        return Revocation(km, token_id, int(until))
+
+    async def unrevoke(self, token_id: str, *, key_manager: str | None = None) -> None:
+        """Withdraw a revocation.
+
+        Raises:
+            RegistryError: ``not_found``.
+        """
+        km = self._key_manager(key_manager)
+        if not await self.store.unrevoke(km, token_id):
+            raise RegistryError("not_found", f"token ID {token_id} of key manager {km} is not revoked")
+
+    async def list_revocations(self) -> list[Revocation]:
+        """Every revocation still stored, sorted by key manager and ``jti``."""
+        return [Revocation(km, jti, int(until)) for km, jti, until in await self.store.list_revocations()]
 
     async def list_applications(self) -> list[ApplicationView]:
         """Every application with its client IDs and subscriptions."""
@@ -145,18 +363,22 @@ class RegistryAdmin:
         ]
 
 
-def _printable_text(value: str, what: str, limit: int, *, allow_empty: bool = False) -> None:
+def _printable_text(
+    value: str, what: str, limit: int, *, allow_empty: bool = False, field: str | None = None
+) -> None:
+    if not isinstance(value, str):
+        raise RegistryError("invalid", f"{what} must be text", field)
     if not value.strip() and not allow_empty:
-        raise RegistryError("invalid", f"{what} must not be empty")
+        raise RegistryError("invalid", f"{what} must not be empty", field)
     if len(value) > limit:
-        raise RegistryError("invalid", f"{what} is longer than {limit} characters")
+        raise RegistryError("invalid", f"{what} is longer than {limit} characters", field)
     if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
-        raise RegistryError("invalid", f"{what} must not contain control characters")
+        raise RegistryError("invalid", f"{what} must not contain control characters", field)
 
 
-def _parse(enum_cls, value: str, what: str):  # type: ignore[no-untyped-def]
+def _parse(enum_cls, value: str, what: str, field: str | None = None):  # type: ignore[no-untyped-def]
     try:
-        return enum_cls(value.upper())
+        return enum_cls(str(value).upper())
     except ValueError:
         allowed = ", ".join(m.value for m in enum_cls)
-        raise RegistryError("invalid", f"unknown {what} {value!r}; one of: {allowed}") from None
+        raise RegistryError("invalid", f"unknown {what} {value!r}; one of: {allowed}", field) from None

@@ -1,7 +1,8 @@
 """Process wiring: build the pipeline from settings and serve it over gRPC (grpc.aio).
 
 Serves ``envoy.service.auth.v3.Authorization``, ``grpc.health.v1.Health`` (SERVING once the JWKS
-prefetch is done, NOT_SERVING while draining) and server reflection. SIGTERM or SIGINT: stop accepting,
+prefetch is done, NOT_SERVING while draining) and server reflection; when ``admin.listen`` is set, also the
+registry admin API (:mod:`authz.admin.service`) on that port. SIGTERM or SIGINT: stop accepting,
 let in-flight calls finish for ``server.grace_period`` seconds, close, exit 0.
 """
 
@@ -19,10 +20,14 @@ from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz.admin.service import start_admin_server
 from authz.apis import RouteTable
+from authz.backend_jwt import BackendJwtSigner
 from authz.config import Settings
+from authz.fetch import http_client
 from authz.grpc_service import AuthorizationServicer, add_to_server
 from authz.jwks import JwksCache
+from authz.jwks_endpoint import JwksEndpoint
 from authz.pipeline import Pipeline
 from authz.registry import RegistryCache
 from authz.store_redis import RedisStore, connect
@@ -48,6 +53,7 @@ class Services:
     jwks: dict[str, JwksCache]
     registry: RegistryCache
     store: RedisStore
+    backend_jwt: BackendJwtSigner | None = None
     _http: list[httpx.AsyncClient] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -71,24 +77,26 @@ async def build_services(settings: Settings) -> Services:
     clients: list[httpx.AsyncClient] = []
     jwks: dict[str, JwksCache] = {}
     for km in settings.key_managers:
-        verify: bool | str = km.ca_bundle if (km.verify_tls and km.ca_bundle) else km.verify_tls
-        client = httpx.AsyncClient(verify=verify, follow_redirects=False, trust_env=False)
+        client = http_client(km)
         clients.append(client)
         jwks[km.name] = JwksCache(km, client)
     await asyncio.gather(*(cache.start() for cache in jwks.values()))
     store = RedisStore(connect(settings.redis.url, settings.redis.socket_timeout), settings.redis.key_prefix)
     registry = RegistryCache(store, settings.redis)
     await registry.start()
-    pipeline = Pipeline(settings, RouteTable(settings), TokenValidator(settings, jwks), registry)
-    return Services(pipeline=pipeline, jwks=jwks, registry=registry, store=store, _http=clients)
+    signer = BackendJwtSigner(settings.backend_jwt) if settings.backend_jwt else None
+    pipeline = Pipeline(settings, RouteTable(settings), TokenValidator(settings, jwks), registry, backend_jwt=signer)
+    return Services(pipeline=pipeline, jwks=jwks, registry=registry, store=store, backend_jwt=signer, _http=clients)
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
+async def serve(settings: Settings, stop: asyncio.Event | None = None, *, primary: bool = True) -> int:
     """Run the gRPC server until SIGTERM/SIGINT (or until ``stop`` is set).
 
     Args:
         settings: the validated configuration.
         stop: optional event that stops the server when set (for embedding and tests).
+        primary: whether this process also serves the one-per-deployment listeners (admin API, backend-JWT
+            JWKS endpoint); with ``--workers N`` only worker 0 does.
     Returns:
         The process exit status: 0 after a graceful stop, 1 when the listen address cannot be bound.
     """
@@ -118,7 +126,23 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         log.error("cannot listen on %s: %s", settings.server.listen, exc)
         await services.close()
         return 1
+    jwks_endpoint = None
+    if primary and services.backend_jwt is not None and settings.backend_jwt and settings.backend_jwt.jwks_listen:
+        jwks_endpoint = JwksEndpoint(services.backend_jwt.jwks(), settings.backend_jwt.jwks_listen)
+        try:
+            await jwks_endpoint.start()
+        except OSError as exc:
+            log.error("cannot listen on %s (backend_jwt.jwks_listen): %s", settings.backend_jwt.jwks_listen, exc)
+            await services.close()
+            return 1
     await server.start()
+    try:
+        admin_server = await start_admin_server(settings, services.store) if primary else None
+    except RuntimeError as exc:
+        log.error("cannot listen on %s (admin.listen): %s", settings.admin.listen, exc)
+        await server.stop(0)
+        await services.close()
+        return 1
     for name in ("", AUTHORIZATION_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     host = settings.server.listen.rpartition(":")[0]
@@ -128,6 +152,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     log.info("shutting down: draining in-flight checks for up to %.1fs", settings.server.grace_period)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.server.grace_period)
+    if admin_server is not None:
+        await admin_server.stop(settings.server.grace_period)
+    if jwks_endpoint is not None:
+        await jwks_endpoint.close()
     await services.close()
     log.info("stopped")
     return 0

@@ -13,6 +13,7 @@ key                                   type    content
 ``P app:{app_id}:subs``               hash    API ID -> JSON ``{"status", "tier", "created_at"}``
 ``P client:{key_manager}:{client_id}``  hash  ``app_id``, ``key_type`` (written only if absent: a client
                                               ID belongs to one application only)
+``P revoked:{key_manager}:{jti}``     string  expiry (epoch seconds); Redis expires the key then (``EXAT``)
 channel ``P events``                  pubsub  one message per write, for cache invalidation
 ====================================  ======  ==========================================================
 
@@ -47,12 +48,16 @@ class RegistryError(Exception):
     """A registry write was refused; the message is meant for the user (CLI, admin API).
 
     Attributes:
-        kind: ``already_exists``, ``not_found`` or ``invalid``.
+        kind: ``already_exists``, ``not_found``, ``invalid`` or ``failed_precondition`` (the registry's data
+            format is not :data:`SCHEMA_VERSION`).
+        field: for ``invalid``, the name of the offending input field (``client_id``, ``expires_at``...),
+            or None.
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.field = field
 
 
 class CorruptRecord(Exception):
@@ -140,7 +145,8 @@ redis.call('PUBLISH', p .. 'events', 'client:' .. ARGV[3] .. ':' .. ARGV[4])
 return 1
 """
 
-# ARGV: prefix, app id, api id, json (or '' to delete), mode ('put' | 'status' | 'delete'), status
+# ARGV: prefix, app id, api id, json (or '' to delete), mode ('put' | 'status' | 'delete'), status, tier
+# ('status' mode: an empty status or tier keeps the current value)
 _SUBSCRIPTION = """
 local p = ARGV[1]
 if redis.call('EXISTS', p .. 'app:' .. ARGV[2]) == 0 then return 'err_app' end
@@ -155,7 +161,8 @@ elseif ARGV[5] == 'delete' then
 else
   if not current then return 'err_missing' end
   local doc = cjson.decode(current)
-  doc['status'] = ARGV[6]
+  if ARGV[6] ~= '' then doc['status'] = ARGV[6] end
+  if ARGV[7] and ARGV[7] ~= '' then doc['tier'] = ARGV[7] end
   redis.call('HSET', skey, ARGV[3], cjson.encode(doc))
 end
 redis.call('PUBLISH', p .. 'events', 'sub:' .. ARGV[2] .. ':' .. ARGV[3])
@@ -175,6 +182,53 @@ redis.call('DEL', akey, akey .. ':clients', akey .. ':subs', p .. 'app-name:' ..
 redis.call('SREM', p .. 'apps', ARGV[2])
 redis.call('PUBLISH', p .. 'events', 'app:' .. ARGV[2])
 return 1
+"""
+
+# ARGV: prefix, key manager, jti, expiry (integer epoch seconds)
+_REVOKE = """
+local p = ARGV[1]
+redis.call('SET', p .. 'revoked:' .. ARGV[2] .. ':' .. ARGV[3], ARGV[4], 'EXAT', ARGV[4])
+redis.call('PUBLISH', p .. 'events', 'revoked:' .. ARGV[2] .. ':' .. ARGV[3])
+return 1
+"""
+
+# ARGV: prefix, key manager, jti
+_UNREVOKE = """
+local p = ARGV[1]
+local n = redis.call('DEL', p .. 'revoked:' .. ARGV[2] .. ':' .. ARGV[3])
+if n == 1 then redis.call('PUBLISH', p .. 'events', 'revoked:' .. ARGV[2] .. ':' .. ARGV[3]) end
+return n
+"""
+
+# ARGV: prefix, app id, key manager, client id, key type
+_SET_CLIENT_KEY_TYPE = """
+local p = ARGV[1]
+local ckey = p .. 'client:' .. ARGV[3] .. ':' .. ARGV[4]
+if redis.call('HGET', ckey, 'app_id') ~= ARGV[2] then return 0 end
+redis.call('HSET', ckey, 'key_type', ARGV[5])
+redis.call('PUBLISH', p .. 'events', 'client:' .. ARGV[3] .. ':' .. ARGV[4])
+return 1
+"""
+
+# ARGV: prefix, app id, new name ('' keeps it), owner, tier, status (each '' keeps it; owner uses '\0' to clear)
+_UPDATE_APP = """
+local p = ARGV[1]
+local akey = p .. 'app:' .. ARGV[2]
+local name = redis.call('HGET', akey, 'name')
+if not name then return {'err_app', ''} end
+if ARGV[3] ~= '' and ARGV[3] ~= name then
+  local other = redis.call('GET', p .. 'app-name:' .. ARGV[3])
+  if other then return {'err_name', other} end
+  redis.call('DEL', p .. 'app-name:' .. name)
+  redis.call('SET', p .. 'app-name:' .. ARGV[3], ARGV[2])
+  redis.call('HSET', akey, 'name', ARGV[3])
+end
+if ARGV[4] == '\0' then redis.call('HSET', akey, 'owner', '')
+elseif ARGV[4] ~= '' then redis.call('HSET', akey, 'owner', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', akey, 'tier', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', akey, 'status', ARGV[6]) end
+redis.call('PUBLISH', p .. 'events', 'app:' .. ARGV[2])
+return {'ok', ''}
 """
 
 # ARGV: prefix, app id, status
@@ -242,13 +296,74 @@ def decode_subscription(app_id: str, api_id: str, raw: str, key: str) -> Subscri
     )
 
 
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str, Any]]:
+    """Split ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``.
+
+    ``rediss+sentinel://`` connects to the sentinels and the master over TLS; query parameters
+    (``?ssl_ca_certs=/path/ca.pem``) are passed to the master's connections as for ``rediss://``.
+
+    Returns:
+        ``(sentinels, service_name, db, connection_kwargs)``.
+    Raises:
+        ValueError: no sentinel address, a bad port, no service name or a bad db number.
+    """
+    from urllib.parse import parse_qsl, unquote  # noqa: PLC0415
+
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    userinfo, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} is not host:port")
+        sentinels.append((host.strip("[]"), int(port)))
+    parts = [x for x in path.split("/") if x]
+    if not parts or len(parts) > 2:
+        raise ValueError("the path must be /service_name or /service_name/db")
+    if len(parts) == 2 and not parts[1].isdigit():
+        raise ValueError(f"db {parts[1]!r} is not a number")
+    kwargs: dict[str, Any] = dict(parse_qsl(query))
+    if userinfo:
+        user, sep, password = userinfo.partition(":")
+        if sep:
+            if user:
+                kwargs["username"] = unquote(user)
+            kwargs["password"] = unquote(password)
+        else:
+            kwargs["password"] = unquote(user)
+    if scheme == "rediss+sentinel":
+        kwargs["ssl"] = True
+    return sentinels, unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0, kwargs
+
+
 def connect(url: str, socket_timeout: float) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``), strings decoded.
+    """An asyncio Redis client for ``url``, strings decoded.
+
+    URL forms: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=/path/ca.pem`` for a private CA),
+    ``unix:///path/redis.sock?db=0``, and ``redis+sentinel://host:26379,host:26380/service_name/db``
+    (the master of a Sentinel-managed group, rediscovered after a failover). See docs/registry.md.
 
     Args:
         url: the Redis URL.
         socket_timeout: seconds for connecting and for each command.
+    Raises:
+        ValueError: a malformed Sentinel URL.
     """
+    if url.startswith(SENTINEL_SCHEMES):
+        from redis.asyncio.sentinel import Sentinel  # noqa: PLC0415
+
+        sentinels, service, db, kwargs = parse_sentinel_url(url)
+        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+        sentinel_kwargs = {**timeouts, **({"ssl": True} if kwargs.get("ssl") else {})}
+        return Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **timeouts).master_for(
+            service, redis_class=aioredis.Redis, db=db, decode_responses=True, retry_on_timeout=False,
+            **timeouts, **kwargs,
+        )
     return aioredis.Redis.from_url(
         url,
         socket_timeout=socket_timeout,
@@ -277,6 +392,10 @@ class RedisStore:
         self._subscription = client.register_script(_SUBSCRIPTION)
         self._delete_app = client.register_script(_DELETE_APP)
         self._set_app_status = client.register_script(_SET_APP_STATUS)
+        self._update_app = client.register_script(_UPDATE_APP)
+        self._set_client_key_type = client.register_script(_SET_CLIENT_KEY_TYPE)
+        self._revoke = client.register_script(_REVOKE)
+        self._unrevoke = client.register_script(_UNREVOKE)
 
     # ---- hot path -------------------------------------------------------------------------------
 
@@ -311,6 +430,17 @@ class RedisStore:
         )
         subscription = decode_subscription(app_id, api_id, sub, akey + ":subs") if sub else None
         return Lookup(binding, application, subscription)
+
+    async def is_revoked(self, key_manager: str, token_id: str) -> float | None:
+        """The expiry (epoch seconds) under which this token ID of this key manager is revoked, or None.
+
+        Raises:
+            redis.exceptions.RedisError: Redis unreachable or too slow.
+            CorruptRecord: the stored expiry is not a number.
+        """
+        key = f"{self.prefix}revoked:{key_manager}:{token_id}"
+        raw = await self.client.get(key)
+        return None if raw is None else _float(raw, key, "expiry")
 
     # ---- reads for tools ---------------------------------------------------------------------------
 
@@ -361,6 +491,40 @@ class RedisStore:
         """The ID of the application called ``name``, or None."""
         return await self.client.get(f"{self.prefix}app-name:{name}")
 
+    async def client_binding(self, key_manager: str, client_id: str) -> ClientBinding | None:
+        """The client ID's application and key type, or None when it is not registered.
+
+        Raises:
+            CorruptRecord: ``app_id`` missing or unknown key type.
+        """
+        key = f"{self.prefix}client:{key_manager}:{client_id}"
+        fields = await self.client.hgetall(key)
+        if not fields:
+            return None
+        if not fields.get("app_id"):
+            raise CorruptRecord(key, "field 'app_id' is missing")
+        return ClientBinding(fields["app_id"], _enum(KeyType, fields.get("key_type") or "PRODUCTION", key, "key_type"))
+
+    async def list_revocations(self) -> list[tuple[str, str, float]]:
+        """Every revoked token ID still stored: ``(key_manager, jti, expiry epoch seconds)``, sorted.
+
+        Scans ``P revoked:*`` (SCAN, not KEYS, so Redis is never blocked). A key manager name never
+        contains ':' (config validation), so the first ':' after the prefix separates it from the jti.
+        """
+        start = f"{self.prefix}revoked:"
+        out = []
+        async for key in self.client.scan_iter(match=_glob_escape(start) + "*", count=500):
+            raw = await self.client.get(key)
+            if raw is None:
+                continue  # expired meanwhile
+            km, _, jti = key[len(start):].partition(":")
+            out.append((km, jti, _float(raw, key, "expiry")))
+        return sorted(out)
+
+    async def schema_version(self) -> str | None:
+        """The data format version stored in ``P schema``, or None on an empty registry."""
+        return await self.client.get(self.prefix + "schema")
+
     async def client_owner(self, key_manager: str, client_id: str) -> str | None:
         """The ID of the application owning the client ID, or None."""
         return await self.client.hget(f"{self.prefix}client:{key_manager}:{client_id}", "app_id")
@@ -409,6 +573,47 @@ class RedisStore:
         """
         if not await self._set_app_status(args=[self.prefix, app_id, ApplicationStatus(status).value]):
             raise RegistryError("not_found", f"no application with ID {app_id!r}")
+
+    async def update_application(
+        self, app_id: str, *, name: str | None = None, owner: str | None = None, tier: str | None = None,
+        status: ApplicationStatus | None = None,
+    ) -> None:
+        """Change an application's name, owner, tier or status in one atomic step (None keeps a field).
+
+        Raises:
+            RegistryError: ``not_found``; ``already_exists`` when the new name is taken.
+        """
+        status_value = ApplicationStatus(status).value if status is not None else ""
+        owner_arg = "" if owner is None else (owner or "\0")
+        result, other = await self._update_app(
+            args=[self.prefix, app_id, name or "", owner_arg, tier or "", status_value]
+        )
+        if result == "err_app":
+            raise RegistryError("not_found", f"no application with ID {app_id!r}")
+        if result == "err_name":
+            raise RegistryError("already_exists", f"application name {name!r} is already used by {other}")
+
+    async def set_client_key_type(self, app: Application, key_manager: str, client_id: str, key_type: KeyType) -> None:
+        """Change the key type of a client ID attached to the application.
+
+        Raises:
+            RegistryError: ``not_found`` when the client ID is not attached to it.
+        """
+        if not await self._set_client_key_type(
+            args=[self.prefix, app.id, key_manager, client_id, KeyType(key_type).value]
+        ):
+            raise RegistryError("not_found", f"client ID {client_id} is not attached to application {app.name}")
+
+    async def revoke(self, key_manager: str, token_id: str, expires_at: int) -> None:
+        """Revoke a token ID until ``expires_at`` (epoch seconds, integer), when Redis deletes it (``SET EXAT``).
+
+        The caller checks that ``expires_at`` is in the future.
+        """
+        await self._revoke(args=[self.prefix, key_manager, token_id, int(expires_at)])
+
+    async def unrevoke(self, key_manager: str, token_id: str) -> bool:
+        """Withdraw a revocation. Returns False when the token ID was not revoked (or already expired)."""
+        return bool(await self._unrevoke(args=[self.prefix, key_manager, token_id]))
 
     async def add_client(
         self, app: Application, key_manager: str, client_id: str, key_type: KeyType = KeyType.PRODUCTION
@@ -466,20 +671,31 @@ class RedisStore:
         if result != "ok":
             raise RegistryError("not_found", f"application {app.name} is not subscribed to {api_id}")
 
-    async def set_subscription_status(self, app: Application, api_id: str, status: SubscriptionStatus) -> None:
-        """Change a subscription's status (ACTIVE, BLOCKED, PROD_ONLY_BLOCKED, ON_HOLD, REJECTED).
+    async def set_subscription_status(
+        self, app: Application, api_id: str, status: SubscriptionStatus | None, tier: str | None = None
+    ) -> None:
+        """Change a subscription's status (ACTIVE, BLOCKED, PROD_ONLY_BLOCKED, ON_HOLD, REJECTED) and/or tier.
 
+        Args:
+            status: the new status, or None to keep it.
+            tier: the new tier, or None to keep it.
         Raises:
             RegistryError: ``not_found``.
         """
+        status_value = SubscriptionStatus(status).value if status is not None else ""
         try:
             result = await self._subscription(
-                args=[self.prefix, app.id, api_id, "", "status", SubscriptionStatus(status).value]
+                args=[self.prefix, app.id, api_id, "", "status", status_value, tier or ""]
             )
         except ResponseError as exc:
             raise CorruptRecord(f"{self.prefix}app:{app.id}:subs", f"cannot update {api_id}: {exc}") from None
         if result != "ok":
             raise RegistryError("not_found", f"application {app.name} is not subscribed to {api_id}")
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` with the Redis glob characters ``* ? [ ] \\`` escaped, for SCAN MATCH."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 __all__ = [

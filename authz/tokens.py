@@ -5,10 +5,13 @@ Order of checks, so that an attacker can make authz neither fetch URLs nor raise
 1. size (``tokens.max_size`` bytes) before any parsing;
 2. unverified header and payload: ``iss`` must be a string naming a configured key manager (picked
    before any network call), ``alg`` must be in that key manager's allow-list (asymmetric only),
-   ``exp``/``nbf``/``iat`` must be finite numbers; ``jku``, ``x5u`` and ``jwk`` headers are never used;
+   ``typ`` must be accepted when the key manager lists types (RFC 9068 ``at+jwt``), ``exp``/``nbf``/``iat``
+   must be finite numbers and ``exp`` within ``max_token_lifetime``; ``jku``, ``x5u`` and ``jwk`` headers are
+   never used;
 3. key from the key manager's JWKS cache (by ``kid``, or the single fitting key without ``kid``);
 4. pyjwt verifies the signature with that one algorithm, then ``iss`` (one trailing ``/`` ignored),
-   ``aud`` (any-of), ``exp`` (required), ``nbf`` and ``iat`` with the key manager's leeway;
+   ``aud`` (any-of), ``exp`` (required), ``nbf`` and ``iat`` with the key manager's leeway, and the
+   presence of ``required_claims``;
 5. client ID and scopes from the key manager's ordered claim lists.
 
 Verified tokens are cached (LRU, keyed by the exact token string) until ``min(exp, cache_max_ttl)``.
@@ -56,6 +59,18 @@ def _finite_float(value: int | float) -> bool:
         return math.isfinite(float(value))
     except OverflowError:
         return False
+
+
+def _typ_accepted(typ: Any, accepted: list[str]) -> bool:
+    """RFC 7515 section 4.1.9: media types compare case-insensitively and ``application/`` may be omitted."""
+    if not isinstance(typ, str):
+        return False
+
+    def bare(value: str) -> str:
+        value = value.lower()
+        return value[len("application/"):] if value.startswith("application/") else value
+
+    return bare(typ) in {bare(a) for a in accepted}
 
 
 def client_id_of(payload: Mapping[str, Any], claims: list[str]) -> str:
@@ -178,7 +193,7 @@ class TokenValidator:
                 return identity
             self._cache.discard(token)
 
-        km, alg, kid = self._preflight(token)
+        km, alg, kid = self._preflight(token, now)
         key = await self._jwks[km.name].signing_key(kid, alg)
         payload = self._verify(token, km, alg, key)
         identity = Identity(
@@ -195,7 +210,7 @@ class TokenValidator:
         self._cache.put(token, (identity, key, valid_until))
         return identity
 
-    def _preflight(self, token: str) -> tuple[KeyManagerSettings, str, str | None]:
+    def _preflight(self, token: str, now: float) -> tuple[KeyManagerSettings, str, str | None]:
         try:
             unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except _PARSE_ERRORS as exc:
@@ -220,8 +235,18 @@ class TokenValidator:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise _invalid("The access token's 'kid' header is not a string")
+        if km.typ and not _typ_accepted(header.get("typ"), km.typ):
+            raise _invalid(
+                "The access token's type ('typ' header) is not accepted",
+                f"key manager {km.name}: typ {str(header.get('typ'))[:40]!r} not in {km.typ}",
+            )
         for claim in _TIME_CLAIMS:
             _check_numeric_date(payload, claim)
+        exp = payload.get("exp")
+        if km.max_token_lifetime is not None and isinstance(exp, int | float) and exp - now > km.max_token_lifetime:
+            raise _invalid(
+                f"The access token's lifetime exceeds the accepted maximum of {km.max_token_lifetime:g} seconds"
+            )
         return km, alg, kid
 
     def _verify(self, token: str, km: KeyManagerSettings, alg: str, key: VerificationKey) -> dict[str, Any]:
@@ -234,7 +259,7 @@ class TokenValidator:
                 audience=km.audiences or None,
                 issuer=(issuer, issuer + "/"),
                 leeway=km.leeway,
-                options={"require": ["exp", "iss"], "verify_aud": bool(km.audiences)},
+                options={"require": ["exp", "iss", *km.required_claims], "verify_aud": bool(km.audiences)},
             )
         except jwt.ExpiredSignatureError:
             raise Denial(Reason.EXPIRED_TOKEN, "The access token expired") from None

@@ -68,7 +68,7 @@ def settings_dict(idp: KeyManager, redis_url: str, prefix: str, **overrides: Any
     }
     km.update(overrides.pop("km", {}))
     doc: dict[str, Any] = {
-        "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2},
+        "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1},
         "redis": {"url": redis_url, "key_prefix": prefix, "socket_timeout": 0.5},
         "key_managers": [km],
         "apis": yaml.safe_load(Path("config/authz.yaml").read_text())["apis"],

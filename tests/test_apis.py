@@ -252,3 +252,18 @@ def test_host_bound_api_wins_over_any_host_api_with_the_same_context(
 def test_longest_context_wins(table: RouteTable) -> None:
     assert resolve(table, "/orders/v1/public/x").api.id == "orders-public"
     assert resolve(table, "/orders/v1/items").api.id == "orders-v1"
+
+
+def test_resolutions_are_cached_per_path_method_host_and_api_id(make_settings) -> None:  # noqa: ANN001
+    from authz.apis import ROUTE_CACHE_SIZE, RouteTable
+    from authz.model import Request
+
+    table = RouteTable(make_settings())
+    first = table.resolve(Request("GET", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
+    again = table.resolve(Request("GET", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
+    assert again is first
+    post = table.resolve(Request("POST", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
+    assert post is not first and post.resource.methods == ["POST"]
+    for i in range(ROUTE_CACHE_SIZE + 10):
+        table.resolve(Request("GET", f"/orders/v1/items/{i}", "h", {}, {}))
+    assert len(table._cache) == ROUTE_CACHE_SIZE

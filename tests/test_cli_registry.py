@@ -193,3 +193,60 @@ def test_a_missing_config_file_is_named_once(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.count(str(missing)) == 2  # the header line, and the OS error's own quote of the path
     assert result.stderr.startswith(f"{missing}: invalid configuration:\n  cannot read: ")
+
+
+def test_revoke_unrevoke_and_list_revocations(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
+    import time  # noqa: PLC0415
+
+    exp = int(time.time()) + 600
+    out = cli("revoke", "jti-abc", "--expires-at", str(exp)).stdout
+    assert out.strip() == f"revoked token ID jti-abc of key manager test-km until {exp + 60}"
+    assert raw.expiretime(f"{key_prefix}revoked:test-km:jti-abc") == exp + 60
+    assert cli("revocations").stdout.strip() == f"test-km  jti-abc  until {exp + 60}"
+    assert cli("revoke", "jti-def", "--exp", str(exp)).returncode == 0
+    assert cli("unrevoke", "jti-abc").stdout.strip() == "token ID jti-abc is no longer revoked"
+    assert cli("revocations").stdout.strip() == f"test-km  jti-def  until {exp + 60}"
+    result = cli("revoke", "jti-old", "--expires-at", "1000", ok=False)
+    assert (result.returncode, result.stderr.strip()) == (
+        1, "error: expires_at is in the past: an expired token is refused anyway")
+    result = cli("revoke", "jti-x", ok=False)
+    assert result.returncode == 2 and "--expires-at" in result.stderr
+
+
+def test_export_then_import_with_dry_run_into_another_prefix(
+    cli: Run, idp: KeyManager, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cli("app", "create", "Demo App", "--id", "demo")
+    cli("app", "add-client", "demo", "demo-client")
+    cli("subscribe", "demo", "orders-v1")
+    cli("subscription", "set-status", "demo", "orders-v1", "BLOCKED")
+    exported = cli("export").stdout
+    assert yaml.safe_load(exported) == {
+        "schema": 1,
+        "applications": [{
+            "id": "demo", "name": "Demo App", "owner": "", "tier": "Unlimited", "status": "ACTIVE",
+            "clients": [{"key_manager": "test-km", "client_id": "demo-client", "key_type": "PRODUCTION"}],
+            "subscriptions": [{"api_id": "orders-v1", "status": "BLOCKED", "tier": "Unlimited"}],
+        }],
+        "revocations": [],
+    }
+    file = tmp_path / "registry.yaml"
+    file.write_text(exported, encoding="utf-8")
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, f"other{free_port()}:")), encoding="utf-8")
+    copy = runner(other)
+    dry = copy("import", str(file), "--dry-run").stdout.strip().splitlines()
+    assert dry == [
+        "create application Demo App (id demo)",
+        "attach client test-km:demo-client (PRODUCTION) to Demo App",
+        "subscribe Demo App to orders-v1 (BLOCKED, tier Unlimited)",
+        "would apply 3 change(s)",
+    ]
+    assert copy("app", "list").stdout.strip() == "no applications"
+    assert copy("import", str(file)).stdout.strip().splitlines()[-1] == "applied 3 change(s)"
+    assert copy("export").stdout == exported
+    assert copy("import", str(file)).stdout.strip() == "no changes"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("applications: [{id: x}]\n", encoding="utf-8")
+    result = copy("import", str(bad), ok=False)
+    assert (result.returncode, result.stderr.strip()) == (1, f"error: {bad}: applications[0].name: Field required")

@@ -116,3 +116,31 @@ def test_structure_of_generated_config():
     assert opts["explicit_http_config"] == {"http2_protocol_options": {}}
     assert upstream["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
         "socket_address"] == {"address": "127.0.0.1", "port_value": 4}
+
+
+def test_metadata_access_log_and_tier_rate_limit_are_generated_and_validate(tmp_path):
+    config = build_envoy_config(
+        listen_port=1, admin_port=2, authz_endpoints=[("127.0.0.1", 3)], upstream_port=4,
+        routes=[("/orders/v1", "orders-v1")], authz_metadata=True, tier_limits={"Bronze": 5},
+    )
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    fmt = hcm["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    assert fmt["authz_application_id"] == "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:application_id)%"
+    assert fmt["authz_subscription_tier"] == "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:subscription_tier)%"
+    assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.ext_authz", "envoy.filters.http.local_ratelimit", "envoy.filters.http.router"]
+    limiter = hcm["http_filters"][1]["typed_config"]
+    assert limiter["descriptors"] == [{"entries": [{"key": "application_tier", "value": "Bronze"}],
+                                       "token_bucket": {"max_tokens": 5, "tokens_per_fill": 5, "fill_interval": "60s"}}]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    action = routes[0]["route"]["rate_limits"][0]["actions"][0]["metadata"]
+    assert action == {"descriptor_key": "application_tier", "default_value": "none", "source": "DYNAMIC",
+                      "metadata_key": {"key": "envoy.filters.http.ext_authz", "path": [{"key": "application_tier"}]}}
+    path = tmp_path / "meta.yaml"
+    path.write_text(render_yaml(config))
+    result = _validate(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain = build_envoy_config(listen_port=1, admin_port=2, authz_endpoints=[("127.0.0.1", 3)], upstream_port=4,
+                               routes=[])
+    plain_hcm = plain["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert "log_format" not in plain_hcm["access_log"][0]["typed_config"]

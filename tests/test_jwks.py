@@ -85,6 +85,7 @@ async def test_c01_withdrawn_key_is_rejected_after_the_background_refresh(
 ) -> None:
     k2 = SigningKey.generate_rsa(kid="k2")
     idp.published_keys = [idp.signing_key, k2]
+    idp.jwks_cache_control = None  # no max-age: the configured refresh_interval applies
     settings = make_settings(**_jwks_settings(refresh_interval=0.5, kid_refetch_cooldown=0.1))
     async with running_validator(settings) as (v, caches):
         k1_token = _token(idp)
@@ -210,6 +211,7 @@ async def test_c03a_cold_start_with_jwks_down_is_dependency_unavailable_then_rec
 async def test_c03b_stale_if_error_serves_last_good_keys_within_max_stale_then_503(
     idp: KeyManager, make_settings: Callable[..., Settings]
 ) -> None:
+    idp.jwks_cache_control = None  # no max-age: the configured refresh_interval applies
     settings = make_settings(**_jwks_settings(refresh_interval=0.3, max_stale=0.6, retry_interval=0.1))
     async with running_validator(settings) as (v, caches):
         cache = caches["test-km"]
@@ -274,6 +276,7 @@ async def test_c03d_garbage_jwks_never_replaces_a_good_key_set(
 async def test_c03d_garbage_jwks_keeps_the_background_refresh_alive(
     idp: KeyManager, make_settings: Callable[..., Settings]
 ) -> None:
+    idp.jwks_cache_control = None  # no max-age: the configured refresh_interval applies
     settings = make_settings(**_jwks_settings(refresh_interval=0.2, retry_interval=0.05))
     async with _cache(settings) as cache:
         idp.jwks_body = b"[" * 100_000
@@ -318,7 +321,7 @@ async def test_jwks_http_error_status_is_a_failed_fetch(idp: KeyManager, make_se
         for status in (404, 500, 302):
             idp.jwks_status = status
             assert await cache.refresh() is False
-            assert cache.last_error == f"ValueError: HTTP status {status}"
+            assert cache.last_error == f"FetchError: HTTP status {status}"
             assert cache.usable()
 
 

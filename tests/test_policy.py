@@ -64,9 +64,9 @@ def found(
     return Lookup(ClientBinding(app.id, key_type), app, sub)
 
 
-def deny(settings: Settings, ident: Identity, rt: Route, look: Lookup) -> Denial:
+def deny(settings: Settings, ident: Identity, rt: Route, look: Lookup, environment: str | None = None) -> Denial:
     with pytest.raises(Denial) as info:
-        authorize(ident, rt, look)
+        authorize(ident, rt, look, environment)
     return info.value
 
 
@@ -106,7 +106,7 @@ def test_application_not_subscribed_is_denied_with_900908(settings: Settings) ->
 @pytest.mark.parametrize("key_type", [KeyType.PRODUCTION, KeyType.SANDBOX])
 def test_blocked_subscription_is_denied_with_900907_for_every_key_type(settings: Settings, key_type: KeyType) -> None:
     d = deny(settings, identity("orders:read"), route(settings, "orders-v1", "/items"),
-             found(SubscriptionStatus.BLOCKED, key_type))
+             found(SubscriptionStatus.BLOCKED, key_type), "sandbox" if key_type is KeyType.SANDBOX else None)
     assert (d.reason, d.reason.info.code) == (Reason.SUBSCRIPTION_BLOCKED, 900907)
     assert d.description == "Application 'Demo App' has a blocked subscription to API 'orders-v1'"
 
@@ -119,7 +119,7 @@ def test_prod_only_blocked_blocks_production_keys(settings: Settings) -> None:
 
 def test_prod_only_blocked_lets_sandbox_keys_through(settings: Settings) -> None:
     app, sub = authorize(identity("orders:read"), route(settings, "orders-v1", "/items"),
-                         found(SubscriptionStatus.PROD_ONLY_BLOCKED, KeyType.SANDBOX))
+                         found(SubscriptionStatus.PROD_ONLY_BLOCKED, KeyType.SANDBOX), "sandbox")
     assert (app.id, sub.status) == ("app-1", SubscriptionStatus.PROD_ONLY_BLOCKED)
 
 
@@ -165,3 +165,31 @@ def test_scopes_match_exactly_not_by_prefix_or_case(settings: Settings) -> None:
 def test_resource_without_scopes_needs_none(settings: Settings) -> None:
     app, _ = authorize(identity(), route(settings, "reports", "/open"), found(api_id="reports"))
     assert app.name == "Demo App"
+
+
+def test_sandbox_key_is_allowed_only_on_a_sandbox_route(settings: Settings) -> None:
+    rt = route(settings, "orders-v1", "/items")
+    app, sub = authorize(identity("orders:read"), rt, found(key_type=KeyType.SANDBOX), "sandbox")
+    assert (app.id, sub.api_id) == ("app-1", "orders-v1")
+    for environment in (None, "production"):
+        d = deny(settings, identity("orders:read"), rt, found(key_type=KeyType.SANDBOX), environment)
+        assert (d.reason, d.reason.info.code, d.reason.info.http_status) == (Reason.NOT_SUBSCRIBED, 900908, 403)
+        assert d.description == "A sandbox key cannot call a production route"
+
+
+def test_production_key_is_allowed_only_on_a_production_route(settings: Settings) -> None:
+    rt = route(settings, "orders-v1", "/items")
+    for environment in (None, "production"):
+        app, _ = authorize(identity("orders:read"), rt, found(key_type=KeyType.PRODUCTION), environment)
+        assert app.id == "app-1"
+    d = deny(settings, identity("orders:read"), rt, found(key_type=KeyType.PRODUCTION), "sandbox")
+    assert (d.reason, d.reason.info.code) == (Reason.NOT_SUBSCRIBED, 900908)
+    assert d.description == "A production key cannot call a sandbox route"
+
+
+@pytest.mark.parametrize("key_type", [KeyType.PRODUCTION, KeyType.SANDBOX])
+def test_unknown_route_environment_denies_every_key_with_900906(settings: Settings, key_type: KeyType) -> None:
+    d = deny(settings, identity("orders:read"), route(settings, "orders-v1", "/items"), found(key_type=key_type),
+             "staging")
+    assert (d.reason, d.reason.info.code, d.reason.info.http_status) == (Reason.NO_MATCHING_RESOURCE, 900906, 403)
+    assert d.description == "The route's environment is not configured correctly"

@@ -10,6 +10,7 @@ YAML. ``python -m authz.dev.envoy_config --out envoy/envoy.yaml`` writes the dem
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,76 @@ DEMO_ROUTES: list[tuple[str, str | None]] = [("/orders/v1", "orders-v1"), ("/pay
 
 _EXT_AUTHZ = "envoy.filters.http.ext_authz"
 _TYPE = "type.googleapis.com/"
+
+METADATA_NAMESPACE = _EXT_AUTHZ
+"""Namespace under which Envoy files the ext_authz ``CheckResponse.dynamic_metadata`` (the filter's name)."""
+
+METADATA_FIELDS = (
+    "application_id", "application_name", "application_tier", "client_id", "subject", "api_id",
+    "subscription_tier", "key_type",
+)
+"""The dynamic metadata keys authz sets on an allowed request (see docs/metadata.md)."""
+
+DEMO_TIER_LIMITS: dict[str, int] = {"Bronze": 60, "Silver": 600, "Gold": 6000}
+"""Demo local rate limits: requests per minute for all applications of each application tier."""
+
+RATE_LIMIT_DEFAULT_TIER = "none"
+"""Descriptor value used when a request carries no ``application_tier`` metadata (denied or public calls)."""
+
+
+def access_log_format() -> dict[str, str]:
+    """The JSON access log format printing authz's dynamic metadata: ``authz_<field>`` per metadata key,
+    plus ``method``, ``path`` and ``status``."""
+    fmt = {"method": "%REQ(:METHOD)%", "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%"}
+    for name in METADATA_FIELDS:
+        fmt[f"authz_{name}"] = f"%DYNAMIC_METADATA({METADATA_NAMESPACE}:{name})%"
+    return fmt
+
+
+def _rate_limits() -> list[dict[str, Any]]:
+    """Route ``rate_limits``: one descriptor ``(application_tier, <metadata value>)`` (Envoy ``metadata`` action)."""
+    return [
+        {
+            "actions": [
+                {
+                    "metadata": {
+                        "descriptor_key": "application_tier",
+                        "metadata_key": {"key": METADATA_NAMESPACE, "path": [{"key": "application_tier"}]},
+                        "default_value": RATE_LIMIT_DEFAULT_TIER,
+                        "source": "DYNAMIC",
+                    }
+                }
+            ]
+        }
+    ]
+
+
+def _percent_100() -> dict[str, Any]:
+    return {"default_value": {"numerator": 100, "denominator": "HUNDRED"}, "runtime_key": "local_rate_limit_on"}
+
+
+def _local_rate_limit(tier_limits: Mapping[str, int]) -> dict[str, Any]:
+    """The local rate limit filter: a generous global bucket, and one bucket per application tier."""
+    for tier, limit in tier_limits.items():
+        if not tier or int(limit) <= 0:
+            raise ValueError(f"tier limit must be a positive number of requests per minute, got {tier!r}: {limit!r}")
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": _TYPE + "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "authz_tiers",
+            "token_bucket": {"max_tokens": 100000, "tokens_per_fill": 100000, "fill_interval": "1s"},
+            "filter_enabled": _percent_100(),
+            "filter_enforced": _percent_100(),
+            "descriptors": [
+                {
+                    "entries": [{"key": "application_tier", "value": tier}],
+                    "token_bucket": {"max_tokens": int(limit), "tokens_per_fill": int(limit), "fill_interval": "60s"},
+                }
+                for tier, limit in tier_limits.items()
+            ],
+        },
+    }
 
 
 def _duration(seconds: float) -> str:
@@ -42,7 +113,9 @@ def _socket(host: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": host, "port_value": int(port)}}
 
 
-def _route(prefix: str, api_id: str | None) -> dict[str, Any]:
+def _route(
+    prefix: str, api_id: str | None, rate_limited: bool = False, extra_context: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     if not prefix.startswith("/"):
         raise ValueError(f"route prefix must start with '/', got {prefix!r}")
     if prefix == "/":
@@ -50,11 +123,13 @@ def _route(prefix: str, api_id: str | None) -> dict[str, Any]:
     else:
         match = {"path_separated_prefix": prefix.rstrip("/")}
     route: dict[str, Any] = {"match": match, "route": {"cluster": "upstream"}}
+    if rate_limited:
+        route["route"]["rate_limits"] = _rate_limits()
     if api_id is not None:
         route["typed_per_filter_config"] = {
             _EXT_AUTHZ: {
                 "@type": _TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
-                "check_settings": {"context_extensions": {"api_id": api_id}},
+                "check_settings": {"context_extensions": {"api_id": api_id, **(extra_context or {})}},
             }
         }
     return route
@@ -71,6 +146,9 @@ def build_envoy_config(
     failure_mode_allow: bool = False,
     host: str = "127.0.0.1",
     max_connections: int = 10000,
+    authz_metadata: bool = False,
+    tier_limits: Mapping[str, int] | None = None,
+    sandbox_domains: list[str] | None = None,
 ) -> dict[str, Any]:
     """Build an Envoy v3 bootstrap dict.
 
@@ -86,12 +164,21 @@ def build_envoy_config(
         host: address the listener, admin and upstream use.
         max_connections: global downstream connection limit (overload manager resource monitor; also keeps
             Envoy from warning that no limit is configured).
+        authz_metadata: use authz's dynamic metadata (namespace ``envoy.filters.http.ext_authz``): a JSON
+            access log (:func:`access_log_format`) and a local rate limit filter whose route descriptor is
+            ``(application_tier, <metadata value>)``.
+        tier_limits: with ``authz_metadata``, requests per minute per application tier (default
+            :data:`DEMO_TIER_LIMITS`); a tier not listed is limited only by a generous global bucket.
+        sandbox_domains: when set, a second virtual host for these ``Host`` values (e.g.
+            ``["sandbox.example.test"]``), matched before the ``*`` one, with the same routes plus the
+            context extension ``environment: sandbox`` (authz then accepts only SANDBOX keys there).
 
     Returns:
         The bootstrap as plain dicts/lists/scalars (YAML/JSON serializable).
 
     Raises:
-        ValueError: no authz endpoints, a prefix not starting with ``/``, or a negative timeout.
+        ValueError: no authz endpoints, a prefix not starting with ``/``, a negative timeout or a
+            non-positive tier limit.
     """
     if not authz_endpoints:
         raise ValueError("at least one authz endpoint is required")
@@ -109,13 +196,17 @@ def build_envoy_config(
                 },
             },
         },
+        *([_local_rate_limit(DEMO_TIER_LIMITS if tier_limits is None else tier_limits)] if authz_metadata else []),
         {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"},
         },
     ]
-    route_list = [_route(prefix, api_id) for prefix, api_id in routes]
-    route_list.append(_route("/", None))
+    route_list = [_route(prefix, api_id, authz_metadata) for prefix, api_id in routes]
+    route_list.append(_route("/", None, authz_metadata))
+    stdout_log: dict[str, Any] = {"@type": _TYPE + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}
+    if authz_metadata:
+        stdout_log["log_format"] = {"json_format": access_log_format()}
     hcm = {
         "@type": _TYPE + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
@@ -126,12 +217,23 @@ def build_envoy_config(
         "access_log": [
             {
                 "name": "envoy.access_loggers.stdout",
-                "typed_config": {"@type": _TYPE + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"},
+                "typed_config": stdout_log,
             }
         ],
         "route_config": {
             "name": "local_route",
-            "virtual_hosts": [{"name": "apis", "domains": ["*"], "routes": route_list}],
+            "virtual_hosts": [
+                *([{
+                    "name": "sandbox",
+                    "domains": list(sandbox_domains),
+                    "routes": [
+                        *(_route(prefix, api_id, authz_metadata, {"environment": "sandbox"})
+                          for prefix, api_id in routes),
+                        _route("/", None, authz_metadata),
+                    ],
+                }] if sandbox_domains else []),
+                {"name": "apis", "domains": ["*"], "routes": route_list},
+            ],
         },
         "http_filters": http_filters,
     }
@@ -222,13 +324,15 @@ def write_envoy_config(path: str | Path, **kwargs: Any) -> Path:
 
 
 def demo_config() -> dict[str, Any]:
-    """The demo bootstrap: listener 8080, admin 9901, authz 127.0.0.1:9191, upstream 8082, demo routes."""
+    """The demo bootstrap: listener 8080, admin 9901, authz workers 127.0.0.1:9191 and :9192, upstream 8082, demo routes,
+    the metadata access log and per-tier local rate limits (:data:`DEMO_TIER_LIMITS`)."""
     return build_envoy_config(
         listen_port=8080,
         admin_port=9901,
-        authz_endpoints=[("127.0.0.1", 9191)],
+        authz_endpoints=[("127.0.0.1", 9191), ("127.0.0.1", 9192)],
         upstream_port=8082,
         routes=list(DEMO_ROUTES),
+        authz_metadata=True,
     )
 
 

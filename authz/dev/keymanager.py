@@ -6,7 +6,11 @@ signs JWT access tokens with in-process keys and serves:
 - ``POST /oauth2/token`` (RFC 6749: ``password`` and ``client_credentials`` grants, client authentication
   by form fields or HTTP Basic, RFC 6749 section 2.3.1),
 - ``GET /oauth2/jwks`` (the published JSON Web Key Set),
-- ``GET /.well-known/openid-configuration`` (OIDC discovery document).
+- ``GET /.well-known/openid-configuration`` (OIDC discovery document; also under the issuer's path,
+  ``{issuer path}/.well-known/openid-configuration``),
+- ``GET /.well-known/oauth-authorization-server{issuer path}`` (RFC 8414 metadata, the same document).
+
+``start(ssl_context=...)`` serves HTTPS instead of HTTP.
 
 Tests use :class:`KeyManager` in-process; ``python -m authz.dev.keymanager`` runs it standalone.
 """
@@ -21,6 +25,7 @@ import hmac
 import json
 import logging
 import signal
+import ssl
 import threading
 import time
 import uuid
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote_plus
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import hashes, serialization
@@ -187,6 +192,10 @@ class KeyManager:
         jwks_status: when not 200, the JWKS endpoint answers that status with a JSON error body.
         jwks_delay: seconds the JWKS endpoint sleeps before answering.
         jwks_body: when set, raw bytes served as the JWKS response body instead of the key set.
+        jwks_cache_control: the JWKS response's ``Cache-Control`` value (default ``max-age=300``); None: no
+            such header.
+        discovery_overrides: members replacing or adding to the discovery/metadata document (a value of
+            None removes the member), e.g. a wrong ``issuer`` or another ``jwks_uri``.
         port / url: set by :meth:`start`.
     """
 
@@ -211,6 +220,8 @@ class KeyManager:
         self.jwks_status: int = 200
         self.jwks_delay: float = 0.0
         self.jwks_body: bytes | None = None
+        self.jwks_cache_control: str | None = "max-age=300"
+        self.discovery_overrides: dict[str, Any] = {}
         self.port: int | None = None
         self.url: str | None = None
         self._server: ThreadingHTTPServer | None = None
@@ -275,7 +286,7 @@ class KeyManager:
         """The OIDC discovery document, URLs built from the issuer."""
         base = self.issuer.rstrip("/")
         algs = sorted({k.alg for k in self.signing_keys})
-        return {
+        document: dict[str, Any] = {
             "issuer": self.issuer,
             "jwks_uri": f"{base}/oauth2/jwks",
             "token_endpoint": f"{base}/oauth2/token",
@@ -283,6 +294,21 @@ class KeyManager:
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "id_token_signing_alg_values_supported": algs,
             "response_types_supported": ["token"],
+        }
+        for name, value in self.discovery_overrides.items():
+            if value is None:
+                document.pop(name, None)
+            else:
+                document[name] = value
+        return document
+
+    def _metadata_paths(self) -> set[str]:
+        """Paths answering with the discovery document: OIDC (root and under the issuer's path), RFC 8414."""
+        issuer_path = urlsplit(self.issuer).path.rstrip("/")
+        return {
+            "/.well-known/openid-configuration",
+            f"{issuer_path}/.well-known/openid-configuration",
+            f"/.well-known/oauth-authorization-server{issuer_path}",
         }
 
     def _count(self, path: str) -> None:
@@ -350,8 +376,11 @@ class KeyManager:
 
     # ------------------------------------------------------------------------------------ server
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def start(self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         """Serve HTTP on ``host:port`` (0 = ephemeral) in a daemon thread; sets ``port`` and ``url``.
+
+        With ``ssl_context`` (a server-side context with its certificate loaded) it serves HTTPS and ``url``
+        starts with ``https://``.
 
         Raises:
             RuntimeError: already started.
@@ -362,8 +391,10 @@ class KeyManager:
         handler = type("_BoundHandler", (_Handler,), {"km": self})
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if ssl_context is not None else 'http'}://{host}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-key-manager", daemon=True
         )
@@ -440,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == "/oauth2/jwks":
                 self._serve_jwks()
-            elif path == "/.well-known/openid-configuration":
+            elif path in self.km._metadata_paths():
                 self._json(200, self.km.discovery(), {"Cache-Control": "max-age=300"})
             else:
                 self._json(404, {"error": "not_found", "error_description": f"no such endpoint {path}"})
@@ -454,10 +485,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(km.jwks_delay)
         if km.jwks_status != 200:
             self._json(km.jwks_status, {"error": "server_error", "error_description": "injected JWKS fault"})
-        elif km.jwks_body is not None:
-            self._send(200, km.jwks_body, "application/json", {"Cache-Control": "max-age=300"})
         else:
-            self._json(200, km.jwks(), {"Cache-Control": "max-age=300"})
+            headers = {"Cache-Control": km.jwks_cache_control} if km.jwks_cache_control is not None else {}
+            if km.jwks_body is not None:
+                self._send(200, km.jwks_body, "application/json", headers)
+            else:
+                self._json(200, km.jwks(), headers)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         path = self._path()

@@ -36,6 +36,7 @@ from authz.dev.keymanager import DEMO_CLIENTS
 from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_port
 from authz.registry_admin import RegistryAdmin
 from authz.store_redis import RedisStore, RegistryError, connect
+from authz.supervisor import default_workers
 
 DEFAULT_RUN_DIR = Path(".run")
 KEY_MANAGER_PORT = 8081
@@ -227,8 +228,10 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         return 1
     redis_port = urlparse(settings.redis.url).port or 6379
     authz_host, _, authz_port = settings.server.listen.rpartition(":")
+    workers = settings.server.workers or default_workers()
     ports = {"redis": redis_port, "key manager": KEY_MANAGER_PORT, "upstream": UPSTREAM_PORT,
-             "authz": int(authz_port), "envoy": ENVOY_PORT, "envoy admin": 9901}
+             "envoy": ENVOY_PORT, "envoy admin": 9901}
+    ports.update({f"authz worker {i}": int(authz_port) + i for i in range(workers)})
     busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(port)]
     if busy:
         print(f"cannot start: {', '.join(busy)} already in use (another stack running?)", file=sys.stderr)
@@ -260,8 +263,9 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         authz = ManagedProcess([python, "-m", "authz", "serve", "--config", config_path],
                                name="authz", log_dir=logs).start()
         procs.append(authz)
-        wait_serving(f"{authz_host}:{authz_port}")
-        print(f"authz             {settings.server.listen}  (gRPC ext_authz)")
+        for i in range(workers):
+            wait_serving(f"{authz_host}:{int(authz_port) + i}")
+        print(f"authz             {settings.server.listen}  (gRPC ext_authz; {workers} worker(s) from this port up)")
         envoy = start_envoy(ENVOY_CONFIG, logs)
         procs.append(envoy)
         wait_for_port("127.0.0.1", ENVOY_PORT)

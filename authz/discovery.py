@@ -1,0 +1,93 @@
+"""Authorization server metadata: find a key manager's ``jwks_uri`` from its issuer.
+
+``discovery: oidc`` reads ``{issuer}/.well-known/openid-configuration`` (OpenID Connect Discovery 1.0
+section 4); ``discovery: oauth`` reads the RFC 8414 section 3.1 URL, the well-known path inserted between the
+host and the issuer's path (``https://as.example/tenant`` ->
+``https://as.example/.well-known/oauth-authorization-server/tenant``).
+
+The document's ``issuer`` must equal the configured issuer (one trailing ``/`` ignored, nothing else:
+OIDC Discovery section 4.3, RFC 8414 section 3.3); otherwise the key manager is unusable, as the metadata
+may belong to another issuer (a mix-up or a misconfiguration).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from authz.config import normalize_issuer
+from authz.fetch import FetchError, fetch_json
+
+
+class DiscoveryError(Exception):
+    """The metadata could not be used: fetch failure, not a JSON object, or a bad ``jwks_uri``."""
+
+
+class IssuerMismatch(DiscoveryError):
+    """The metadata names another issuer: the key manager must not be used.
+
+    Attributes:
+        url: the metadata URL.
+        found: the document's ``issuer`` (or its repr when not a string).
+        expected: the configured issuer.
+    """
+
+    def __init__(self, url: str, found: str, expected: str) -> None:
+        super().__init__(f"metadata at {url} has issuer {found[:200]!r}, expected {expected!r}")
+        self.url = url
+        self.found = found
+        self.expected = expected
+
+
+def metadata_url(issuer: str, style: Literal["oidc", "oauth"]) -> str:
+    """The well-known metadata URL of ``issuer``.
+
+    Args:
+        issuer: the configured issuer (an ``http(s)`` URL; query and fragment are dropped).
+        style: ``oidc`` (appended) or ``oauth`` (RFC 8414, inserted after the host).
+    Returns:
+        The URL.
+    """
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    if style == "oidc":
+        return urlunsplit((parts.scheme, parts.netloc, f"{path}/.well-known/openid-configuration", "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, f"/.well-known/oauth-authorization-server{path}", "", ""))
+
+
+async def discover_jwks_uri(
+    client: httpx.AsyncClient, issuer: str, style: Literal["oidc", "oauth"], timeout: float
+) -> str:
+    """Fetch the issuer's metadata and return its ``jwks_uri``.
+
+    Args:
+        client: the key manager's httpx client.
+        issuer: the configured issuer.
+        style: ``oidc`` or ``oauth`` (see :func:`metadata_url`).
+        timeout: seconds for the whole fetch.
+    Returns:
+        The ``jwks_uri``: an ``https`` URL, or ``http`` only when the metadata itself was fetched over ``http``.
+    Raises:
+        IssuerMismatch: the document's ``issuer`` is not the configured one.
+        DiscoveryError: fetch failure, a document that is not an object, a missing or invalid ``jwks_uri``.
+    """
+    url = metadata_url(issuer, style)
+    try:
+        document, _headers = await fetch_json(client, url, timeout)
+    except FetchError as exc:
+        raise DiscoveryError(f"fetch of {url} failed: {exc}") from None
+    if not isinstance(document, dict):
+        raise DiscoveryError(f"metadata at {url} is not a JSON object")
+    found = document.get("issuer")
+    if not isinstance(found, str) or normalize_issuer(found) != normalize_issuer(issuer):
+        raise IssuerMismatch(url, found if isinstance(found, str) else repr(found), issuer)
+    jwks_uri = document.get("jwks_uri")
+    if not isinstance(jwks_uri, str):
+        raise DiscoveryError(f"metadata at {url} has no jwks_uri")
+    scheme = urlsplit(jwks_uri).scheme
+    allowed = ("https", "http") if urlsplit(url).scheme == "http" else ("https",)
+    if scheme not in allowed or not urlsplit(jwks_uri).netloc:
+        raise DiscoveryError(f"metadata at {url} has an unusable jwks_uri {jwks_uri[:200]!r} (https required)")
+    return jwks_uri

@@ -1,0 +1,221 @@
+"""Key-manager presets (``authz.presets``): each IdP's token shape validated end to end through
+``TokenValidator`` with a real key and a real JWKS on loopback, and field-by-field overrides."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from authz.config import ConfigError, Settings
+from authz.dev.keymanager import KeyManager
+from authz.errors import Denial, Reason
+from authz.presets import PRESETS
+from tests.support.tokencraft import running_validator, sign
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+API_GUID = "6e74172b-be56-4843-9ff4-e66a39bb12e3"
+CLIENT_GUID = "4f6a1c2e-9d3b-4c1f-8a7e-2b5d6c7e8f90"
+
+
+def _times() -> dict[str, int]:
+    now = int(time.time())
+    return {"iat": now, "nbf": now, "exp": now + 3600}
+
+
+def _keycloak(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = _times()
+    return {"typ": "JWT"}, {
+        "exp": now["exp"], "iat": now["iat"], "jti": str(uuid.uuid4()), "iss": iss,
+        "aud": ["orders-api", "account"], "sub": "f7d3c1a2-0b9e-4e5f-9a8b-1c2d3e4f5a6b", "typ": "Bearer",
+        "azp": "orders-web", "sid": str(uuid.uuid4()), "acr": "1", "allowed-origins": ["https://app.example.test"],
+        "realm_access": {"roles": ["default-roles-demo", "offline_access"]},
+        "resource_access": {"account": {"roles": ["manage-account"]}},
+        "scope": "openid email profile orders:read", "email_verified": True, "preferred_username": "alice",
+    }
+
+
+def _auth0(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = _times()
+    return {"typ": "JWT"}, {
+        "iss": iss, "sub": "orders-m2m@clients", "aud": "orders-api", "iat": now["iat"], "exp": now["exp"],
+        "gty": "client-credentials", "azp": "orders-m2m", "scope": "orders:read orders:write",
+    }
+
+
+def _auth0_rfc9068(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    # Auth0's "RFC 9068" access token profile: typ at+jwt, 'client_id' instead of 'azp'.
+    now = _times()
+    return {"typ": "at+jwt"}, {
+        "iss": iss, "sub": "auth0|64b7f0c2e1d2a3b4c5d6e7f8", "aud": ["orders-api", f"{iss}userinfo"],
+        "iat": now["iat"], "exp": now["exp"], "client_id": "orders-web", "jti": uuid.uuid4().hex,
+        "scope": "openid profile orders:read",
+    }
+
+
+def _okta(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = _times()
+    return {}, {
+        "ver": 1, "jti": "AT.6n3Ae3a9m1d4kYQxK8Rr0p4Y9Zl3Qm2cXh5gLfWb7uE", "iss": iss, "aud": "orders-api",
+        "iat": now["iat"], "exp": now["exp"], "cid": "0oa1b2c3d4E5F6g7H8i9", "uid": "00u1a2b3c4D5e6F7g8h9",
+        "scp": ["openid", "orders:read"], "auth_time": now["iat"] - 30, "sub": "alice@example.test",
+    }
+
+
+def _entra_v1(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = _times()
+    return {"typ": "JWT", "x5t": "KQ2tAcrE7lBaVVGBmc5FobgdJo4"}, {
+        "aud": "orders-api", "iss": iss, "iat": now["iat"], "nbf": now["nbf"], "exp": now["exp"],
+        "acr": "1", "aio": "AVQAq/8TAAAA", "amr": ["pwd", "mfa"], "appid": CLIENT_GUID, "appidacr": "0",
+        "family_name": "Doe", "given_name": "Alice", "ipaddr": "192.0.2.10", "name": "Alice Doe",
+        "oid": "a1b2c3d4-0000-4000-8000-000000000001", "rh": "0.AVAAv4j5cvGGr0GRqy180BHbR.",
+        "scp": "orders.read user_impersonation", "sub": "l3_roISQU222bULS9yi2k0XpqpOiMz5H3ZACo1GeXA",
+        "tid": TENANT, "unique_name": "alice@contoso.example", "upn": "alice@contoso.example",
+        "uti": "fqiBqXLPj0eQa82S-IYFAA", "ver": "1.0",
+    }
+
+
+def _entra_v2(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = _times()
+    return {"typ": "JWT"}, {
+        "aud": "orders-api", "iss": iss, "iat": now["iat"], "nbf": now["nbf"], "exp": now["exp"],
+        "aio": "AWQAm/8TAAAA", "azp": CLIENT_GUID, "azpacr": "1",
+        "oid": "a1b2c3d4-0000-4000-8000-000000000002", "rh": "0.AVAAv4j5cvGGr0GRqy180BHbR.",
+        "roles": ["orders.read.all"], "sub": "a1b2c3d4-0000-4000-8000-000000000002", "tid": TENANT,
+        "uti": "Vl1jKQ5eV0-QdRmV1Jg8AA", "ver": "2.0",
+    }
+
+
+def _asgardeo(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    now = _times()
+    return {"typ": "at+jwt", "x5t": "ZjVhMDk3ZDMxNzRiZGU3OWIxMjM0"}, {
+        "sub": "0b8f1c4e-1a2b-4c3d-9e8f-7a6b5c4d3e2f", "aut": "APPLICATION_USER", "iss": iss,
+        "client_id": "Xq4cG9bYzT1rLkq0Vw8sUa2Pf3ka", "aud": "orders-api", "nbf": now["nbf"],
+        "azp": "Xq4cG9bYzT1rLkq0Vw8sUa2Pf3ka", "org_id": "7d1e3c5a-2b4f-4a6e-8c0d-9e1f2a3b4c5d",
+        "scope": "openid orders:read", "exp": now["exp"], "org_name": "acme", "iat": now["iat"],
+        "jti": str(uuid.uuid4()),
+    }
+
+
+CASES = {
+    # preset: (issuer, token shape, expected client ID, expected scopes)
+    "keycloak": ("https://sso.example.test/realms/demo", _keycloak, "orders-web",
+                 {"openid", "email", "profile", "orders:read"}),
+    "auth0": ("https://acme.eu.auth0.com/", _auth0, "orders-m2m", {"orders:read", "orders:write"}),
+    "auth0-rfc9068": ("https://acme.eu.auth0.com/", _auth0_rfc9068, "orders-web",
+                      {"openid", "profile", "orders:read"}),
+    "okta": ("https://acme.okta.com/oauth2/default", _okta, "0oa1b2c3d4E5F6g7H8i9", {"openid", "orders:read"}),
+    "entra-v1": (f"https://sts.windows.net/{TENANT}/", _entra_v1, CLIENT_GUID,
+                 {"orders.read", "user_impersonation"}),
+    "entra-v2": (f"https://login.microsoftonline.com/{TENANT}/v2.0", _entra_v2, CLIENT_GUID, {"orders.read.all"}),
+    "asgardeo": ("https://api.asgardeo.io/t/acme/oauth2/token", _asgardeo, "Xq4cG9bYzT1rLkq0Vw8sUa2Pf3ka",
+                 {"openid", "orders:read"}),
+}
+
+
+def _preset_km(idp: KeyManager, preset: str, issuer: str, **extra: Any) -> dict[str, Any]:
+    km = {
+        "name": preset, "preset": preset, "issuer": issuer, "jwks_uri": f"{idp.url}/oauth2/jwks",
+        "audiences": ["orders-api"],
+        "jwks": {"refresh_interval": 300, "kid_refetch_cooldown": 30, "timeout": 2, "retry_interval": 0.2},
+    }
+    km.update(extra)
+    return km
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_preset_accepts_a_token_shaped_like_its_idps(
+    case: str, idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    issuer, shape, client_id, scopes = CASES[case]
+    preset = case.split("-rfc")[0]
+    header, payload = shape(issuer)
+    settings = make_settings(key_managers=[_preset_km(idp, preset, issuer)])
+    async with running_validator(settings) as (v, _):
+        identity = await v.validate(sign(idp.signing_key, payload, header=header))
+        assert (identity.key_manager, identity.issuer) == (preset, issuer)
+        assert identity.client_id == client_id
+        assert identity.scopes == frozenset(scopes)
+
+
+@pytest.mark.parametrize(
+    ("preset", "client_claims", "scope_claims"),
+    [
+        ("keycloak", ["azp"], ["scope"]),
+        ("auth0", ["azp", "client_id"], ["scope"]),
+        ("okta", ["cid"], ["scp"]),
+        ("entra-v1", ["appid"], ["scp", "roles"]),
+        ("entra-v2", ["azp"], ["scp", "roles"]),
+        ("asgardeo", ["azp", "client_id"], ["scope"]),
+    ],
+)
+def test_preset_defaults(preset: str, client_claims: list[str], scope_claims: list[str],
+                         idp: KeyManager, make_settings: Callable[..., Settings]) -> None:
+    km = make_settings(key_managers=[_preset_km(idp, preset, "https://idp.example.test/x")]).key_managers[0]
+    assert (km.client_id_claims, km.scope_claims, km.algorithms) == (client_claims, scope_claims, ["RS256"])
+    assert km.jwks_uri == f"{idp.url}/oauth2/jwks"
+    assert km.discovery is None  # an explicit jwks_uri replaces the preset's discovery
+
+
+def test_preset_without_a_key_source_uses_oidc_discovery(idp: KeyManager, make_settings: Callable[..., Settings]) -> None:
+    entry = _preset_km(idp, "okta", "https://acme.okta.com/oauth2/default")
+    del entry["jwks_uri"]
+    km = make_settings(key_managers=[entry]).key_managers[0]
+    assert (km.discovery, km.jwks_uri) == ("oidc", None)
+
+
+def test_explicit_fields_override_the_preset_field_by_field(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    entry = _preset_km(idp, "okta", "https://acme.okta.com/oauth2/default",
+                       client_id_claims=["client_id"], algorithms=["RS256", "ES256"])
+    km = make_settings(key_managers=[entry]).key_managers[0]
+    assert km.client_id_claims == ["client_id"]  # replaced, not merged
+    assert km.algorithms == ["RS256", "ES256"]
+    assert km.scope_claims == ["scp"]  # not given: from the preset
+
+
+async def test_overridden_client_claim_is_used_for_preset_tokens(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    issuer = "https://acme.okta.com/oauth2/default"
+    header, payload = _okta(issuer)
+    payload["client_id"] = "from-client-id"
+    entry = _preset_km(idp, "okta", issuer, client_id_claims=["client_id", "cid"])
+    async with running_validator(make_settings(key_managers=[entry])) as (v, _):
+        assert (await v.validate(sign(idp.signing_key, payload, header=header))).client_id == "from-client-id"
+
+
+async def test_okta_preset_token_without_cid_is_401_naming_cid(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    issuer = "https://acme.okta.com/oauth2/default"
+    header, payload = _okta(issuer)
+    del payload["cid"]
+    payload["azp"] = "someone"  # not an Okta claim: must not be used
+    async with running_validator(make_settings(key_managers=[_preset_km(idp, "okta", issuer)])) as (v, _):
+        with pytest.raises(Denial) as info:
+            await v.validate(sign(idp.signing_key, payload, header=header))
+        assert info.value.reason is Reason.INVALID_CREDENTIALS
+        assert info.value.description == "The access token has no client identifier (looked for: cid)"
+
+
+def test_unknown_preset_is_a_config_error(idp: KeyManager, make_settings: Callable[..., Settings]) -> None:
+    with pytest.raises(ConfigError) as info:
+        make_settings(key_managers=[_preset_km(idp, "ping", "https://idp.example.test")])
+    assert info.value.errors == [
+        "key_managers[0].preset: input should be 'keycloak', 'auth0', 'okta', 'entra-v1', 'entra-v2' or 'asgardeo'"
+    ]
+
+
+def test_every_preset_has_a_test_case_and_a_docs_page() -> None:
+    from pathlib import Path
+
+    assert set(PRESETS) == {case.split("-rfc")[0] for case in CASES}
+    for name in PRESETS:
+        page = Path(f"docs/key-managers/{name}.md").read_text(encoding="utf-8")
+        assert f"preset: {name}" in page
+        assert '"alg": "RS256"' in page  # the sample decoded header
