@@ -27,6 +27,8 @@ MAX_HEADERS = 256
 MAX_HEADER_BYTES = 96 * 1024
 """Most bytes of header names and values in one CheckRequest (Envoy's default limit is 60 KiB)."""
 MAX_PATH_BYTES = 16 * 1024
+RENDERED_CACHE_SIZE = 10_000
+"""Most serialized allow responses kept by the servicer."""
 """Longest ``:path`` accepted."""
 
 
@@ -57,18 +59,19 @@ def adapt(message: CheckRequest) -> Request:
     entries = http.header_map.headers
     if len(http.headers) + len(entries) > MAX_HEADERS:
         raise Denial(Reason.INVALID_REQUEST, "The request has too many headers")
-    collected: dict[str, list[str]] = {}
-    size = 0
-    for name, value in http.headers.items():
-        collected.setdefault(name.lower(), []).append(value)
-        size += len(name) + len(value)
-    for entry in entries:
-        value = entry.value or entry.raw_value.decode("utf-8", "replace")
-        collected.setdefault(entry.key.lower(), []).append(value)
-        size += len(entry.key) + len(value)
-    if size > MAX_HEADER_BYTES:
+    raw = dict(http.headers)
+    headers = {name.lower(): value for name, value in raw.items()}
+    if entries or len(headers) != len(raw):
+        # Rare shapes: header_map (encode_raw_headers) or one name under two spellings: join the values.
+        collected: dict[str, list[str]] = {}
+        for name, value in raw.items():
+            collected.setdefault(name.lower(), []).append(value)
+        for entry in entries:
+            collected.setdefault(entry.key.lower(), []).append(
+                entry.value or entry.raw_value.decode("utf-8", "replace"))
+        headers = {name: values[0] if len(values) == 1 else ",".join(values) for name, values in collected.items()}
+    if sum(map(len, headers.values())) + sum(map(len, headers)) > MAX_HEADER_BYTES:
         raise Denial(Reason.INVALID_REQUEST, "The request headers are too large")
-    headers = {name: values[0] if len(values) == 1 else ",".join(values) for name, values in collected.items()}
     path = http.path or headers.get(":path", "")
     if len(path) > MAX_PATH_BYTES:
         raise Denial(Reason.INVALID_REQUEST, "The request path is too long")
@@ -102,9 +105,29 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(self, pipeline: Pipeline, realm: str) -> None:
         self._pipeline = pipeline
         self._realm = realm
+        # id(allow) -> (allow, serialized CheckResponse): the pipeline memoizes allow decisions, so the
+        # same Allow object comes back for repeated requests and is serialized once.
+        self._rendered: dict[int, tuple[Allow, bytes]] = {}
 
-    async def Check(self, request: CheckRequest | None, context: grpc.aio.ServicerContext) -> CheckResponse:  # noqa: N802
-        """Decide one HTTP request; always returns a ``CheckResponse``, never an RPC error."""
+    def _render_allow(self, allow: Allow) -> bytes:
+        hit = self._rendered.get(id(allow))
+        if hit is not None and hit[0] is allow:
+            return hit[1]
+        data = allow_response(allow).SerializeToString()
+        if len(self._rendered) >= RENDERED_CACHE_SIZE:
+            self._rendered.pop(next(iter(self._rendered)))
+        self._rendered[id(allow)] = (allow, data)
+        return data
+
+    async def Check(  # noqa: N802
+        self, request: CheckRequest | None, context: grpc.aio.ServicerContext
+    ) -> CheckResponse | bytes:
+        """Decide one HTTP request; never an RPC error.
+
+        Returns:
+            A ``CheckResponse``, or for an allow its serialized bytes (``serialize_check_response`` passes
+            them through).
+        """
         try:
             if request is None:
                 return deny_response(Denial(Reason.INVALID_REQUEST, "The CheckRequest is malformed"), self._realm)
@@ -112,7 +135,10 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 adapted = adapt(request)
             except Denial as denial:
                 return deny_response(denial, self._realm)
-            return render(await self._pipeline.decide(adapted), self._realm)
+            outcome = await self._pipeline.decide(adapted)
+            if isinstance(outcome, Allow):
+                return self._render_allow(outcome)
+            return deny_response(outcome, self._realm)
         except Exception:
             log.exception("internal error while deciding; denying with 503")
             return deny_response(unavailable("authz failed to decide; retry later"), self._realm)
@@ -130,13 +156,13 @@ def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> N
             "Check": grpc.unary_unary_rpc_method_handler(
                 servicer.Check,
                 request_deserializer=parse_check_request,
-                response_serializer=CheckResponse.SerializeToString,
+                response_serializer=serialize_check_response,
             )
         },
     )
     server.add_generic_rpc_handlers((handler,))
 
 
-def render(outcome: Allow | Denial, realm: str) -> CheckResponse:
-    """Render a pipeline outcome as a ``CheckResponse``."""
-    return allow_response(outcome) if isinstance(outcome, Allow) else deny_response(outcome, realm)
+def serialize_check_response(response: CheckResponse | bytes) -> bytes:
+    """Wire bytes of a ``CheckResponse``; already-serialized responses pass through."""
+    return response if isinstance(response, bytes) else response.SerializeToString()

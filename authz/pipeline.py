@@ -22,15 +22,18 @@ from authz.config import Settings
 from authz.credentials import extract_bearer
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.forward import build_allow, build_public_allow
-from authz.model import Allow, Request
+from authz.model import Allow, Identity, Request
 from authz.policy import authorize
 from authz.registry import RegistryCache
 from authz.revocation import check_not_revoked
+from authz.store_redis import Lookup
 from authz.tokens import TokenValidator
 
 log = logging.getLogger("authz.decisions")
 
 RETRY_AFTER_SECONDS = 5
+DECISION_CACHE_SIZE = 10_000
+"""Most memoized allow decisions kept by :class:`Pipeline` (oldest dropped first)."""
 
 
 def token_fingerprint(token: str) -> str:
@@ -64,6 +67,9 @@ class Pipeline:
         self._routes = routes
         self._tokens = tokens
         self._registry = registry
+        # (id(identity), id(lookup), id(resource), environment) -> (identity, lookup, resource, allow); the
+        # objects are kept so their ids cannot be reused while the entry lives.
+        self._decisions: dict[tuple[int, int, int, str | None], tuple[Identity, Lookup, object, Allow]] = {}
 
     async def decide(self, request: Request) -> Allow | Denial:
         """Run every phase on ``request``.
@@ -98,12 +104,7 @@ class Pipeline:
                     # ignored); a valid one grants nothing more, so no registry or scope check.
                     return self._public(request, route)
                 found = await self._registry.lookup(identity.key_manager, identity.client_id, route.api.id)
-                application, subscription = authorize(
-                    identity, route, found, request.context_extensions.get("environment")
-                )
-                assert found.binding is not None
-                allow = build_allow(identity, application, found.binding, subscription, route, self._headers,
-                                    access_token=token, backend_jwt=self._backend_jwt)
+                allow = self._authorized(token, identity, found, route, request.context_extensions.get("environment"))
         except Denial as denial:
             self._log(request, token, denial)
             return denial
@@ -116,6 +117,33 @@ class Pipeline:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request %s: allow %s %s app=%s", request.request_id, request.method, request.path[:256],
                       allow.dynamic_metadata.get("application_id"))
+        return allow
+
+    def _authorized(
+        self, token: str, identity: Identity, found: Lookup, route: Route, environment: str | None
+    ) -> Allow:
+        """Policy and forwarded identity, memoized on the very objects they depend on.
+
+        The token validator and the registry cache return the same :class:`Identity` and :class:`Lookup`
+        objects for as long as their entries are valid (a registry write, a key rotation or an expiry
+        replaces them), so a decision keyed on those objects is exactly as fresh as its inputs. Backend
+        JWTs expire on their own schedule: APIs that forward one are never memoized.
+
+        Raises:
+            Denial: from :func:`authz.policy.authorize`.
+        """
+        key = (id(identity), id(found), id(route.resource), environment)
+        memo = self._decisions.get(key)
+        if memo is not None and memo[0] is identity and memo[1] is found and memo[2] is route.resource:
+            return memo[3]
+        application, subscription = authorize(identity, route, found, environment)
+        assert found.binding is not None
+        allow = build_allow(identity, application, found.binding, subscription, route, self._headers,
+                            access_token=token, backend_jwt=self._backend_jwt)
+        if route.api.backend_jwt is None:
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                self._decisions.pop(next(iter(self._decisions)))
+            self._decisions[key] = (identity, found, route.resource, allow)
         return allow
 
     def _public(self, request: Request, route: Route) -> Allow:

@@ -1,0 +1,42 @@
+"""The pipeline memoizes allow decisions on the exact objects they depend on, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from authz.config import Settings
+from authz.dev.keymanager import KeyManager
+from authz.model import Allow, Request
+from authz.registry_admin import RegistryAdmin
+from authz.server import build_services
+
+
+def _request(token: str, method: str = "GET") -> Request:
+    return Request(method, "/orders/v1/items", "api.test", {"authorization": f"Bearer {token}"}, {"api_id": "orders-v1"})
+
+
+async def test_a_repeated_allowed_request_reuses_the_same_decision_until_the_registry_changes(
+    make_settings: Callable[..., Settings], idp: KeyManager
+) -> None:
+    settings = make_settings()
+    services = await build_services(settings)
+    try:
+        admin = RegistryAdmin(services.store, settings)
+        await admin.create_application("Demo App", app_id="demo-app")
+        await admin.add_client("demo-app", "demo-client")
+        await admin.subscribe("demo-app", "orders-v1")
+        token = idp.issue_token("demo-client", "alice", "orders:read")
+        first = await services.pipeline.decide(_request(token))
+        assert isinstance(first, Allow)
+        assert await services.pipeline.decide(_request(token)) is first
+        other = await services.pipeline.decide(_request(idp.issue_token("demo-client", "bob", "orders:read")))
+        assert isinstance(other, Allow) and other is not first
+        assert dict(other.headers)["x-subject"] == "bob"
+        # A registry write replaces the cached lookup object: the memo cannot serve a stale decision.
+        await admin.set_subscription_status("demo-app", "orders-v1", "BLOCKED")
+        services.registry.clear()  # what the invalidation listener does on the write's event
+        blocked = await services.pipeline.decide(_request(token))
+        assert not isinstance(blocked, Allow)
+        assert blocked.reason.info.code == 900907
+    finally:
+        await services.close()
