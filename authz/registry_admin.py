@@ -96,6 +96,18 @@ class RegistryAdmin:
                 "upgrade authz (or run the migration of docs/registry.md) before changing it",
             )
 
+    def key_manager_name(self, name: str | None) -> str:
+        """The configured key manager ``name`` (None: the only one configured).
+
+        Raises:
+            RegistryError: ``invalid`` (field ``key_manager``): unknown, or None with several configured.
+        """
+        return self._key_manager(name)
+
+    def api_id(self, api_id: str) -> str:
+        """``api_id`` when it is a configured API. Raises RegistryError ``invalid`` (field ``api_id``)."""
+        return self._api(api_id)
+
     def _key_manager(self, name: str | None) -> str:
         names = [km.name for km in self.settings.key_managers]
         if name is None:

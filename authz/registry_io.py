@@ -185,7 +185,7 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
             if ident in seen_clients:
                 raise RegistryError("invalid", f"{where}.clients[{c_index}]: client ID {client.client_id} appears twice")
             seen_clients.add(ident)
-            admin._key_manager(client.key_manager)
+            admin.key_manager_name(client.key_manager)
             if ident in existing_clients:
                 if existing_clients[ident] is not client.key_type:
                     steps.append((f"set key type of client {client.key_manager}:{client.client_id} to {client.key_type.value}",
@@ -200,7 +200,7 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
                           _bind(admin.add_client, app.id, client.client_id, key_manager=client.key_manager,
                                 key_type=client.key_type.value)))
         for sub in app.subscriptions:
-            admin._api(sub.api_id)
+            admin.api_id(sub.api_id)
             have = existing_subs.get(sub.api_id)
             if have is None:
                 steps.append((f"subscribe {app.name} to {sub.api_id} ({sub.status.value}, tier {sub.tier})",
@@ -209,7 +209,7 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
                 steps.append((f"update subscription of {app.name} to {sub.api_id}: {sub.status.value}, tier {sub.tier}",
                               _bind(admin.update_subscription, app.id, sub.api_id, status=sub.status.value, tier=sub.tier)))
     for rev in doc.revocations:
-        admin._key_manager(rev.key_manager)
+        admin.key_manager_name(rev.key_manager)
         if rev.expires_at <= now:
             continue  # expired: the token is refused as expired anyway
         current_until = await store.is_revoked(rev.key_manager, rev.jti)

@@ -187,3 +187,65 @@ def test_sentinel_urls_are_parsed_and_malformed_ones_refused() -> None:
                         ("redis+sentinel://h:1/m/x", "db 'x' is not a number")):
         with pytest.raises(ValueError, match=re.escape(reason)):
             parse_sentinel_url(url)
+
+
+async def test_sentinel_url_follows_a_failover_to_the_promoted_replica(
+    tmp_path: Path, make_settings: Callable[..., Settings],
+) -> None:
+    master = RedisServer().start()
+    replica_dir = tmp_path / "replica"
+    replica_dir.mkdir()
+    replica = RedisServer(data_dir=replica_dir)
+    replica_port = replica.port
+    replica_proc = _start(["--port", str(replica_port), "--bind", "127.0.0.1", "--replicaof", "127.0.0.1",
+                           str(master.port)], replica_dir,
+                          lambda: "MASTER <-> REPLICA sync: Finished" in (replica_dir / "redis-server.log").read_text())
+    port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+        f"sentinel monitor g 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds g 300\nsentinel failover-timeout g 2000\n",
+        encoding="utf-8",
+    )
+    sentinel = ManagedProcess([redis_server_binary(), str(conf), "--sentinel"], name="sentinel",
+                              log_dir=tmp_path).start()
+    settings = make_settings(redis={"url": f"redis+sentinel://127.0.0.1:{port}/g/0", "key_prefix": "fo:",
+                                    "socket_timeout": 0.5})
+    client = connect(settings.redis.url, 0.5)
+    admin = RegistryAdmin(RedisStore(client, "fo:"), settings)
+    try:
+        deadline = time.monotonic() + 10
+        probe = redis.Redis(port=port, socket_timeout=0.5)
+        while True:  # the sentinel needs a moment to learn about the replica
+            try:
+                if len(probe.sentinel_slaves("g")) == 1:
+                    break
+            except redis.RedisError:
+                pass
+            assert time.monotonic() < deadline, sentinel.log_text()
+            time.sleep(0.05)
+        probe.close()
+        await admin.create_application("Before", app_id="before")
+        master.kill()
+        failed_over_at = time.monotonic()
+        deadline = failed_over_at + 10
+        while True:
+            try:
+                await admin.create_application("After", app_id="after")
+                break
+            except (redis.RedisError, OSError):
+                assert time.monotonic() < deadline, sentinel.log_text()
+                await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - failed_over_at
+        promoted = redis.Redis(port=replica_port, decode_responses=True)
+        assert promoted.role()[0] == "master"
+        assert sorted(promoted.smembers("fo:apps")) == ["after", "before"]  # replicated, then written there
+        promoted.close()
+        print(f"\nsentinel failover: writes resumed {elapsed * 1000:.0f} ms after the master was killed")
+    finally:
+        await client.aclose()
+        sentinel.stop()
+        replica_proc.stop()
+        master.cleanup()
+        replica.cleanup()

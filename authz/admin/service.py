@@ -267,8 +267,8 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
 async def start_admin_server(settings: Settings, store: RedisStore) -> grpc.aio.Server | None:
     """Serve the admin API on ``admin.listen`` (None when it is not set).
 
-    The port is bound with ``SO_REUSEPORT`` so that every worker process of ``authz serve --workers N`` can
-    serve it (the kernel spreads connections; all workers share the same Redis).
+    With ``authz serve --workers N`` only worker 0 calls this (:func:`authz.server.serve`, ``primary``). The
+    port is bound without ``SO_REUSEPORT``, so a second process on the same address fails loudly.
 
     Args:
         settings: the configuration (``admin.listen``, ``admin.token``, key managers and APIs).
@@ -282,7 +282,7 @@ async def start_admin_server(settings: Settings, store: RedisStore) -> grpc.aio.
         return None
     server = grpc.aio.server(
         interceptors=[BearerTokenInterceptor(settings.admin.token.get_secret_value())],
-        options=[("grpc.so_reuseport", 1)],
+        options=[("grpc.so_reuseport", 0)],
     )
     admin_pb2_grpc.add_RegistryAdminServicer_to_server(RegistryAdminServicer(RegistryAdmin(store, settings)), server)
     port = server.add_insecure_port(settings.admin.listen)
