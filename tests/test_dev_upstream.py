@@ -75,3 +75,23 @@ def test_received_keeps_last_100(upstream):
     assert received[-1]["path"] == "/r/104"
     upstream.clear()
     assert upstream.received == []
+
+
+def test_a_client_resetting_its_connection_is_not_reported_as_an_error(capsys) -> None:  # noqa: ANN001
+    import socket
+    import struct
+    import time
+
+    from authz.dev.upstream import EchoUpstream
+
+    upstream = EchoUpstream()
+    upstream.start()
+    try:
+        sock = socket.create_connection(("127.0.0.1", upstream.port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npartial")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+        sock.close()
+        time.sleep(0.3)
+    finally:
+        upstream.stop()
+    assert "ConnectionResetError" not in capsys.readouterr().err

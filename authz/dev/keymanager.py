@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
@@ -39,6 +39,8 @@ import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from authz.dev.httpserver import DevHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +226,7 @@ class KeyManager:
         self.discovery_overrides: dict[str, Any] = {}
         self.port: int | None = None
         self.url: str | None = None
-        self._server: ThreadingHTTPServer | None = None
+        self._server: DevHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------------- tokens
@@ -389,8 +391,7 @@ class KeyManager:
         if self._server is not None:
             raise RuntimeError("key manager already started")
         handler = type("_BoundHandler", (_Handler,), {"km": self})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = DevHTTPServer((host, port), handler)
         if ssl_context is not None:
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]

@@ -14,8 +14,10 @@ import json
 import logging
 import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from authz.dev.httpserver import DevHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class EchoUpstream:
         self.url: str | None = None
         self._received: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECORDED)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: DevHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -65,8 +67,7 @@ class EchoUpstream:
         if self._server is not None:
             raise RuntimeError("echo upstream already started")
         handler = type("_BoundEchoHandler", (_EchoHandler,), {"upstream": self})
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        self._server = DevHTTPServer((host, port), handler)
         self.port = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(
