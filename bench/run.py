@@ -68,9 +68,9 @@ init = function(args)
 end
 request = function()
   i = i + 1
-  return wrk.format("GET", "%s", {["Authorization"] = "Bearer " .. tokens[(i %% #tokens) + 1]})
+  return wrk.format("GET", "__PATH__", {["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1]})
 end
-""" % PATH
+""".replace("__PATH__", PATH)
 
 
 # ---------------------------------------------------------------------------------------------- processes
@@ -213,6 +213,30 @@ def run_h2load(port: int, body: Path, log: Path, *, requests: int, connections: 
     }
 
 
+def run_rate(listen: int, token: str, log: Path, *, rate: float, duration: int, clients: int = 8) -> dict:
+    """Open-loop load at ``rate`` requests/s through Envoy (HTTP/1.1, h2load ``--rps``); p50/p99 in ms."""
+    subprocess.run(
+        ["h2load", "--h1", "-c", str(clients), "--rps", f"{rate / clients:.2f}", "-D", str(duration),
+         "-H", f"authorization: Bearer {token}", f"--log-file={log}", f"http://127.0.0.1:{listen}{PATH}"],
+        capture_output=True, text=True, check=True, timeout=duration + 60,
+    )
+    rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    times = sorted(int(r[2]) for r in rows)
+    return {"rate_rps": round(rate), "requests": len(times), "non_2xx": sum(1 for r in rows if r[1] != "200"),
+            "p50_ms": times[len(times) // 2] / 1000, "p99_ms": times[int(len(times) * 0.99)] / 1000}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median requests/s, with every run's requests/s attached."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return {**ordered[len(ordered) // 2], "rps_runs": [r["rps"] for r in runs]}
+
+
+def show(name: str, r: dict) -> None:
+    print(f"{name:18s} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms"
+          f"  cpu/check {r.get('authz_cpu_us_per_check', '-')} us  non-2xx {r['non_2xx']}", flush=True)
+
+
 def check_allows(port: int, token: str) -> None:
     req = pb.CheckRequest()
     req.ParseFromString(grpc_body(token)[5:])
@@ -231,6 +255,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--h2load-requests", type=int, default=40000)
     parser.add_argument("--workers", type=int, default=1, help="authz worker processes (authz serve --workers)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each setup, interleaved; the median is kept")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
 
@@ -271,38 +296,50 @@ def main() -> int:
             ("authz_cold", "cold", None),
             ("noop", "noop", None),
         ]
+        runs: dict[str, list[dict]] = {}
+        envoys: dict[str, tuple[ManagedProcess, int]] = {}
         for name, target, jwt_filter in setups:
             listen, admin = free_port(), free_port()
             cfg = envoy_bootstrap(listen, admin, authz_port=ports[target] if target else None, jwt_authn=jwt_filter)
             path = tmp / f"envoy-{name}.yaml"
             path.write_text(render_yaml(cfg))
-            envoy = start_envoy(path, tmp / f"envoy-{name}", admin_port=admin, log_level="error")
-            try:
-                run_wrk(f"http://127.0.0.1:{listen}", token_file, script, duration=2,
-                        connections=args.connections, threads=args.threads)  # warm-up
+            envoys[name] = (start_envoy(path, tmp / f"envoy-{name}", admin_port=admin, log_level="error"), listen)
+            procs.append(envoys[name][0])
+            run_wrk(f"http://127.0.0.1:{listen}", token_file, script, duration=2,
+                    connections=args.connections, threads=args.threads)  # warm-up
+        for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits every setup alike
+            for name, target, _jwt in setups:
                 cpu0 = cpu_seconds(pid_of[target]) if target else 0.0
-                result = run_wrk(f"http://127.0.0.1:{listen}", token_file, script, duration=args.duration,
+                result = run_wrk(f"http://127.0.0.1:{envoys[name][1]}", token_file, script, duration=args.duration,
                                  connections=args.connections, threads=args.threads)
                 if target:
                     result["authz_cpu_us_per_check"] = round(
                         (cpu_seconds(pid_of[target]) - cpu0) * 1e6 / max(result["requests"], 1), 1)
-            finally:
-                envoy.stop()
-            results[name] = result
-            print(f"{name:18s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
-                  f"  cpu/check {result.get('authz_cpu_us_per_check', '-')} us  non-2xx {result['non_2xx']}")
+                runs.setdefault(name, []).append(result)
+                show(name, result)
 
         body = tmp / "check.bin"
         body.write_bytes(grpc_body(tokens[0]))
-        for name, target in (("direct_authz_warm", "warm"), ("direct_noop", "noop")):
+        direct = (("direct_authz_warm", "warm"), ("direct_noop", "noop"))
+        for _name, target in direct:
             run_h2load(ports[target], body, tmp / "warmup.log", requests=2000, connections=args.connections)
-            cpu0 = cpu_seconds(pid_of[target])
-            result = run_h2load(ports[target], body, tmp / f"{name}.log", requests=args.h2load_requests,
-                                connections=args.connections)
-            result["authz_cpu_us_per_check"] = round((cpu_seconds(pid_of[target]) - cpu0) * 1e6 / result["requests"], 1)
-            results[name] = result
-            print(f"{name:18s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms"
-                  f"  cpu/check {result['authz_cpu_us_per_check']} us")
+        for _ in range(args.repeat):
+            for name, target in direct:
+                cpu0 = cpu_seconds(pid_of[target])
+                result = run_h2load(ports[target], body, tmp / f"{name}.log", requests=args.h2load_requests,
+                                    connections=args.connections)
+                result["authz_cpu_us_per_check"] = round(
+                    (cpu_seconds(pid_of[target]) - cpu0) * 1e6 / result["requests"], 1)
+                runs.setdefault(name, []).append(result)
+                show(name, result)
+        results.update({name: median_run(r) for name, r in runs.items()})
+
+        # Latency at half of authz's peak rate, against jwt_authn at the same rate (open-loop, h2load --rps).
+        rate = results["authz_warm"]["rps"] / 2
+        for name in ("envoy_jwt_authn", "authz_warm"):
+            results[name]["half_peak"] = run_rate(envoys[name][1], tokens[0], tmp / f"{name}-rate.log", rate=rate,
+                                                  duration=args.duration)
+            print(f"{name:18s} at {rate:.0f} req/s: p99 {results[name]['half_peak']['p99_ms']:.2f} ms")
     finally:
         for proc in procs:
             proc.stop()
@@ -317,7 +354,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
         "params": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": args.threads,
-                   "h2load_requests": args.h2load_requests, "authz_workers": args.workers},
+                   "h2load_requests": args.h2load_requests, "authz_workers": args.workers, "repeat": args.repeat},
         "setups": results,
         "ratios": {
             "warm_vs_noop": ratio("authz_warm", "noop"),
@@ -325,13 +362,15 @@ def main() -> int:
             "cold_vs_noop": ratio("authz_cold", "noop"),
             "warm_vs_jwt_authn": ratio("authz_warm", "envoy_jwt_authn"),
         },
+        "p99_at_half_peak_gap_ms": round(
+            results["authz_warm"]["half_peak"]["p99_ms"] - results["envoy_jwt_authn"]["half_peak"]["p99_ms"], 3),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{time.strftime('%Y-%m-%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["ratios"], indent=2))
     print(f"written {out}")
-    bad = [n for n, r in results.items() if r["non_2xx"]]
+    bad = [n for n, r in results.items() if r["non_2xx"] or r.get("half_peak", {}).get("non_2xx")]
     if bad:
         print(f"WARNING: non-2xx answers in {bad}: the run measured denials", file=sys.stderr)
         return 1
