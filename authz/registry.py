@@ -19,7 +19,8 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -28,6 +29,8 @@ from authz.errors import DependencyUnavailable
 from authz.store_redis import CorruptRecord, Lookup, RedisStore
 
 log = logging.getLogger("authz.registry")
+
+T = TypeVar("T")
 
 _CacheKey = tuple[str, str, str]
 
@@ -94,15 +97,36 @@ class RegistryCache:
             DependencyUnavailable: Redis unreachable, slow or returning a corrupt record, with no usable
                 cached entry.
         """
-        key = (key_manager, client_id, api_id)
+        def ttl(found: Lookup) -> float:
+            return self._ttl if found.binding is not None and found.subscription is not None else self._negative_ttl
+
+        return await self._read_through(
+            self._cache, (key_manager, client_id, api_id),
+            lambda: self._store.lookup(key_manager, client_id, api_id), ttl,
+        )
+
+    async def _read_through(
+        self,
+        cache: OrderedDict[Any, tuple[Any, float, float]],
+        key: Any,
+        fetch: Callable[[], Awaitable[T]],
+        ttl: Callable[[T], float],
+    ) -> T:
+        """A cached read: fresh entry, else Redis, else (Redis down) an entry within ``max_stale``.
+
+        Entries are ``(value, fresh_until, usable_until)`` in monotonic seconds; least recently used go first.
+
+        Raises:
+            DependencyUnavailable: Redis unreachable, slow or holding a corrupt record, with no usable entry.
+        """
         now = self._clock()
-        entry = self._cache.get(key)
+        entry = cache.get(key)
         if entry is not None and now < entry[1]:
-            self._cache.move_to_end(key)  # least recently used goes first
+            cache.move_to_end(key)
             return entry[0]
         generation = self.invalidations
         try:
-            found = await self._store.lookup(key_manager, client_id, api_id)
+            value = await fetch()
         except (TimeoutError, RedisError, OSError) as exc:
             if entry is not None and now < entry[2]:
                 log.warning("redis unavailable (%s); deciding from a cached entry", type(exc).__name__)
@@ -114,13 +138,13 @@ class RegistryCache:
         if generation != self.invalidations:
             # An invalidation arrived while Redis was answering: the answer may predate that write, so it is
             # used for this request but not cached (else the stale value would outlive the invalidation).
-            return found
-        ttl = self._ttl if found.binding is not None and found.subscription is not None else self._negative_ttl
-        self._cache[key] = (found, now + ttl, now + ttl + self._max_stale)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return found
+            return value
+        lifetime = ttl(value)
+        cache[key] = (value, now + lifetime, now + lifetime + self._max_stale)
+        cache.move_to_end(key)
+        while len(cache) > self._size:
+            cache.popitem(last=False)
+        return value
 
     async def is_revoked(self, key_manager: str, token_id: str) -> bool:
         """Whether the token ID (``jti``, RFC 7519 section 4.1.7) of this key manager is revoked.
@@ -137,29 +161,10 @@ class RegistryCache:
             DependencyUnavailable: Redis unreachable, slow or holding a corrupt record, with no usable
                 cached answer.
         """
-        key = (key_manager, token_id)
-        now = self._clock()
-        entry = self._revoked.get(key)
-        if entry is not None and now < entry[1]:
-            self._revoked.move_to_end(key)
-            return entry[0]
-        generation = self.invalidations
-        try:
-            revoked = await self._store.is_revoked(key_manager, token_id) is not None
-        except (TimeoutError, RedisError, OSError) as exc:
-            if entry is not None and now < entry[2]:
-                log.warning("redis unavailable (%s); revocation answered from the cache", type(exc).__name__)
-                return entry[0]
-            raise DependencyUnavailable("redis", f"{type(exc).__name__}: {exc}") from None
-        except CorruptRecord as exc:
-            log.error("registry record is corrupt: %s", exc)
-            raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
-        if generation == self.invalidations:
-            self._revoked[key] = (revoked, now + self._ttl, now + self._ttl + self._max_stale)
-            self._revoked.move_to_end(key)
-            while len(self._revoked) > self._size:
-                self._revoked.popitem(last=False)
-        return revoked
+        async def fetch() -> bool:
+            return await self._store.is_revoked(key_manager, token_id) is not None
+
+        return await self._read_through(self._revoked, (key_manager, token_id), fetch, lambda _: self._ttl)
 
     async def _listen(self) -> None:
         delay = 0.1

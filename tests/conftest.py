@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from authz.config import Settings, parse_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
 from authz.dev.stack import wait_serving
+from authz.registry_admin import RegistryAdmin
+from authz.store_redis import RedisStore, connect
 
 AUDIENCE = "authz-test"
 
@@ -134,6 +137,34 @@ def start_authz(
         proc.stop()
         if failed:
             print(f"\n----- authz log ({proc.listen}) -----\n{proc.log_text()[-6000:]}")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """This test's validated settings (its key manager, Redis and key prefix)."""
+    return make_settings()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[RedisStore]:
+    """The registry store on this test's key prefix."""
+    client = connect(settings.redis.url, 2.0)
+    yield RedisStore(client, settings.redis.key_prefix)
+    await client.aclose()
+
+
+@pytest.fixture
+def admin(store: RedisStore, settings: Settings) -> RegistryAdmin:
+    """Validated registry operations, as the CLI and the admin API perform them."""
+    return RegistryAdmin(store, settings)
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain synchronous client, to look at (and damage) records by hand."""
+    client = redis_server.client(decode_responses=True)
+    yield client
+    client.close()
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -43,11 +43,6 @@ def cli(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: P
     return runner(path)
 
 
-@pytest.fixture
-def raw(redis_server: RedisServer) -> redis.Redis:
-    return redis_server.client(decode_responses=True)
-
-
 def test_app_create_add_client_subscribe_and_list(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
     out = cli("app", "create", "Demo App", "--owner", "dev", "--tier", "Gold", "--id", "app-demo").stdout
     assert out.strip() == "created application Demo App (id app-demo)"

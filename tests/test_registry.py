@@ -22,31 +22,6 @@ KM = "test-km"
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[RedisStore]:
-    client = connect(settings.redis.url, 2.0)
-    yield RedisStore(client, settings.redis.key_prefix)
-    await client.aclose()
-
-
-@pytest.fixture
-def admin(store: RedisStore, settings: Settings) -> RegistryAdmin:
-    return RegistryAdmin(store, settings)
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A plain synchronous client, to look at (and damage) records by hand."""
-    client = redis_server.client(decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of this test alone, which it may stop and restart."""
     server = RedisServer().start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
@@ -21,30 +21,6 @@ from authz.revocation import check_not_revoked
 from authz.store_redis import SCHEMA_VERSION, RedisStore, RegistryError, connect
 
 KM = "test-km"
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[RedisStore]:
-    client = connect(settings.redis.url, 2.0)
-    yield RedisStore(client, settings.redis.key_prefix)
-    await client.aclose()
-
-
-@pytest.fixture
-def admin(store: RedisStore, settings: Settings) -> RegistryAdmin:
-    return RegistryAdmin(store, settings)
-
-
-@pytest.fixture
-def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture

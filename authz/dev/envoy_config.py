@@ -135,6 +135,48 @@ def _route(
     return route
 
 
+AUTHZ_HTTP_CLUSTER = "authz_http"
+"""Cluster of authz's HTTP ext_authz listeners (HTTP mode)."""
+
+HTTP_UPSTREAM_HEADERS = (
+    "x-application-id", "x-application-name", "x-client-id", "x-subject", "x-api-id",
+)
+"""Identity headers Envoy copies from an HTTP-mode allow onto the upstream request (authz's default
+``headers`` names); list any other header authz is configured to set."""
+
+HTTP_REQUEST_HEADERS = ("authorization", "x-request-id")
+"""Client request headers sent to authz in HTTP mode (``ExtAuthz.allowed_headers``); Envoy always adds
+``Host``, the method and the path."""
+
+HTTP_CLIENT_HEADERS = ("content-type", "www-authenticate", "retry-after")
+"""Headers of an HTTP-mode denial Envoy forwards to the client."""
+
+
+def http_service_config(timeout: float, upstream_headers: list[str] | None = None) -> dict[str, Any]:
+    """The ``ExtAuthz.http_service`` block (``envoy.extensions.filters.http.ext_authz.v3.HttpService``).
+
+    Args:
+        timeout: authorization request timeout in seconds (``server_uri.timeout``).
+        upstream_headers: header names for ``authorization_response.allowed_upstream_headers`` (exact
+            matches; default :data:`HTTP_UPSTREAM_HEADERS`). Envoy overwrites client-sent copies.
+    Returns:
+        The block: ``server_uri`` to the :data:`AUTHZ_HTTP_CLUSTER` cluster, no ``path_prefix``, and
+        ``authorization_response`` with the upstream headers and :data:`HTTP_CLIENT_HEADERS` for
+        ``allowed_client_headers``. authz strips ``authorization`` with the ``x-envoy-auth-headers-to-remove``
+        response header. The request headers are chosen by the filter-level ``allowed_headers``
+        (:data:`HTTP_REQUEST_HEADERS`; ``authorization_request.allowed_headers`` is deprecated in Envoy 1.40).
+    """
+    names = list(HTTP_UPSTREAM_HEADERS if upstream_headers is None else upstream_headers)
+    return {
+        "server_uri": {"uri": f"http://{AUTHZ_HTTP_CLUSTER}", "cluster": AUTHZ_HTTP_CLUSTER,
+                       "timeout": _duration(timeout)},
+        "authorization_response": {
+            "allowed_upstream_headers": {"patterns": [{"exact": name} for name in names]},
+            "allowed_client_headers": {"patterns": [{"exact": name} for name in HTTP_CLIENT_HEADERS]},
+        },
+    }
+
+
 def build_envoy_config(
     *,
     listen_port: int,
@@ -149,13 +191,17 @@ def build_envoy_config(
     authz_metadata: bool = False,
     tier_limits: Mapping[str, int] | None = None,
     sandbox_domains: list[str] | None = None,
+    authz_mode: str = "grpc",
+    authz_http_endpoints: list[tuple[str, int]] | None = None,
+    authz_upstream_headers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Build an Envoy v3 bootstrap dict.
 
     Args:
         listen_port: HTTP listener port on ``host``.
         admin_port: admin interface port on ``host``.
-        authz_endpoints: ``(address, port)`` of each authz gRPC server (round robin, gRPC health checked).
+        authz_endpoints: ``(address, port)`` of each authz gRPC server (round robin, gRPC health checked);
+            unused in HTTP mode (no ``authz`` gRPC cluster is emitted then).
         upstream_port: port of the upstream HTTP server on ``host``.
         routes: ``(path prefix, api_id)`` in match order; ``api_id`` None means no per-route context
             extension (authz then matches by host + path). A catch-all ``/`` route is appended.
@@ -172,37 +218,51 @@ def build_envoy_config(
         sandbox_domains: when set, a second virtual host for these ``Host`` values (e.g.
             ``["sandbox.example.test"]``), matched before the ``*`` one, with the same routes plus the
             context extension ``environment: sandbox`` (authz then accepts only SANDBOX keys there).
+        authz_mode: ``"grpc"`` (``ext_authz.grpc_service``) or ``"http"`` (``ext_authz.http_service`` to
+            ``authz_http_endpoints``, HTTP/1.1, see :func:`http_service_config`; routes carry no context
+            extensions, authz matches the API by host + path).
+        authz_http_endpoints: ``(address, port)`` of each authz HTTP ext_authz listener
+            (``server.http_listen``); required in HTTP mode.
+        authz_upstream_headers: in HTTP mode, the authz response headers Envoy copies onto the upstream
+            request (default :data:`HTTP_UPSTREAM_HEADERS`).
 
     Returns:
         The bootstrap as plain dicts/lists/scalars (YAML/JSON serializable).
 
     Raises:
-        ValueError: no authz endpoints, a prefix not starting with ``/``, a negative timeout or a
-            non-positive tier limit.
+        ValueError: no authz endpoints, a prefix not starting with ``/``, a negative timeout, a
+            non-positive tier limit, an unknown ``authz_mode``, HTTP mode without ``authz_http_endpoints`` or
+            with ``sandbox_domains`` (the environment travels as a context extension, gRPC only).
     """
-    if not authz_endpoints:
+    if authz_mode not in ("grpc", "http"):
+        raise ValueError(f"authz_mode must be 'grpc' or 'http', got {authz_mode!r}")
+    http_mode = authz_mode == "http"
+    if not authz_endpoints and not http_mode:
         raise ValueError("at least one authz endpoint is required")
+    if http_mode and not authz_http_endpoints:
+        raise ValueError("HTTP mode needs at least one authz HTTP endpoint")
+    if http_mode and sandbox_domains:
+        raise ValueError("sandbox_domains need context extensions, which only the gRPC mode sends")
+    ext_authz: dict[str, Any] = {
+        "@type": _TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        "failure_mode_allow": bool(failure_mode_allow),
+        "status_on_error": {"code": "ServiceUnavailable"},
+    }
+    if http_mode:
+        ext_authz["http_service"] = http_service_config(authz_timeout, authz_upstream_headers)
+        ext_authz["allowed_headers"] = {"patterns": [{"exact": name} for name in HTTP_REQUEST_HEADERS]}
+    else:
+        ext_authz["grpc_service"] = {"envoy_grpc": {"cluster_name": "authz"}, "timeout": _duration(authz_timeout)}
     http_filters = [
-        {
-            "name": _EXT_AUTHZ,
-            "typed_config": {
-                "@type": _TYPE + "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-                "transport_api_version": "V3",
-                "failure_mode_allow": bool(failure_mode_allow),
-                "status_on_error": {"code": "ServiceUnavailable"},
-                "grpc_service": {
-                    "envoy_grpc": {"cluster_name": "authz"},
-                    "timeout": _duration(authz_timeout),
-                },
-            },
-        },
+        {"name": _EXT_AUTHZ, "typed_config": ext_authz},
         *([_local_rate_limit(DEMO_TIER_LIMITS if tier_limits is None else tier_limits)] if authz_metadata else []),
         {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": _TYPE + "envoy.extensions.filters.http.router.v3.Router"},
         },
     ]
-    route_list = [_route(prefix, api_id, authz_metadata) for prefix, api_id in routes]
+    route_list = [_route(prefix, None if http_mode else api_id, authz_metadata) for prefix, api_id in routes]
     route_list.append(_route("/", None, authz_metadata))
     stdout_log: dict[str, Any] = {"@type": _TYPE + "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}
     if authz_metadata:
@@ -264,6 +324,19 @@ def build_envoy_config(
             }
         ],
     }
+    clusters = [] if http_mode else [authz_cluster]
+    if http_mode:
+        clusters.append({
+            "name": AUTHZ_HTTP_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "0.25s",
+            "lb_policy": "ROUND_ROBIN",
+            "load_assignment": {
+                "cluster_name": AUTHZ_HTTP_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket(addr, port)}}
+                                                for addr, port in authz_http_endpoints or []]}],
+            },
+        })
     upstream_cluster = {
         "name": "upstream",
         "type": "STATIC",
@@ -302,7 +375,7 @@ def build_envoy_config(
                     ],
                 }
             ],
-            "clusters": [authz_cluster, upstream_cluster],
+            "clusters": [*clusters, upstream_cluster],
         },
     }
 

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from authz.dev.httpserver import DevHTTPServer
+from authz.dev.httpserver import ServedInThread
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class _TokenError(Exception):
         self.description = description
 
 
-class KeyManager:
+class KeyManager(ServedInThread):
     """In-memory OAuth2 authorization server issuing JWT access tokens (development aid).
 
     Args:
@@ -224,10 +224,7 @@ class KeyManager:
         self.jwks_body: bytes | None = None
         self.jwks_cache_control: str | None = "max-age=300"
         self.discovery_overrides: dict[str, Any] = {}
-        self.port: int | None = None
-        self.url: str | None = None
-        self._server: DevHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # ----------------------------------------------------------------------------------- tokens
 
@@ -388,43 +385,13 @@ class KeyManager:
             RuntimeError: already started.
             OSError: the address cannot be bound.
         """
-        if self._server is not None:
-            raise RuntimeError("key manager already started")
         handler = type("_BoundHandler", (_Handler,), {"km": self})
-        self._server = DevHTTPServer((host, port), handler)
-        if ssl_context is not None:
-            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
-        self.port = self._server.server_address[1]
-        self.url = f"{'https' if ssl_context is not None else 'http'}://{host}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-key-manager", daemon=True
-        )
-        self._thread.start()
+        self._serve(handler, host, port, "demo-key-manager", ssl_context)
         log.info(
             "demo key manager (development aid, NOT for production) listening on %s, issuer %s",
             self.url,
             self.issuer,
         )
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call more than once."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> KeyManager:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def _consteq(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

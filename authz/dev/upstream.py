@@ -17,7 +17,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from authz.dev.httpserver import DevHTTPServer
+from authz.dev.httpserver import ServedInThread
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MAX_RECORDED = 100
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
-class EchoUpstream:
+class EchoUpstream(ServedInThread):
     """HTTP echo server run in a daemon thread.
 
     Attributes:
@@ -35,12 +35,9 @@ class EchoUpstream:
     """
 
     def __init__(self) -> None:
-        self.port: int | None = None
-        self.url: str | None = None
         self._received: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECORDED)
         self._lock = threading.Lock()
-        self._server: DevHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def received(self) -> list[dict[str, Any]]:
@@ -64,36 +61,9 @@ class EchoUpstream:
             RuntimeError: already started.
             OSError: the address cannot be bound.
         """
-        if self._server is not None:
-            raise RuntimeError("echo upstream already started")
         handler = type("_BoundEchoHandler", (_EchoHandler,), {"upstream": self})
-        self._server = DevHTTPServer((host, port), handler)
-        self.port = self._server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="echo-upstream", daemon=True
-        )
-        self._thread.start()
+        self._serve(handler, host, port, "echo-upstream")
         log.info("echo upstream (development aid) listening on %s", self.url)
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; safe to call more than once."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> EchoUpstream:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
