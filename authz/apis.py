@@ -187,6 +187,10 @@ class RouteTable:
         self._by_prefix = sorted(apis, key=lambda a: (-len(a.context), 0 if a.hosts else 1))
         self._cache: dict[tuple[str, str, str, str | None], Route] = {}
 
+    def cached(self, request: Request) -> Route | None:
+        """The route of an earlier identical request (path, method, host, ``api_id``), or None."""
+        return self._cache.get((request.path, request.method, request.host, request.context_extensions.get("api_id")))
+
     def resolve(self, request: Request) -> Route:
         """Find the API and resource of ``request``, from a bounded cache of earlier resolutions.
 
@@ -201,10 +205,10 @@ class RouteTable:
             Denial: ``INVALID_REQUEST`` for a malformed path; ``NO_MATCHING_RESOURCE`` when the route names
                 an unknown API, or no API or resource matches.
         """
-        key = (request.path, request.method, request.host, request.context_extensions.get("api_id"))
-        cached = self._cache.get(key)
+        cached = self.cached(request)
         if cached is not None:
             return cached
+        key = (request.path, request.method, request.host, request.context_extensions.get("api_id"))
         route = self._resolve(request)
         if len(self._cache) >= ROUTE_CACHE_SIZE:
             self._cache.pop(next(iter(self._cache)))  # drop the oldest entry

@@ -105,6 +105,22 @@ class RegistryCache:
             lambda: self._store.lookup(key_manager, client_id, api_id), ttl,
         )
 
+    def _peek(self, cache: OrderedDict[Any, tuple[Any, float, float]], key: Any) -> Any:
+        """The value of a fresh entry (marked recently used), or None."""
+        entry = cache.get(key)
+        if entry is not None and self._clock() < entry[1]:
+            cache.move_to_end(key)
+            return entry[0]
+        return None
+
+    def cached_lookup(self, key_manager: str, client_id: str, api_id: str) -> Lookup | None:
+        """The fresh cached :class:`Lookup` for (key manager, client ID, API), or None (no Redis call)."""
+        return self._peek(self._cache, (key_manager, client_id, api_id))
+
+    def cached_revoked(self, key_manager: str, token_id: str) -> bool | None:
+        """The fresh cached revocation answer for a ``jti``, or None when not cached (no Redis call)."""
+        return self._peek(self._revoked, (key_manager, token_id))
+
     async def _read_through(
         self,
         cache: OrderedDict[Any, tuple[Any, float, float]],
@@ -119,11 +135,11 @@ class RegistryCache:
         Raises:
             DependencyUnavailable: Redis unreachable, slow or holding a corrupt record, with no usable entry.
         """
+        fresh = self._peek(cache, key)
+        if fresh is not None:
+            return fresh
         now = self._clock()
         entry = cache.get(key)
-        if entry is not None and now < entry[1]:
-            cache.move_to_end(key)
-            return entry[0]
         generation = self.invalidations
         try:
             value = await fetch()

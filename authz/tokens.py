@@ -171,6 +171,26 @@ class TokenValidator:
         """Number of verified tokens currently cached."""
         return len(self._cache)
 
+    def cached(self, token: str) -> Identity | None:
+        """The identity of an already verified token, while its cache entry is valid.
+
+        Valid means: before ``min(exp + leeway, verified + cache_max_ttl)`` and its key still in the key
+        manager's current key set. An entry that is no longer valid is dropped.
+
+        Args:
+            token: the exact bearer token string.
+        Returns:
+            The cached :class:`Identity` (the same object every time), or None.
+        """
+        cached = self._cache.get(token)
+        if cached is None:
+            return None
+        identity, key, valid_until = cached
+        if self._clock() < valid_until and self._jwks[identity.key_manager].contains(key):
+            return identity
+        self._cache.discard(token)
+        return None
+
     async def validate(self, token: str) -> Identity:
         """Validate ``token`` and return who it identifies.
 
@@ -185,14 +205,10 @@ class TokenValidator:
         """
         if len(token) > self._max_size:
             raise _invalid(f"The access token is larger than {self._max_size} bytes")
+        identity = self.cached(token)
+        if identity is not None:
+            return identity
         now = self._clock()
-        cached = self._cache.get(token)
-        if cached is not None:
-            identity, key, valid_until = cached
-            if now < valid_until and self._jwks[identity.key_manager].contains(key):
-                return identity
-            self._cache.discard(token)
-
         km, alg, kid = self._preflight(token, now)
         key = await self._jwks[km.name].signing_key(kid, alg)
         payload = self._verify(token, km, alg, key)
