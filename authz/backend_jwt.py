@@ -99,6 +99,9 @@ class BackendJwtSigner:
     ) -> str:
         """The backend JWT for this access token and API, from the cache while it has life left.
 
+        The cache key holds every registry value the JWT carries (application ID, name and tier, key type),
+        so a registry change never leaves an upstream with a stale signed identity.
+
         Args:
             access_token: the caller's access token (cache key only; never copied into the JWT).
             identity: the validated token.
@@ -109,7 +112,7 @@ class BackendJwtSigner:
             The compact JWS.
         """
         now = self._clock()
-        key = (access_token, route.api.id)
+        key = (access_token, route.api.id, application.id, application.name, application.tier, binding.key_type)
         margin = min(30.0, self._settings.ttl / 10)
         with self._lock:
             hit = self._cache.get(key)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from authz.config import normalize_issuer
-from authz.fetch import FetchError, fetch_json
+from authz.fetch import FetchError, fetch_json, redact_url
 
 
 class DiscoveryError(Exception):
@@ -89,5 +89,5 @@ async def discover_jwks_uri(
     scheme = urlsplit(jwks_uri).scheme
     allowed = ("https", "http") if urlsplit(url).scheme == "http" else ("https",)
     if scheme not in allowed or not urlsplit(jwks_uri).netloc:
-        raise DiscoveryError(f"metadata at {url} has an unusable jwks_uri {jwks_uri[:200]!r} (https required)")
+        raise DiscoveryError(f"metadata at {url} has an unusable jwks_uri {redact_url(jwks_uri[:200])!r} (https required)")
     return jwks_uri

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,6 +27,30 @@ _MAX_AGE = re.compile(r'^max-age\s*=\s*"?(\d{1,10})"?$')
 
 class FetchError(Exception):
     """A fetch failed: HTTP status, size, timeout, transport or TLS error, or not JSON."""
+
+
+# httpx logs every request's full URL at INFO (and httpcore its internals at DEBUG): a URL may carry
+# credentials, so only authz's own, redacted, log lines name URLs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def redact_url(url: str) -> str:
+    """``url`` for logs: user info, query and fragment replaced, so credentials in a URL are never logged.
+
+    Args:
+        url: any URL (possibly from a key manager's metadata).
+    Returns:
+        e.g. ``https://***@idp.example/keys?***`` for ``https://user:secret@idp.example/keys?sig=x``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unparsable URL)"
+    userinfo = "***@" if parts.username or parts.password else ""
+    return f"{parts.scheme}://{userinfo}{host}{port}{parts.path}{'?***' if parts.query else ''}{'#***' if parts.fragment else ''}"
 
 
 def http_client(settings: KeyManagerSettings) -> httpx.AsyncClient:

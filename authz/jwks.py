@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from authz.config import KeyManagerSettings
 from authz.discovery import IssuerMismatch, discover_jwks_uri
 from authz.errors import Denial, DependencyUnavailable, Reason
-from authz.fetch import MAX_DOCUMENT_BYTES, fetch_json, freshness
+from authz.fetch import MAX_DOCUMENT_BYTES, fetch_json, freshness, redact_url
 from authz.static_keys import MIN_RSA_BITS, check_public_key, load_pem_file, public_key_of_certificate
 
 log = logging.getLogger("authz.jwks")
@@ -318,6 +318,7 @@ class JwksCache:
                 raise ValueError("the key set has no usable signature key")
         except IssuerMismatch as exc:
             self.last_error = f"IssuerMismatch: {exc}"
+            self._keyset = None  # keys found through metadata that names another issuer are not trusted
             log.error("key manager %s unusable: %s; checks with its tokens answer 503 until it matches",
                       self.name, exc)
             return False
@@ -327,7 +328,7 @@ class JwksCache:
             self.last_error = f"{type(exc).__name__}: {exc}"
             kept = "keeping the last good key set" if self._keyset is not None else "no key set yet"
             log.warning("jwks %s: fetch from %s failed (%s); %s", self.name,
-                        self.jwks_uri or "(discovery)", self.last_error, kept)
+                        redact_url(self.jwks_uri) if self.jwks_uri else "(discovery)", self.last_error, kept)
             if self.settings.discovery:
                 self.jwks_uri = None  # the next attempt reads the metadata again (the jwks_uri may have moved)
             return False
@@ -345,7 +346,7 @@ class JwksCache:
         self.jwks_uri = await discover_jwks_uri(
             self._client, self.settings.issuer, self.settings.discovery, self.settings.jwks.timeout
         )
-        log.info("key manager %s: discovered jwks_uri %s", self.name, self.jwks_uri)
+        log.info("key manager %s: discovered jwks_uri %s", self.name, redact_url(self.jwks_uri))
 
     def _interval(self, headers: httpx.Headers) -> float:
         """The refresh period: ``Cache-Control`` freshness within the configured bounds, else ``refresh_interval``."""

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
+from authz.http_logging import quiet_client_errors
+
 log = logging.getLogger("authz.jwks_endpoint")
 
 JWKS_PATH = "/.well-known/jwks.json"
@@ -49,6 +51,7 @@ class JwksEndpoint:
         Raises:
             OSError: the address cannot be bound.
         """
+        quiet_client_errors()
         app = web.Application()
         app.router.add_get(JWKS_PATH, self._jwks)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from authz.config import Settings
 from authz.model import Application, ApplicationStatus, KeyType, Subscription, SubscriptionStatus
 from authz.store_redis import SCHEMA_VERSION, RedisStore, RegistryError
+from authz.tokens import MAX_TOKEN_ID_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +328,7 @@ class RegistryAdmin:
             RegistryError: ``invalid`` with field ``jti`` or ``expires_at`` (not a number, in the past, more
                 than a year ahead) or ``key_manager``.
         """
-        _printable_text(token_id, "jti", 512, field="jti")
+        _printable_text(token_id, "jti", MAX_TOKEN_ID_LENGTH, field="jti")
         km = self._key_manager(key_manager)
         now = time.time() if now is None else now
         if not isinstance(expires_at, int | float) or not math.isfinite(expires_at):

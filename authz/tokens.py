@@ -93,6 +93,26 @@ def client_id_of(payload: Mapping[str, Any], claims: list[str]) -> str:
     raise _invalid(f"The access token has no client identifier (looked for: {', '.join(claims)})")
 
 
+MAX_TOKEN_ID_LENGTH = 512
+"""Longest ``jti`` accepted: the longest the registry can revoke."""
+
+
+def token_id_of(payload: Mapping[str, Any]) -> str | None:
+    """The ``jti`` (RFC 7519 section 4.1.7), or None when absent.
+
+    Raises:
+        Denial: ``INVALID_CREDENTIALS`` for a ``jti`` that could not be revoked: not a string, empty, longer
+            than :data:`MAX_TOKEN_ID_LENGTH` characters or with control characters.
+    """
+    if "jti" not in payload:
+        return None
+    jti = payload["jti"]
+    if (not isinstance(jti, str) or not jti or len(jti) > MAX_TOKEN_ID_LENGTH
+            or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in jti)):
+        raise _invalid("The access token's 'jti' is not a valid token identifier")
+    return jti
+
+
 def scopes_of(payload: Mapping[str, Any], claims: list[str]) -> frozenset[str]:
     """The token's scopes from the first of ``claims`` present (RFC 8693 ``scope``, or ``scp``).
 
@@ -219,7 +239,7 @@ class TokenValidator:
             client_id=client_id_of(payload, km.client_id_claims),
             scopes=scopes_of(payload, km.scope_claims),
             expires_at=float(payload["exp"]),
-            token_id=payload["jti"] if isinstance(payload.get("jti"), str) else None,
+            token_id=token_id_of(payload),
             claims=payload,
         )
         valid_until = min(identity.expires_at + km.leeway, now + self._cache_ttl)

@@ -134,6 +134,33 @@ def test_backend_jwt_is_cached_per_token_and_api_until_it_nears_expiry(jwt_setti
     assert signer.token_for("tok-a", IDENTITY, APP, BINDING, orders) != first
 
 
+def test_a_registry_change_is_never_hidden_by_the_backend_jwt_cache(jwt_settings: Settings) -> None:
+    """The cache key holds every registry value the JWT carries: a renamed application, a new tier, a
+    client moved to another application or switched to SANDBOX keys all get a newly signed JWT."""
+    import dataclasses
+
+    import jwt as pyjwt
+
+    from authz.model import KeyType
+
+    signer = BackendJwtSigner(jwt_settings.backend_jwt)  # type: ignore[arg-type]
+    orders = route_of(jwt_settings, 0)
+    first = signer.token_for("tok-a", IDENTITY, APP, BINDING, orders)
+    variants = {
+        "application_name": (dataclasses.replace(APP, name="Renamed"), BINDING),
+        "application_tier": (dataclasses.replace(APP, tier="Gold"), BINDING),
+        "application_id": (dataclasses.replace(APP, id="other-app"), BINDING),
+        "key_type": (APP, dataclasses.replace(BINDING, key_type=KeyType.SANDBOX)),
+    }
+    for claim, (app, binding) in variants.items():
+        token = signer.token_for("tok-a", IDENTITY, app, binding, orders)
+        assert token != first, claim
+        payload = pyjwt.decode(token, options={"verify_signature": False})
+        expected = {"application_name": app.name, "application_tier": app.tier, "application_id": app.id,
+                    "key_type": binding.key_type.value}[claim]
+        assert payload[claim] == expected
+
+
 def test_backend_jwt_cache_is_a_bounded_lru(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     settings = make_settings(backend_jwt=backend_jwt_section(tmp_path, cache_size=2),
                              apis=apis_with_backend_jwt(make_settings()))

@@ -184,3 +184,37 @@ def test_key_source_settings_are_validated(km: dict[str, Any], line: str, make_s
     with pytest.raises(ConfigError) as info:
         make_settings(km=km)
     assert line in info.value.errors, info.value.errors
+
+
+async def test_metadata_turning_to_another_issuer_drops_the_keys_found_through_it_at_once(
+    realm_idp: KeyManager, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(**_discovery_km(realm_idp, "oidc"))
+    async with running_validator(settings) as (v, caches):
+        cache = caches["test-km"]
+        token = sign(realm_idp.signing_key, claims(realm_idp))
+        assert (await v.validate(token)).client_id == "app-123"
+        # The JWKS fails, discovery runs again and the metadata now names someone else.
+        realm_idp.jwks_status = 500
+        realm_idp.discovery_overrides["issuer"] = "http://other-issuer.example"
+        assert await cache.refresh() is False
+        assert await cache.refresh() is False
+        with pytest.raises(DependencyUnavailable):
+            await v.validate(sign(realm_idp.signing_key, claims(realm_idp)))
+
+
+async def test_credentials_in_a_discovered_jwks_uri_never_reach_the_log(
+    realm_idp: KeyManager, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    realm_idp.discovery_overrides = {"jwks_uri": f"http://user:p4ssw0rd@127.0.0.1:{realm_idp.port}{JWKS}?sig=s3cret"}
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(**_discovery_km(realm_idp, "oidc"))
+    async with running_validator(settings) as (_v, caches):
+        assert caches["test-km"].jwks_uri is not None
+        realm_idp.jwks_status = 500
+        await caches["test-km"].refresh()
+    # Everything authz (and the HTTP client it uses) logged; the dev key manager's own access log is the
+    # server side and not authz's.
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("authz.dev"))
+    assert "discovered jwks_uri http://***@127.0.0.1:" in text
+    assert "p4ssw0rd" not in text and "s3cret" not in text

@@ -746,3 +746,20 @@ async def test_cache_size_zero_disables_the_cache(idp: KeyManager, make_settings
         a, b = await v.validate(token), await v.validate(token)
         assert a is not b and a.client_id == b.client_id == "app-123"
         assert v.cached_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("jti", "accepted"),
+    [("abc-123", True), ("x" * 512, True), ("x" * 513, False), ("", False), ("a\nb", False), ("a\x7fb", False)],
+)
+async def test_a_jti_the_registry_could_not_revoke_is_refused(
+    idp: KeyManager, make_settings: Callable[..., Settings], jti: str, accepted: bool
+) -> None:
+    async with running_validator(make_settings()) as (v, _):
+        token = sign(idp.signing_key, claims(idp, jti=jti))
+        if accepted:
+            assert (await v.validate(token)).token_id == jti
+        else:
+            with pytest.raises(Denial) as info:
+                await v.validate(token)
+            assert info.value.description == "The access token's 'jti' is not a valid token identifier"
