@@ -61,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
-        return _run(serve(settings, primary=args.worker_index in (None, 0)))
+        return _run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0))
     from authz.dev.stack import wait_serving  # noqa: PLC0415
 
     supervisor = Supervisor(

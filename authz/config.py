@@ -435,11 +435,19 @@ class ServerSettings(_Model):
     """Budget in seconds of one Check; past it authz denies with 503 (keep it below Envoy's ext_authz timeout)."""
     grace_period: Annotated[float, Field(ge=0)] = 5.0
     """Seconds in-flight calls get to finish on SIGTERM/SIGINT."""
+    http_listen: str | None = None
+    """``host:port`` of the Envoy HTTP ext_authz (``http_service``) listener, next to the gRPC one (worker I
+    listens on the port + I); None: not served. See docs/operations.md "Envoy HTTP ext_authz mode"."""
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         return _check_listen(value)
+
+    @field_validator("http_listen")
+    @classmethod
+    def _http_listen(cls, value: str | None) -> str | None:
+        return None if value is None else _check_listen(value)
 
 
 class TokenSettings(_Model):

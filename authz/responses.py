@@ -62,6 +62,32 @@ def _header(name: str, value: str) -> HeaderValueOption:
     return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_OVERWRITE)
 
 
+def deny_parts(denial: Denial, realm: str) -> tuple[int, list[tuple[str, str]], str]:
+    """The HTTP rendering of a :class:`Denial`, shared by the gRPC and the HTTP ext_authz adapters.
+
+    Args:
+        denial: what was denied and why.
+        realm: the ``realm`` of the challenge.
+    Returns:
+        ``(http_status, headers, body)``: headers are ``(name, value)`` pairs, ``content-type:
+        application/json`` first, then ``www-authenticate`` (RFC 6750 section 3) and ``retry-after`` (seconds,
+        on every 503) where they apply; the body is the compact JSON ``{"code", "message", "description",
+        "error"}``.
+    """
+    info = denial.reason.info
+    body: dict[str, object] = {"code": info.code, "message": info.message, "description": denial.description}
+    if info.body_error:
+        body["error"] = info.body_error
+    headers = [("content-type", "application/json")]
+    value = challenge(denial, realm)
+    if value:
+        headers.append(("www-authenticate", value))
+    if denial.retry_after is not None or info.http_status == 503:
+        retry = denial.retry_after if denial.retry_after is not None else DEFAULT_RETRY_AFTER
+        headers.append(("retry-after", str(max(0, int(retry)))))
+    return info.http_status, headers, json.dumps(body, separators=(",", ":"))
+
+
 def deny_response(denial: Denial, realm: str) -> CheckResponse:
     """Render a :class:`Denial`.
 
@@ -72,22 +98,13 @@ def deny_response(denial: Denial, realm: str) -> CheckResponse:
         A ``CheckResponse`` with ``status.code`` 16 or 7 and a ``DeniedHttpResponse``.
     """
     info = denial.reason.info
-    body: dict[str, object] = {"code": info.code, "message": info.message, "description": denial.description}
-    if info.body_error:
-        body["error"] = info.body_error
-    headers = [_header("content-type", "application/json")]
-    value = challenge(denial, realm)
-    if value:
-        headers.append(_header("www-authenticate", value))
-    if denial.retry_after is not None or info.http_status == 503:
-        retry = denial.retry_after if denial.retry_after is not None else DEFAULT_RETRY_AFTER
-        headers.append(_header("retry-after", str(max(0, int(retry)))))
+    status, headers, body = deny_parts(denial, realm)
     return CheckResponse(
         status=Status(code=info.grpc_status, message=info.message),
         denied_response=DeniedHttpResponse(
-            status=HttpStatus(code=info.http_status),
-            headers=headers,
-            body=json.dumps(body, separators=(",", ":")),
+            status=HttpStatus(code=status),
+            headers=[_header(name, value) for name, value in headers],
+            body=body,
         ),
     )
 

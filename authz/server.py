@@ -26,11 +26,13 @@ from authz.backend_jwt import BackendJwtSigner
 from authz.config import Settings
 from authz.fetch import http_client
 from authz.grpc_service import AuthorizationServicer, add_to_server
+from authz.http_service import HttpAuthorizationServer
 from authz.jwks import JwksCache
 from authz.jwks_endpoint import JwksEndpoint
 from authz.pipeline import Pipeline
 from authz.registry import RegistryCache
 from authz.store_redis import RedisStore, connect
+from authz.supervisor import worker_listen
 from authz.tokens import TokenValidator
 
 log = logging.getLogger("authz.server")
@@ -89,7 +91,9 @@ async def build_services(settings: Settings) -> Services:
     return Services(pipeline=pipeline, jwks=jwks, registry=registry, store=store, backend_jwt=signer, _http=clients)
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None, *, primary: bool = True) -> int:
+async def serve(
+    settings: Settings, stop: asyncio.Event | None = None, *, primary: bool = True, worker_index: int = 0
+) -> int:
     """Run the gRPC server until SIGTERM/SIGINT (or until ``stop`` is set).
 
     Args:
@@ -97,6 +101,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, *, primar
         stop: optional event that stops the server when set (for embedding and tests).
         primary: whether this process also serves the one-per-deployment listeners (admin API, backend-JWT
             JWKS endpoint); with ``--workers N`` only worker 0 does.
+        worker_index: this worker's index; the HTTP ext_authz listener (``server.http_listen``) binds its
+            port + the index, like the gRPC one.
     Returns:
         The process exit status: 0 after a graceful stop, 1 when the listen address cannot be bound.
     """
@@ -135,12 +141,28 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, *, primar
             log.error("cannot listen on %s (backend_jwt.jwks_listen): %s", settings.backend_jwt.jwks_listen, exc)
             await services.close()
             return 1
+    http_server = None
+    if settings.server.http_listen is not None:
+        http_listen = worker_listen(settings.server.http_listen, worker_index)
+        http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
+                                              settings.server.grace_period)
+        try:
+            http_port = await http_server.start()
+        except OSError as exc:
+            log.error("cannot listen on %s (server.http_listen): %s", http_listen, exc)
+            if jwks_endpoint is not None:
+                await jwks_endpoint.close()
+            await services.close()
+            return 1
+        log.info("authz listening on %s:%d (HTTP ext_authz)", http_listen.rpartition(":")[0], http_port)
     await server.start()
     try:
         admin_server = await start_admin_server(settings, services.store) if primary else None
     except RuntimeError as exc:
         log.error("cannot listen on %s (admin.listen): %s", settings.admin.listen, exc)
         await server.stop(0)
+        if http_server is not None:
+            await http_server.close()
         await services.close()
         return 1
     for name in ("", AUTHORIZATION_SERVICE):
@@ -152,6 +174,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None, *, primar
     log.info("shutting down: draining in-flight checks for up to %.1fs", settings.server.grace_period)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.server.grace_period)
+    if http_server is not None:
+        await http_server.close()
     if admin_server is not None:
         await admin_server.stop(settings.server.grace_period)
     if jwks_endpoint is not None:

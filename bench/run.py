@@ -12,13 +12,16 @@ at the same connection count:
 3. ``authz_warm``: Envoy + authz, full pipeline, warm caches (a pool of 64 tokens reused);
 4. ``authz_cold``: Envoy + authz with its verified-token cache off (signature verified on every request);
 5. ``noop``: Envoy + ext_authz calling a no-op grpc.aio handler (the floor of any Python gRPC side call);
+6. ``authz_warm_http``: as 3, but Envoy's HTTP ext_authz mode (``http_service``) to the same authz process's
+   HTTP listener (``server.http_listen``);
 
 and straight against the gRPC ports with h2load (serialized CheckRequest bodies):
-6. ``direct_authz_warm``; 7. ``direct_noop``.
+7. ``direct_authz_warm``; 8. ``direct_noop``.
 
 Writes ``bench/results/<date>.json`` with requests/s, p50/p99 latency (ms) and authz CPU microseconds per
 check for each setup, and the ratios ``warm_vs_noop`` (3/5), ``direct_warm_vs_noop`` (6/7),
-``cold_vs_noop`` (4/5) and ``warm_vs_jwt_authn`` (3/2). Absolute numbers drift between runs and machines;
+``cold_vs_noop`` (4/5), ``warm_vs_jwt_authn`` (3/2) and ``warm_http_vs_noop`` (6/5), plus the p50/p99 of 3
+and 6 at a low open-loop rate (``--low-rate``). Absolute numbers drift between runs and machines;
 the ratios, measured in one run, are the figures to compare.
 """
 
@@ -120,10 +123,14 @@ async def seed(doc: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- Envoy
 
-def envoy_bootstrap(listen: int, admin: int, *, authz_port: int | None, jwt_authn: dict | None = None) -> dict:
-    """A bench bootstrap derived from the project's generator: direct_response upstream, no access log."""
+def envoy_bootstrap(listen: int, admin: int, *, authz_port: int | None, jwt_authn: dict | None = None,
+                    http_mode: bool = False) -> dict:
+    """A bench bootstrap derived from the project's generator: direct_response upstream, no access log.
+
+    With ``http_mode`` the ext_authz filter uses ``http_service`` to ``authz_port`` (an HTTP listener)."""
+    mode = {"authz_mode": "http", "authz_http_endpoints": [("127.0.0.1", authz_port or 1)]} if http_mode else {}
     cfg = build_envoy_config(listen_port=listen, admin_port=admin, authz_endpoints=[("127.0.0.1", authz_port or 1)],
-                             upstream_port=1, routes=[("/orders/v1", "orders-v1")], authz_timeout=1.0)
+                             upstream_port=1, routes=[("/orders/v1", "orders-v1")], authz_timeout=1.0, **mode)
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.pop("access_log", None)
     for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
@@ -256,6 +263,8 @@ def main() -> int:
     parser.add_argument("--h2load-requests", type=int, default=40000)
     parser.add_argument("--workers", type=int, default=1, help="authz worker processes (authz serve --workers)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each setup, interleaved; the median is kept")
+    parser.add_argument("--low-rate", type=float, default=300.0,
+                        help="req/s of the open-loop latency comparison of gRPC and HTTP ext_authz modes")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
 
@@ -274,9 +283,11 @@ def main() -> int:
         script.write_text(WRK_SCRIPT)
 
         ports = {"warm": free_port(), "cold": free_port(), "noop": free_port()}
+        http_port = free_port()  # the warm authz also serves Envoy's HTTP ext_authz mode
         for name in ("warm", "cold"):
             doc = authz_config(km, redis.url, ports[name], token_cache=name == "warm")
             if name == "warm":
+                doc["server"]["http_listen"] = f"127.0.0.1:{http_port}"
                 asyncio.run(seed(doc))
             (tmp / f"{name}.yaml").write_text(yaml.safe_dump(doc))
             cmd = [sys.executable, "-m", "authz", "serve", "--config", str(tmp / f"{name}.yaml"), "--log-level", "warning",
@@ -295,12 +306,15 @@ def main() -> int:
             ("authz_warm", "warm", None),
             ("authz_cold", "cold", None),
             ("noop", "noop", None),
+            ("authz_warm_http", "warm", None),
         ]
         runs: dict[str, list[dict]] = {}
         envoys: dict[str, tuple[ManagedProcess, int]] = {}
         for name, target, jwt_filter in setups:
             listen, admin = free_port(), free_port()
-            cfg = envoy_bootstrap(listen, admin, authz_port=ports[target] if target else None, jwt_authn=jwt_filter)
+            http_mode = name == "authz_warm_http"
+            port = (http_port if http_mode else ports[target]) if target else None
+            cfg = envoy_bootstrap(listen, admin, authz_port=port, jwt_authn=jwt_filter, http_mode=http_mode)
             path = tmp / f"envoy-{name}.yaml"
             path.write_text(render_yaml(cfg))
             envoys[name] = (start_envoy(path, tmp / f"envoy-{name}", admin_port=admin, log_level="error"), listen)
@@ -340,6 +354,12 @@ def main() -> int:
             results[name]["half_peak"] = run_rate(envoys[name][1], tokens[0], tmp / f"{name}-rate.log", rate=rate,
                                                   duration=args.duration)
             print(f"{name:18s} at {rate:.0f} req/s: p99 {results[name]['half_peak']['p99_ms']:.2f} ms")
+        # gRPC vs HTTP ext_authz mode at a low rate: the per-call latency floor of each transport.
+        for name in ("authz_warm", "authz_warm_http"):
+            results[name]["low_rate"] = run_rate(envoys[name][1], tokens[0], tmp / f"{name}-low.log",
+                                                 rate=args.low_rate, duration=args.duration)
+            low = results[name]["low_rate"]
+            print(f"{name:18s} at {args.low_rate:.0f} req/s: p50 {low['p50_ms']:.2f} ms  p99 {low['p99_ms']:.2f} ms")
     finally:
         for proc in procs:
             proc.stop()
@@ -361,6 +381,7 @@ def main() -> int:
             "direct_warm_vs_noop": ratio("direct_authz_warm", "direct_noop"),
             "cold_vs_noop": ratio("authz_cold", "noop"),
             "warm_vs_jwt_authn": ratio("authz_warm", "envoy_jwt_authn"),
+            "warm_http_vs_noop": ratio("authz_warm_http", "noop"),
         },
         "p99_at_half_peak_gap_ms": round(
             results["authz_warm"]["half_peak"]["p99_ms"] - results["envoy_jwt_authn"]["half_peak"]["p99_ms"], 3),
@@ -370,7 +391,8 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["ratios"], indent=2))
     print(f"written {out}")
-    bad = [n for n, r in results.items() if r["non_2xx"] or r.get("half_peak", {}).get("non_2xx")]
+    bad = [n for n, r in results.items()
+           if r["non_2xx"] or r.get("half_peak", {}).get("non_2xx") or r.get("low_rate", {}).get("non_2xx")]
     if bad:
         print(f"WARNING: non-2xx answers in {bad}: the run measured denials", file=sys.stderr)
         return 1

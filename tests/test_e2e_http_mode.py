@@ -1,0 +1,149 @@
+"""End to end in Envoy's HTTP ext_authz mode: real Envoy (``http_service``) -> authz's HTTP listener
+(``server.http_listen``) -> echo upstream, real Redis, real tokens.
+
+No context extensions travel in HTTP mode: authz matches the API by host + path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
+from authz.dev.keymanager import DEMO_USERS, KeyManager, SigningKey
+from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
+from authz.dev.upstream import EchoUpstream
+from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+from tests.test_e2e_envoy import CLIENTS, Stack, _seed
+
+pytestmark = pytest.mark.e2e
+
+
+def _http_envoy(tmp: Path, http_port: int, upstream_port: int) -> tuple[ManagedProcess, str]:
+    listen, admin = free_port(), free_port()
+    config = write_envoy_config(
+        tmp / "envoy-http.yaml", listen_port=listen, admin_port=admin, authz_endpoints=[],
+        upstream_port=upstream_port, routes=list(DEMO_ROUTES), authz_mode="http",
+        authz_http_endpoints=[("127.0.0.1", http_port)],
+    )
+    log_dir = tmp / "envoy-http"
+    log_dir.mkdir()
+    return start_envoy(config, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"
+
+
+def _authz_doc(km: KeyManager, redis_url: str) -> dict:
+    doc = settings_dict(km, redis_url, "e2ehttp:")
+    doc["redis"]["cache_ttl"] = 30
+    doc["server"]["http_listen"] = f"127.0.0.1:{free_port()}"
+    return doc
+
+
+@pytest.fixture(scope="module")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("e2e-http")
+    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="h")])
+    km.start()
+    km.issuer = km.url
+    upstream = EchoUpstream()
+    upstream.start()
+    doc = _authz_doc(km, redis_server.url)
+    authz = AuthzProcess(doc, tmp)
+    stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
+    stack.admin(_seed)
+    authz.start()
+    envoy, gateway = _http_envoy(tmp, int(doc["server"]["http_listen"].rsplit(":", 1)[1]), upstream.port)
+    stack.envoy, stack.gateway = envoy, gateway
+    yield stack
+    envoy.stop()
+    authz.stop()
+    upstream.stop()
+    km.stop()
+    client = redis_server.client()
+    for key in client.scan_iter("e2ehttp:*"):
+        client.delete(key)
+    client.close()
+
+
+def _body(r: httpx.Response) -> dict:
+    assert r.headers["content-type"] == "application/json"
+    return r.json()
+
+
+def test_http_mode_allow_forwards_identity_headers_and_strips_authorization(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items?page=2", stack.token())
+    assert r.status_code == 200
+    seen = r.json()["headers"]
+    assert seen["x-application-id"] == "demo-app"
+    assert seen["x-application-name"] == "Demo App"
+    assert seen["x-client-id"] == "demo-client"
+    assert seen["x-subject"] == "demo"
+    assert seen["x-api-id"] == "orders-v1"
+    assert "authorization" not in seen
+    assert "x-envoy-auth-headers-to-remove" not in seen
+    assert r.json()["path"] == "/orders/v1/items?page=2"
+
+
+def test_http_mode_client_sent_identity_headers_are_overwritten(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token(), headers={
+        "x-application-id": "admin-app", "x-client-id": "admin", "x-subject": "root", "x-api-id": "payments-v1"})
+    assert r.status_code == 200
+    seen = r.json()["headers"]
+    assert seen["x-application-id"] == "demo-app"
+    assert seen["x-client-id"] == "demo-client"
+    assert seen["x-subject"] == "demo"
+    assert seen["x-api-id"] == "orders-v1"
+
+
+def test_http_mode_no_token_is_401_with_challenge_and_json_body(stack: Stack) -> None:
+    before = len(stack.upstream.received)
+    r = stack.get("/orders/v1/items")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Bearer realm="authz"'
+    body = _body(r)
+    assert body["code"] == 900902
+    assert body["message"] == "Missing credentials"
+    assert len(stack.upstream.received) == before
+
+
+def test_http_mode_not_subscribed_is_403_900908(stack: Stack) -> None:
+    before = len(stack.upstream.received)
+    r = stack.get("/payments/v1/charges", stack.token(scope="payments:read"))
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900908
+    assert len(stack.upstream.received) == before
+
+
+def test_http_mode_missing_scope_is_403_900910_naming_the_scope(stack: Stack) -> None:
+    r = stack.get("/orders/v1/items", stack.token(scope="orders:read"), method="POST")
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900910
+    assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
+    assert 'scope="orders:write"' in r.headers["www-authenticate"]
+
+
+def test_http_mode_unknown_path_is_403_900906_matched_by_host_and_path(stack: Stack) -> None:
+    r = stack.get("/nothing/here", stack.token())
+    assert r.status_code == 403
+    assert _body(r)["code"] == 900906
+
+
+def test_http_mode_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_server: RedisServer) -> None:
+    d = stack.tmp / "authz-down"
+    d.mkdir()
+    doc = _authz_doc(stack.km, redis_server.url)
+    authz = AuthzProcess(doc, d).start()
+    envoy, gateway = _http_envoy(d, int(doc["server"]["http_listen"].rsplit(":", 1)[1]), stack.upstream.port)
+    try:
+        token = stack.token()
+        assert httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {token}"},
+                         timeout=5).status_code == 200
+        assert authz.stop() == 0
+        before = len(stack.upstream.received)
+        r = httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {token}"}, timeout=5)
+        assert r.status_code == 503  # the filter's status_on_error
+        assert len(stack.upstream.received) == before
+    finally:
+        envoy.stop()

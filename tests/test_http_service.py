@@ -1,0 +1,115 @@
+"""The HTTP ext_authz listener (``server.http_listen``): request adaptation, direct calls, workers, and the
+generator's ``http_service`` bootstrap validated by the real Envoy binary."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from authz.dev.envoy_config import DEMO_ROUTES, build_envoy_config, write_envoy_config
+from authz.dev.procs import free_port
+from authz.envoy_bin import envoy_binary
+from authz.errors import Denial, Reason
+from authz.grpc_service import MAX_HEADERS, MAX_PATH_BYTES
+from authz.http_service import adapt_http
+from tests.conftest import AuthzProcess
+
+
+def test_adapt_http_lowercases_joins_repeated_headers_and_takes_host_from_the_host_header() -> None:
+    request = adapt_http("GET", "/orders/v1/items?x=1", [
+        ("Host", "api.example.test"), ("Authorization", "Bearer a"), ("X-Request-Id", "r-1"),
+        ("x-tag", "a"), ("X-Tag", "b"),
+    ])
+    assert request.method == "GET"
+    assert request.path == "/orders/v1/items?x=1"
+    assert request.host == "api.example.test"
+    assert dict(request.headers) == {"host": "api.example.test", "authorization": "Bearer a", "x-request-id": "r-1",
+                                     "x-tag": "a,b"}
+    assert dict(request.context_extensions) == {}
+    assert request.request_id == "r-1"
+
+
+def test_adapt_http_rejects_too_many_headers_and_too_long_paths_with_400() -> None:
+    with pytest.raises(Denial) as many:
+        adapt_http("GET", "/", [(f"x-h{i}", "v") for i in range(MAX_HEADERS + 1)])
+    assert many.value.reason is Reason.INVALID_REQUEST
+    with pytest.raises(Denial) as long:
+        adapt_http("GET", "/" + "a" * MAX_PATH_BYTES, [])
+    assert long.value.reason is Reason.INVALID_REQUEST
+
+
+def test_http_listener_answers_a_request_without_token_with_401_json_and_challenge(
+    start_authz: Callable[..., AuthzProcess],
+) -> None:
+    port = free_port()
+    authz = start_authz(server={"listen": f"127.0.0.1:{free_port()}", "http_listen": f"127.0.0.1:{port}",
+                                "decision_timeout": 2.0, "grace_period": 2, "workers": 1})
+    r = httpx.get(f"http://127.0.0.1:{port}/orders/v1/items", timeout=5)
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["www-authenticate"] == 'Bearer realm="authz"'
+    assert r.json()["code"] == 900902
+    long = httpx.get(f"http://127.0.0.1:{port}/" + "a" * (MAX_PATH_BYTES + 1), timeout=5)
+    assert long.status_code == 400
+    assert long.json()["code"] == Reason.INVALID_REQUEST.info.code
+    # A 12 KB token (above aiohttp's default 8190-byte field limit) reaches the pipeline: a JSON 401.
+    big = httpx.get(f"http://127.0.0.1:{port}/orders/v1/items", timeout=5,
+                    headers={"authorization": "Bearer " + "a" * 12_000})
+    assert big.status_code == 401
+    assert big.json()["code"] == 900901
+    assert authz.stop() == 0
+
+
+def test_with_two_workers_worker_i_serves_http_on_the_port_plus_i(start_authz: Callable[..., AuthzProcess]) -> None:
+    base = free_port()
+    start_authz(server={"listen": f"127.0.0.1:{free_port()}", "http_listen": f"127.0.0.1:{base}",
+                        "decision_timeout": 2.0, "grace_period": 2, "workers": 2})
+    for port in (base, base + 1):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/orders/v1/items", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"no HTTP listener on {port}"
+                time.sleep(0.1)
+        assert r.status_code == 401
+        assert r.json()["code"] == 900902
+
+
+def test_http_mode_bootstrap_validates_and_uses_http_service_without_context_extensions(tmp_path: Path) -> None:
+    path = write_envoy_config(
+        tmp_path / "http.yaml", listen_port=10000, admin_port=10001, authz_endpoints=[], upstream_port=10002,
+        routes=list(DEMO_ROUTES), authz_mode="http", authz_http_endpoints=[("127.0.0.1", 10003)],
+    )
+    result = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--disable-hot-restart",
+                             "--log-level", "warn"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "deprecated" not in result.stderr.lower()
+    cfg = build_envoy_config(listen_port=1, admin_port=2, authz_endpoints=[], upstream_port=3,
+                             routes=list(DEMO_ROUTES), authz_mode="http", authz_http_endpoints=[("127.0.0.1", 4)])
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    ext = hcm["http_filters"][0]["typed_config"]
+    assert "grpc_service" not in ext
+    assert ext["http_service"]["server_uri"] == {"uri": "http://authz_http", "cluster": "authz_http", "timeout": "0.5s"}
+    assert ext["allowed_headers"] == {"patterns": [{"exact": "authorization"}, {"exact": "x-request-id"}]}
+    assert ext["http_service"]["authorization_response"]["allowed_client_headers"] == {
+        "patterns": [{"exact": "content-type"}, {"exact": "www-authenticate"}, {"exact": "retry-after"}]}
+    assert all("typed_per_filter_config" not in r for r in hcm["route_config"]["virtual_hosts"][0]["routes"])
+    assert [c["name"] for c in cfg["static_resources"]["clusters"]] == ["authz_http", "upstream"]
+
+
+def test_http_mode_without_endpoints_or_with_sandbox_domains_is_rejected() -> None:
+    common = {"listen_port": 1, "admin_port": 2, "authz_endpoints": [], "upstream_port": 3, "routes": []}
+    with pytest.raises(ValueError, match="HTTP endpoint"):
+        build_envoy_config(**common, authz_mode="http")
+    with pytest.raises(ValueError, match="sandbox_domains"):
+        build_envoy_config(**common, authz_mode="http", authz_http_endpoints=[("127.0.0.1", 4)],
+                           sandbox_domains=["sandbox.example.test"])
+    with pytest.raises(ValueError, match="authz_mode"):
+        build_envoy_config(**common, authz_mode="thrift")
