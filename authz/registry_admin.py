@@ -139,13 +139,8 @@ class RegistryAdmin:
         Raises:
             RegistryError: ``invalid`` or ``already_exists``.
         """
-        _printable_text(name, "application name", 256, field="name")
-        _printable_text(owner, "owner", 256, allow_empty=True, field="owner")
-        _printable_text(tier, "tier", 64, field="tier")
+        check_application_fields(name, owner, tier, app_id)
         if app_id is not None:
-            _printable_text(app_id, "application ID", 128, field="id")
-            if any(c.isspace() for c in app_id):
-                raise RegistryError("invalid", "application ID must not contain spaces", "id")
             if await self.store.application_id_by_name(app_id):
                 raise RegistryError("already_exists", f"{app_id!r} is already the name of another application")
         if await self.store.get_application(name) is not None:
@@ -191,7 +186,7 @@ class RegistryAdmin:
         if owner is not None:
             _printable_text(owner, "owner", 256, allow_empty=True, field="owner")
         if tier is not None:
-            _printable_text(tier, "tier", 64, field="tier")
+            check_tier(tier)
         parsed = _parse(ApplicationStatus, status, "application status", "status") if status is not None else None
         await self.store.update_application(app.id, name=name, owner=owner, tier=tier, status=parsed)
         return await self.application(app.id)
@@ -206,7 +201,7 @@ class RegistryAdmin:
         Raises:
             RegistryError: unknown application or key manager, or the client ID belongs to another application.
         """
-        _printable_text(client_id, "client ID", 512, field="client_id")
+        check_client_id(client_id)
         app = await self.application(id_or_name)
         km = self._key_manager(key_manager)
         added = await self.store.add_client(app, km, client_id, _parse(KeyType, key_type, "key type", "key_type"))
@@ -255,7 +250,7 @@ class RegistryAdmin:
             RegistryError: ``not_found``, ``already_exists`` or ``invalid`` (``api_id``, ``tier``, ``status``).
         """
         app = await self.application(id_or_name)
-        _printable_text(tier, "tier", 64, field="tier")
+        check_tier(tier)
         value = _parse(SubscriptionStatus, status, "subscription status", "status")
         return await self.store.subscribe(app, self._api(api_id), tier=tier, status=value)
 
@@ -282,7 +277,7 @@ class RegistryAdmin:
         api = self._api(api_id)
         value = _parse(SubscriptionStatus, status, "subscription status", "status") if status is not None else None
         if tier is not None:
-            _printable_text(tier, "tier", 64, field="tier")
+            check_tier(tier)
         await self.store.set_subscription_status(app, api, value, tier)
         return await self.subscription(app.id, api)
 
@@ -328,7 +323,7 @@ class RegistryAdmin:
             RegistryError: ``invalid`` with field ``jti`` or ``expires_at`` (not a number, in the past, more
                 than a year ahead) or ``key_manager``.
         """
-        _printable_text(token_id, "jti", MAX_TOKEN_ID_LENGTH, field="jti")
+        check_token_id(token_id)
         km = self._key_manager(key_manager)
         now = time.time() if now is None else now
         if not isinstance(expires_at, int | float) or not math.isfinite(expires_at):
@@ -374,6 +369,33 @@ class RegistryAdmin:
             ApplicationView(app, await self.store.clients_of(app.id), await self.store.subscriptions_of(app.id))
             for app in await self.store.list_applications()
         ]
+
+
+def check_application_fields(name: str, owner: str, tier: str, app_id: str | None = None) -> None:
+    """The field rules of an application: printable name (<= 256), owner (<= 256), tier (<= 64) and ID
+    (<= 128, no spaces). Raises RegistryError ``invalid`` naming the field."""
+    _printable_text(name, "application name", 256, field="name")
+    _printable_text(owner, "owner", 256, allow_empty=True, field="owner")
+    check_tier(tier)
+    if app_id is not None:
+        _printable_text(app_id, "application ID", 128, field="id")
+        if any(c.isspace() for c in app_id):
+            raise RegistryError("invalid", "application ID must not contain spaces", "id")
+
+
+def check_tier(tier: str) -> None:
+    """A tier name: printable, at most 64 characters. Raises RegistryError ``invalid``."""
+    _printable_text(tier, "tier", 64, field="tier")
+
+
+def check_client_id(client_id: str) -> None:
+    """An OAuth2 client ID: printable, at most 512 characters. Raises RegistryError ``invalid``."""
+    _printable_text(client_id, "client ID", 512, field="client_id")
+
+
+def check_token_id(token_id: str) -> None:
+    """A ``jti``: printable, at most :data:`MAX_TOKEN_ID_LENGTH` characters. Raises RegistryError ``invalid``."""
+    _printable_text(token_id, "jti", MAX_TOKEN_ID_LENGTH, field="jti")
 
 
 def _printable_text(

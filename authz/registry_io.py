@@ -32,7 +32,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from authz.model import ApplicationStatus, KeyType, SubscriptionStatus
-from authz.registry_admin import RegistryAdmin
+from authz.registry_admin import (
+    RegistryAdmin,
+    check_application_fields,
+    check_client_id,
+    check_tier,
+    check_token_id,
+)
 from authz.store_redis import SCHEMA_VERSION, RegistryError
 
 
@@ -149,12 +155,24 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
     seen_ids: set[str] = set()
     seen_names: set[str] = set()
     seen_clients: set[tuple[str, str]] = set()
+    ids_in_file = {app.id for app in doc.applications}
+    names_in_file = {app.name for app in doc.applications}
     for index, app in enumerate(doc.applications):
         where = f"applications[{index}]"
         if app.id in seen_ids or app.name in seen_names:
             raise RegistryError("invalid", f"{where}: application {app.name!r} ({app.id}) appears twice")
         seen_ids.add(app.id)
         seen_names.add(app.name)
+        # The same rules the writes apply, checked before the first write so that nothing half-applies.
+        _at(where, check_application_fields, app.name, app.owner, app.tier, app.id)
+        for c_index, client in enumerate(app.clients):
+            _at(f"{where}.clients[{c_index}]", check_client_id, client.client_id)
+        for s_index, sub in enumerate(app.subscriptions):
+            _at(f"{where}.subscriptions[{s_index}]", check_tier, sub.tier)
+        if app.name != app.id and (app.name in ids_in_file or await store.get_application(app.name) is not None):
+            raise RegistryError("already_exists", f"{where}.name: {app.name!r} is the ID of another application")
+        if app.id != app.name and app.id in names_in_file - {app.name}:
+            raise RegistryError("already_exists", f"{where}.id: {app.id!r} is the name of another application")
         current = await store.get_application(app.id)
         owner_of_name = await store.application_id_by_name(app.name)
         if owner_of_name is not None and owner_of_name != app.id:
@@ -208,7 +226,8 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
             elif have.status is not sub.status or have.tier != sub.tier:
                 steps.append((f"update subscription of {app.name} to {sub.api_id}: {sub.status.value}, tier {sub.tier}",
                               _bind(admin.update_subscription, app.id, sub.api_id, status=sub.status.value, tier=sub.tier)))
-    for rev in doc.revocations:
+    for r_index, rev in enumerate(doc.revocations):
+        _at(f"revocations[{r_index}]", check_token_id, rev.jti)
         admin.key_manager_name(rev.key_manager)
         if rev.expires_at <= now:
             continue  # expired: the token is refused as expired anyway
@@ -234,6 +253,14 @@ async def import_yaml(admin: RegistryAdmin, text: str, *, dry_run: bool = False,
         for _, action in steps:
             await action()
     return [description for description, _ in steps]
+
+
+def _at(where: str, check: Callable[..., None], *args: Any) -> None:
+    """Run a field check, prefixing its error with the document path."""
+    try:
+        check(*args)
+    except RegistryError as exc:
+        raise RegistryError(exc.kind, f"{where}: {exc}", getattr(exc, "field", None)) from None
 
 
 def _bind(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Callable[[], Awaitable[Any]]:

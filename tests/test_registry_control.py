@@ -309,6 +309,33 @@ async def test_import_refuses_a_client_id_of_another_application_before_writing_
         await admin.application("new")  # nothing written
 
 
+@pytest.mark.parametrize(
+    ("applications", "revocations", "message"),
+    [
+        ([{"id": "b", "name": "B", "clients": [{"key_manager": KM, "client_id": "ok-client"},
+                                                {"key_manager": KM, "client_id": "bad\u0001id"}],
+           "subscriptions": [{"api_id": "orders-v1"}]}], [],
+         "applications[0].clients[1]: client ID must not contain control characters"),
+        ([{"id": "x", "name": "y"}, {"id": "y", "name": "x"}], [],
+         "applications[0].name: 'y' is the ID of another application"),
+        ([{"id": "t", "name": "T", "tier": "G" * 65}], [], "applications[0]: tier is longer than 64 characters"),
+        ([{"id": "s", "name": "S", "subscriptions": [{"api_id": "orders-v1", "tier": "G" * 65}]}], [],
+         "applications[0].subscriptions[0]: tier is longer than 64 characters"),
+        ([], [{"key_manager": KM, "jti": "j" * 513, "expires_at": 4_000_000_000}],
+         "revocations[0]: jti is longer than 512 characters"),
+    ],
+)
+async def test_import_checks_every_write_rule_before_the_first_write(
+    admin: RegistryAdmin, applications: list, revocations: list, message: str
+) -> None:
+    text = yaml.safe_dump({"applications": applications, "revocations": revocations})
+    for dry_run in (True, False):
+        with pytest.raises(RegistryError) as info:
+            await import_yaml(admin, text, dry_run=dry_run)
+        assert str(info.value) == message
+    assert await admin.list_applications() == []  # nothing half-applied
+
+
 async def test_import_reports_every_invalid_field_with_its_path(admin: RegistryAdmin) -> None:
     text = yaml.safe_dump({"schema": 2, "applications": [{"id": "a", "name": "A", "status": "GONE", "color": "x"}]})
     with pytest.raises(RegistryError) as info:
