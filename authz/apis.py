@@ -17,8 +17,6 @@ from authz.config import ApiSettings, ResourceSettings, Settings
 from authz.errors import Denial, Reason
 from authz.model import Request
 
-ROUTE_CACHE_SIZE = 10_000
-"""Most (path, method, host, api_id) resolutions kept by :meth:`RouteTable.resolve`."""
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 
@@ -186,6 +184,7 @@ class RouteTable:
         # before one serving any host, so the more specific API wins whatever the order of the config.
         self._by_prefix = sorted(apis, key=lambda a: (-len(a.context), 0 if a.hosts else 1))
         self._cache: dict[tuple[str, str, str, str | None], Route] = {}
+        self._cache_size = settings.server.route_cache_size
 
     def cached(self, request: Request) -> Route | None:
         """The route of an earlier identical request (path, method, host, ``api_id``), or None."""
@@ -210,7 +209,9 @@ class RouteTable:
             return cached
         key = (request.path, request.method, request.host, request.context_extensions.get("api_id"))
         route = self._resolve(request)
-        if len(self._cache) >= ROUTE_CACHE_SIZE:
+        if self._cache_size <= 0:
+            return route
+        if len(self._cache) >= self._cache_size:
             self._cache.pop(next(iter(self._cache)))  # drop the oldest entry
         self._cache[key] = route
         return route

@@ -430,6 +430,8 @@ class ServerSettings(_Model):
     on the port + I)."""
     workers: Annotated[int, Field(ge=0, le=64)] = 0
     """Worker processes, each on its own port; 0: one per CPU."""
+    route_cache_size: Annotated[int, Field(ge=0)] = 10_000
+    """Most (path, method, host, api_id) route resolutions kept per worker; 0 disables the cache."""
     max_receive_message_bytes: Annotated[int, Field(ge=64 * 1024)] = 8 * 1024 * 1024
     decision_timeout: PositiveSeconds = 0.4
     """Budget in seconds of one Check; past it authz denies with 503 (keep it below Envoy's ext_authz timeout)."""

@@ -15,6 +15,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.errors import Denial, Reason
+from authz.memo import ObjectMemo
 from authz.model import Allow, Request
 from authz.pipeline import Pipeline, unavailable
 from authz.responses import allow_response, deny_response
@@ -27,8 +28,6 @@ MAX_HEADERS = 256
 MAX_HEADER_BYTES = 96 * 1024
 """Most bytes of header names and values in one CheckRequest (Envoy's default limit is 60 KiB)."""
 MAX_PATH_BYTES = 16 * 1024
-RENDERED_CACHE_SIZE = 10_000
-"""Most serialized allow responses kept by the servicer."""
 """Longest ``:path`` accepted."""
 
 
@@ -102,21 +101,18 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
     """
 
-    def __init__(self, pipeline: Pipeline, realm: str) -> None:
+    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000) -> None:
         self._pipeline = pipeline
         self._realm = realm
-        # id(allow) -> (allow, serialized CheckResponse): the pipeline memoizes allow decisions, so the
-        # same Allow object comes back for repeated requests and is serialized once.
-        self._rendered: dict[int, tuple[Allow, bytes]] = {}
+        # The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests
+        # and is serialized once.
+        self._rendered: ObjectMemo[bytes] = ObjectMemo(cache_size)
 
     def _render_allow(self, allow: Allow) -> bytes:
-        hit = self._rendered.get(id(allow))
-        if hit is not None and hit[0] is allow:
-            return hit[1]
-        data = allow_response(allow).SerializeToString()
-        if len(self._rendered) >= RENDERED_CACHE_SIZE:
-            self._rendered.pop(next(iter(self._rendered)))
-        self._rendered[id(allow)] = (allow, data)
+        data = self._rendered.get((allow,))
+        if data is None:
+            data = allow_response(allow).SerializeToString()
+            self._rendered.put((allow,), None, data)
         return data
 
     async def Check(  # noqa: N802

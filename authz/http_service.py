@@ -24,8 +24,9 @@ import logging
 from aiohttp import web
 
 from authz.errors import Denial, Reason
-from authz.grpc_service import MAX_HEADER_BYTES, MAX_HEADERS, MAX_PATH_BYTES, RENDERED_CACHE_SIZE, _printable
+from authz.grpc_service import MAX_HEADER_BYTES, MAX_HEADERS, MAX_PATH_BYTES, _printable
 from authz.http_logging import quiet_client_errors
+from authz.memo import ObjectMemo
 from authz.model import Allow, Request
 from authz.pipeline import Pipeline, unavailable
 from authz.responses import deny_parts
@@ -78,24 +79,22 @@ class HttpAuthorizationHandler:
     Args:
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
+        cache_size: most rendered allow answers kept (``tokens.cache_size``).
     """
 
-    def __init__(self, pipeline: Pipeline, realm: str) -> None:
+    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000) -> None:
         self._pipeline = pipeline
         self._realm = realm
-        # id(allow) -> (allow, response headers): the pipeline memoizes allow decisions.
-        self._rendered: dict[int, tuple[Allow, dict[str, str]]] = {}
+        # The pipeline memoizes allow decisions: each Allow object's response headers are built once.
+        self._rendered: ObjectMemo[dict[str, str]] = ObjectMemo(cache_size)
 
     def _allow_headers(self, allow: Allow) -> dict[str, str]:
-        hit = self._rendered.get(id(allow))
-        if hit is not None and hit[0] is allow:
-            return hit[1]
-        headers = dict(allow.headers)
-        if allow.headers_to_remove:
-            headers[HEADERS_TO_REMOVE] = ", ".join(allow.headers_to_remove)
-        if len(self._rendered) >= RENDERED_CACHE_SIZE:
-            self._rendered.pop(next(iter(self._rendered)))
-        self._rendered[id(allow)] = (allow, headers)
+        headers = self._rendered.get((allow,))
+        if headers is None:
+            headers = dict(allow.headers)
+            if allow.headers_to_remove:
+                headers[HEADERS_TO_REMOVE] = ", ".join(allow.headers_to_remove)
+            self._rendered.put((allow,), None, headers)
         return headers
 
     def _deny(self, denial: Denial) -> web.Response:
@@ -127,10 +126,12 @@ class HttpAuthorizationServer:
         realm: the ``realm`` of challenges.
         listen: ``host:port`` (``server.http_listen``; port 0 picks a free one).
         grace_period: seconds in-flight checks get to finish on :meth:`close`.
+        cache_size: most rendered allow answers kept (``tokens.cache_size``).
     """
 
-    def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0) -> None:
-        self._handler = HttpAuthorizationHandler(pipeline, realm)
+    def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,
+                 cache_size: int = 10_000) -> None:
+        self._handler = HttpAuthorizationHandler(pipeline, realm, cache_size)
         self._host, _, port = listen.rpartition(":")
         self._port = int(port)
         # The parser's limits are the adapter's (aiohttp's defaults, 8190-byte fields and 128 headers, would

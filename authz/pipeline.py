@@ -22,6 +22,7 @@ from authz.config import Settings
 from authz.credentials import extract_bearer
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.forward import build_allow, build_public_allow
+from authz.memo import ObjectMemo
 from authz.model import Allow, Identity, Request
 from authz.policy import authorize
 from authz.registry import RegistryCache
@@ -32,8 +33,6 @@ from authz.tokens import TokenValidator
 log = logging.getLogger("authz.decisions")
 
 RETRY_AFTER_SECONDS = 5
-DECISION_CACHE_SIZE = 10_000
-"""Most memoized allow decisions kept by :class:`Pipeline` (oldest dropped first)."""
 
 
 def token_fingerprint(token: str) -> str:
@@ -67,9 +66,8 @@ class Pipeline:
         self._routes = routes
         self._tokens = tokens
         self._registry = registry
-        # (id(identity), id(lookup), id(resource), environment) -> (identity, lookup, resource, allow); the
-        # objects are kept so their ids cannot be reused while the entry lives.
-        self._decisions: dict[tuple[int, int, int, str | None], tuple[Identity, Lookup, object, Allow]] = {}
+        # (identity, lookup, resource) objects + environment -> allow; sized like the token cache.
+        self._decisions: ObjectMemo[Allow] = ObjectMemo(settings.tokens.cache_size)
 
     async def decide(self, request: Request) -> Allow | Denial:
         """Run every phase on ``request``.
@@ -147,11 +145,7 @@ class Pipeline:
         found = self._registry.cached_lookup(identity.key_manager, identity.client_id, route.api.id)
         if found is None:
             return None
-        memo = self._decisions.get((id(identity), id(found), id(route.resource),
-                                    request.context_extensions.get("environment")))
-        if memo is None or memo[0] is not identity or memo[1] is not found or memo[2] is not route.resource:
-            return None
-        return memo[3]
+        return self._decisions.get((identity, found, route.resource), request.context_extensions.get("environment"))
 
     def _authorized(
         self, token: str, identity: Identity, found: Lookup, route: Route, environment: str | None
@@ -166,18 +160,15 @@ class Pipeline:
         Raises:
             Denial: from :func:`authz.policy.authorize`.
         """
-        key = (id(identity), id(found), id(route.resource), environment)
-        memo = self._decisions.get(key)
-        if memo is not None and memo[0] is identity and memo[1] is found and memo[2] is route.resource:
-            return memo[3]
+        memo = self._decisions.get((identity, found, route.resource), environment)
+        if memo is not None:
+            return memo
         application, subscription = authorize(identity, route, found, environment)
         assert found.binding is not None
         allow = build_allow(identity, application, found.binding, subscription, route, self._headers,
                             access_token=token, backend_jwt=self._backend_jwt)
         if route.api.backend_jwt is None:
-            if len(self._decisions) >= DECISION_CACHE_SIZE:
-                self._decisions.pop(next(iter(self._decisions)))
-            self._decisions[key] = (identity, found, route.resource, allow)
+            self._decisions.put((identity, found, route.resource), environment, allow)
         return allow
 
     def _public(self, request: Request, route: Route) -> Allow:

@@ -119,7 +119,7 @@ async def serve(
             ("grpc.so_reuseport", 0),
         ]
     )
-    add_to_server(AuthorizationServicer(services.pipeline, settings.realm), server)
+    add_to_server(AuthorizationServicer(services.pipeline, settings.realm, settings.tokens.cache_size), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -145,7 +145,7 @@ async def serve(
     if settings.server.http_listen is not None:
         http_listen = worker_listen(settings.server.http_listen, worker_index)
         http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
-                                              settings.server.grace_period)
+                                              settings.server.grace_period, settings.tokens.cache_size)
         try:
             http_port = await http_server.start()
         except OSError as exc:

@@ -255,10 +255,11 @@ def test_longest_context_wins(table: RouteTable) -> None:
 
 
 def test_resolutions_are_cached_per_path_method_host_and_api_id(make_settings) -> None:  # noqa: ANN001
-    from authz.apis import ROUTE_CACHE_SIZE, RouteTable
+    from authz.apis import RouteTable
     from authz.model import Request
 
-    table = RouteTable(make_settings())
+    ROUTE_CACHE_SIZE = 50
+    table = RouteTable(make_settings(server={"listen": "127.0.0.1:1", "route_cache_size": ROUTE_CACHE_SIZE}))
     first = table.resolve(Request("GET", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
     again = table.resolve(Request("GET", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
     assert again is first
