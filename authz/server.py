@@ -9,9 +9,9 @@ let in-flight calls finish for ``server.grace_period`` seconds, close, exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
+import threading
 from dataclasses import dataclass, field
 
 import grpc
@@ -108,8 +108,8 @@ async def serve(
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+    if threading.current_thread() is threading.main_thread():  # signal handlers need the main thread (POSIX)
+        for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
 
     services = await build_services(settings)
