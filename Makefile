@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps run test lint clean protos
+.PHONY: deps run test bench lint clean protos
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: deps
 
 test: deps
 	$(PY) -m pytest -q
+
+# The benchmark of docs/performance.md (wrk and h2load through apt when missing); about 6 minutes.
+bench: deps
+	@command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk nghttp2-client )
+	$(PY) bench/run.py --duration 8 --repeat 3
 
 lint: deps
 	$(VENV)/bin/ruff check authz tests
