@@ -6,82 +6,26 @@ proves what was (and was not) forwarded.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from authz.config import parse_config
 from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
-from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
+from authz.dev.keymanager import DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.stack import tamper_signature
 from authz.dev.upstream import EchoUpstream
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
 from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+from tests.support.e2e import CLIENTS, Stack, drop_keys, json_body, seed
 
 pytestmark = pytest.mark.e2e
-
-CLIENTS = {**DEMO_CLIENTS, "blocked-client": "blocked-secret"}
-
-
-@dataclass
-class Stack:
-    km: KeyManager
-    upstream: EchoUpstream
-    authz: AuthzProcess
-    envoy: ManagedProcess
-    gateway: str
-    doc: dict
-    tmp: Path
-
-    def token(self, client_id: str = "demo-client", scope: str = "orders:read", **claims: object) -> str:
-        return self.km.issue_token(client_id, "demo", scope, extra_claims=claims or None)
-
-    def get(self, path: str, token: str | None = None, headers: dict[str, str] | None = None,
-            method: str = "GET") -> httpx.Response:
-        h = dict(headers or {})
-        if token is not None:
-            h["authorization"] = f"Bearer {token}"
-        return httpx.request(method, self.gateway + path, headers=h, timeout=5)
-
-    def admin(self, action):  # noqa: ANN001, ANN201
-        settings = parse_config(self.doc)
-
-        async def run():  # noqa: ANN202
-            client = connect(settings.redis.url, 2.0)
-            try:
-                return await action(RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings))
-            finally:
-                await client.aclose()
-
-        return asyncio.run(run())
-
-
-def _seed(admin: RegistryAdmin):  # noqa: ANN202
-    async def go() -> None:
-        for app_id, name, client_id, apis in (
-            ("demo-app", "Demo App", "demo-client", ["orders-v1"]),
-            ("other-app", "Other App", "other-client", []),
-            ("blocked-app", "Blocked App", "blocked-client", ["orders-v1"]),
-        ):
-            await admin.create_application(name, owner="e2e", app_id=app_id)
-            await admin.add_client(app_id, client_id)
-            for api in apis:
-                await admin.subscribe(app_id, api)
-        await admin.set_subscription_status("blocked-app", "orders-v1", "BLOCKED")
-
-    return go()
-
 
 def _envoy(tmp: Path, authz_port: int, upstream_port: int, *, failure_mode_allow: bool = False) -> tuple[
         ManagedProcess, str]:
@@ -108,7 +52,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     doc["redis"]["cache_ttl"] = 30
     authz = AuthzProcess(doc, tmp)
     stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
-    stack.admin(_seed)
+    stack.admin(seed)
     authz.start()
     envoy, gateway = _envoy(tmp, authz.port, upstream.port)
     stack.envoy, stack.gateway = envoy, gateway
@@ -117,15 +61,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     authz.stop()
     upstream.stop()
     km.stop()
-    client = redis_server.client()
-    for key in client.scan_iter("e2e:*"):
-        client.delete(key)
-    client.close()
-
-
-def _body(r: httpx.Response) -> dict:
-    assert r.headers["content-type"] == "application/json"
-    return r.json()
+    drop_keys(redis_server, "e2e:")
 
 
 def test_allowed_call_reaches_upstream_with_identity_headers_and_no_authorization(stack: Stack) -> None:
@@ -156,7 +92,7 @@ def test_no_token_is_401_with_a_challenge_without_error(stack: Stack) -> None:
     r = stack.get("/orders/v1/items")
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="authz"'
-    assert _body(r)["code"] == 900902
+    assert json_body(r)["code"] == 900902
     assert len(stack.upstream.received) == before
 
 
@@ -164,7 +100,7 @@ def test_bad_signature_is_401_invalid_token(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", tamper_signature(stack.token()))
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith('Bearer realm="authz", error="invalid_token", error_description="')
-    body = _body(r)
+    body = json_body(r)
     assert body["code"] == 900901
     assert "signature" in body["description"]
 
@@ -173,14 +109,14 @@ def test_expired_token_is_401_with_900903(stack: Stack) -> None:
     now = int(time.time())
     r = stack.get("/orders/v1/items", stack.token(iat=now - 7200, nbf=now - 7200, exp=now - 3600))
     assert r.status_code == 401
-    assert _body(r)["code"] == 900903
+    assert json_body(r)["code"] == 900903
     assert 'error="invalid_token"' in r.headers["www-authenticate"]
 
 
 def test_wrong_audience_is_401(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", stack.token(aud="some-other-api"))
     assert r.status_code == 401
-    body = _body(r)
+    body = json_body(r)
     assert body["code"] == 900901
     assert "audience" in body["description"]
 
@@ -189,26 +125,26 @@ def test_not_subscribed_is_403_900908(stack: Stack) -> None:
     before = len(stack.upstream.received)
     r = stack.get("/payments/v1/charges", stack.token(scope="payments:read"))
     assert r.status_code == 403
-    assert _body(r)["code"] == 900908
+    assert json_body(r)["code"] == 900908
     assert len(stack.upstream.received) == before
 
 
 def test_other_client_without_subscription_is_403(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", stack.token("other-client"))
     assert r.status_code == 403
-    assert _body(r)["code"] == 900908
+    assert json_body(r)["code"] == 900908
 
 
 def test_blocked_subscription_is_403_900907(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", stack.token("blocked-client"))
     assert r.status_code == 403
-    assert _body(r)["code"] == 900907
+    assert json_body(r)["code"] == 900907
 
 
 def test_missing_scope_is_403_900910_naming_the_scope(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", stack.token(scope="orders:read"), method="POST")
     assert r.status_code == 403
-    assert _body(r)["code"] == 900910
+    assert json_body(r)["code"] == 900910
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
     assert 'scope="orders:write"' in r.headers["www-authenticate"]
 
@@ -216,23 +152,23 @@ def test_missing_scope_is_403_900910_naming_the_scope(stack: Stack) -> None:
 def test_unknown_route_is_denied_403_900906_after_authentication(stack: Stack) -> None:
     r = stack.get("/nothing/here", stack.token())
     assert r.status_code == 403
-    assert _body(r)["code"] == 900906
+    assert json_body(r)["code"] == 900906
     anonymous = stack.get("/nothing/here")
     assert anonymous.status_code == 401
-    assert _body(anonymous)["code"] == 900902
+    assert json_body(anonymous)["code"] == 900902
 
 
 def test_unknown_resource_of_a_known_api_is_denied(stack: Stack) -> None:
     r = stack.get("/orders/v1/refunds", stack.token())
     assert r.status_code == 403
-    assert _body(r)["code"] == 900906
+    assert json_body(r)["code"] == 900906
 
 
 def test_dot_segments_are_resolved_before_the_decision(stack: Stack) -> None:
     # Envoy normalizes the path (normalize_path: true); authz decides on the same canonical path.
     r = stack.get("/orders/v1/items/../../../payments/v1/charges", stack.token(scope="payments:read"))
     assert r.status_code == 403
-    assert _body(r)["code"] == 900908
+    assert json_body(r)["code"] == 900908
 
 
 def test_encoded_slash_is_rejected_before_reaching_the_upstream(stack: Stack) -> None:
@@ -255,7 +191,7 @@ def test_subscription_changes_are_enforced_without_restart(stack: Stack) -> None
     while (r := stack.get("/orders/v1/items", token)).status_code != 403:
         assert time.monotonic() < deadline, "block not enforced within 2s"
         time.sleep(0.05)
-    assert _body(r)["code"] == 900907
+    assert json_body(r)["code"] == 900907
     stack.admin(lambda a: a.unsubscribe("other-app", "orders-v1"))
 
 

@@ -17,7 +17,7 @@ from authz.dev.keymanager import DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
 from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
-from tests.test_e2e_envoy import CLIENTS, Stack, _seed
+from tests.support.e2e import CLIENTS, Stack, drop_keys, json_body, seed
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     doc = _authz_doc(km, redis_server.url)
     authz = AuthzProcess(doc, tmp)
     stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
-    stack.admin(_seed)
+    stack.admin(seed)
     authz.start()
     envoy, gateway = _http_envoy(tmp, int(doc["server"]["http_listen"].rsplit(":", 1)[1]), upstream.port)
     stack.envoy, stack.gateway = envoy, gateway
@@ -61,15 +61,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     authz.stop()
     upstream.stop()
     km.stop()
-    client = redis_server.client()
-    for key in client.scan_iter("e2ehttp:*"):
-        client.delete(key)
-    client.close()
-
-
-def _body(r: httpx.Response) -> dict:
-    assert r.headers["content-type"] == "application/json"
-    return r.json()
+    drop_keys(redis_server, "e2ehttp:")
 
 
 def test_http_mode_allow_forwards_identity_headers_and_strips_authorization(stack: Stack) -> None:
@@ -97,12 +89,12 @@ def test_http_mode_client_sent_identity_headers_are_overwritten(stack: Stack) ->
     assert seen["x-api-id"] == "orders-v1"
 
 
-def test_http_mode_no_token_is_401_with_challenge_and_json_body(stack: Stack) -> None:
+def test_http_mode_no_token_is_401_with_challenge_and_jsonjson_body(stack: Stack) -> None:
     before = len(stack.upstream.received)
     r = stack.get("/orders/v1/items")
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="authz"'
-    body = _body(r)
+    body = json_body(r)
     assert body["code"] == 900902
     assert body["message"] == "Missing credentials"
     assert len(stack.upstream.received) == before
@@ -112,14 +104,14 @@ def test_http_mode_not_subscribed_is_403_900908(stack: Stack) -> None:
     before = len(stack.upstream.received)
     r = stack.get("/payments/v1/charges", stack.token(scope="payments:read"))
     assert r.status_code == 403
-    assert _body(r)["code"] == 900908
+    assert json_body(r)["code"] == 900908
     assert len(stack.upstream.received) == before
 
 
 def test_http_mode_missing_scope_is_403_900910_naming_the_scope(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", stack.token(scope="orders:read"), method="POST")
     assert r.status_code == 403
-    assert _body(r)["code"] == 900910
+    assert json_body(r)["code"] == 900910
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
     assert 'scope="orders:write"' in r.headers["www-authenticate"]
 
@@ -127,7 +119,7 @@ def test_http_mode_missing_scope_is_403_900910_naming_the_scope(stack: Stack) ->
 def test_http_mode_unknown_path_is_403_900906_matched_by_host_and_path(stack: Stack) -> None:
     r = stack.get("/nothing/here", stack.token())
     assert r.status_code == 403
-    assert _body(r)["code"] == 900906
+    assert json_body(r)["code"] == 900906
 
 
 def test_http_mode_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_server: RedisServer) -> None:

@@ -5,7 +5,6 @@ error contract. Real Envoy -> real ``authz serve`` -> echo upstream; real Redis,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -19,7 +18,6 @@ import jwt
 import pytest
 import redis
 
-from authz.config import parse_config
 from authz.dev.envoy_config import write_envoy_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
@@ -27,8 +25,8 @@ from authz.dev.stack import tamper_signature
 from authz.dev.upstream import EchoUpstream
 from authz.errors import Reason
 from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
 from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+from tests.support.e2e import drop_keys, run_admin
 from tests.test_backend_jwt import write_key
 
 pytestmark = pytest.mark.e2e
@@ -64,16 +62,7 @@ class Stack:
         return httpx.request(method, (gateway or self.gateway) + path, headers=h, timeout=5)
 
     def admin(self, action):  # noqa: ANN001, ANN201
-        settings = parse_config(self.doc)
-
-        async def run():  # noqa: ANN202
-            client = connect(settings.redis.url, 2.0)
-            try:
-                return await action(RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings))
-            finally:
-                await client.aclose()
-
-        return asyncio.run(run())
+        return run_admin(self.doc, action)
 
     def access_log(self, tag: str, timeout: float = 3.0) -> dict[str, Any]:
         """The JSON access log line Envoy wrote for the request whose path carries ``tag``."""
@@ -165,10 +154,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     authz.stop()
     upstream.stop()
     km.stop()
-    client = redis_server.client()
-    for key in client.scan_iter(PREFIX + "*"):
-        client.delete(key)
-    client.close()
+    drop_keys(redis_server, PREFIX)
 
 
 def _tag() -> str:
