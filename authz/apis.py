@@ -56,7 +56,7 @@ def normalize_path(raw: str) -> str:
         def _decode(m: re.Match[str]) -> str:
             ch = chr(int(m.group(1), 16))
             if ch in "/\\":
-                raise _bad_path("The request path contains an encoded '/' or '\\'")
+                raise _bad_path("The request path contains an encoded slash or backslash (%2F or %5C)")
             if ch == ";":
                 raise _bad_path("The request path contains a ';' path parameter")
             if ord(ch) < 0x20 or ord(ch) == 0x7F:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from authz.config import ConfigError, Settings, load_config
+from authz.config import ConfigError, Settings, load_config, serving_errors
 
 DEFAULT_CONFIG = os.environ.get("AUTHZ_CONFIG", "config/authz.yaml")
 
@@ -59,6 +59,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     settings = _load(args.config)
+    problems = serving_errors(settings)
+    if problems:
+        print(f"{args.config}: cannot serve:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
         return _run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0))
@@ -78,6 +84,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """``authz check-config FILE``: print every error with its YAML path; 1 if any, else 0."""
     try:
         settings = load_config(args.file)
+        problems = serving_errors(settings)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as exc:
         for line in exc.errors:
             print(line)

@@ -70,7 +70,7 @@ def authorize(
     if sub.status in (SubscriptionStatus.ON_HOLD, SubscriptionStatus.REJECTED):
         raise Denial(
             Reason.SUBSCRIPTION_INACTIVE,
-            f"Application '{app.name}''s subscription to API '{api_id}' is {sub.status.value}",
+            f"The subscription of application '{app.name}' to API '{api_id}' is {sub.status.value}",
         )
     required = route.resource.scopes
     if required:

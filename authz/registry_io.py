@@ -212,8 +212,9 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
                 continue
             owner = await store.client_owner(client.key_manager, client.client_id)
             if owner is not None and owner != app.id:
-                raise RegistryError("already_exists",
-                                    f"{where}.clients[{c_index}]: client ID {client.client_id} is already used by application {owner}")
+                other = await store.get_application(owner)
+                raise RegistryError("already_exists", f"{where}.clients[{c_index}]: client ID {client.client_id} "
+                                    f"is already used by application {other.name if other else owner}")
             steps.append((f"attach client {client.key_manager}:{client.client_id} ({client.key_type.value}) to {app.name}",
                           _bind(admin.add_client, app.id, client.client_id, key_manager=client.key_manager,
                                 key_type=client.key_type.value)))

@@ -245,3 +245,28 @@ def test_export_then_import_with_dry_run_into_another_prefix(
     bad.write_text("applications: [{id: x}]\n", encoding="utf-8")
     result = copy("import", str(bad), ok=False)
     assert (result.returncode, result.stderr.strip()) == (1, f"error: {bad}: applications[0].name: Field required")
+
+
+def test_the_registry_cli_reads_a_serving_config_without_the_admin_secret(
+    idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path
+) -> None:
+    doc = settings_dict(idp, redis_server.url, key_prefix)
+    doc["admin"] = {"listen": f"127.0.0.1:{free_port()}"}  # its token comes from AUTHZ_ADMIN_TOKEN when serving
+    path = tmp_path / "serving.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_ADMIN_TOKEN", "AUTHZ_CONFIG")}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "authz", *args], capture_output=True, text=True, timeout=60,
+                              env=env)
+
+    listed = run("registry", "--config", str(path), "app", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.strip() == "no applications"
+    checked = run("check-config", str(path))
+    assert checked.returncode == 1
+    assert checked.stdout.strip() == "admin.token: is required when admin.listen is set (or set AUTHZ_ADMIN_TOKEN)"
+    served = run("serve", "--config", str(path), "--workers", "1")
+    assert served.returncode == 1
+    assert "cannot serve:" in served.stderr and "admin.token: is required" in served.stderr
+    assert "Traceback" not in served.stderr

@@ -129,7 +129,7 @@ def test_on_hold_and_rejected_subscriptions_are_denied_with_900909(
 ) -> None:
     d = deny(settings, identity("orders:read"), route(settings, "orders-v1", "/items"), found(status))
     assert (d.reason, d.reason.info.code) == (Reason.SUBSCRIPTION_INACTIVE, 900909)
-    assert d.description == f"Application 'Demo App''s subscription to API 'orders-v1' is {status.value}"
+    assert d.description == f"The subscription of application 'Demo App' to API 'orders-v1' is {status.value}"
 
 
 def test_subscription_state_is_checked_before_scopes(settings: Settings) -> None:

@@ -304,7 +304,7 @@ async def test_import_refuses_a_client_id_of_another_application_before_writing_
     with pytest.raises(RegistryError) as info:
         await import_yaml(admin, text)
     assert info.value.kind == "already_exists"
-    assert str(info.value) == "applications[0].clients[0]: client ID taken is already used by application owner"
+    assert str(info.value) == "applications[0].clients[0]: client ID taken is already used by application Owner"
     with pytest.raises(RegistryError, match="no application with ID or name 'new'"):
         await admin.application("new")  # nothing written
 
