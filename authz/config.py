@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -383,12 +384,32 @@ class RedisSettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel)://", value):
-            raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://")
+        if not re.match(r"^(redis|rediss|unix|redis\+sentinel|rediss\+sentinel|redis\+cluster|rediss\+cluster)://",
+                        value):
+            raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+                             "redis+cluster:// or rediss+cluster://")
         if "+sentinel://" in value:
             from authz.store_redis import parse_sentinel_url
 
             parse_sentinel_url(value)  # raises ValueError with the reason
+        if "+cluster://" in value:
+            from authz.store_redis import parse_cluster_url
+
+            parse_cluster_url(value)  # raises ValueError with the reason
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str, info: ValidationInfo) -> str:
+        # Redis Cluster: every registry key must hash to one slot (the Lua scripts touch several keys).
+        if "+cluster://" in str(info.data.get("url", "")):
+            from authz.store_redis import cluster_hash_tag
+
+            if cluster_hash_tag(value) is None:
+                raise ValueError(
+                    f"{value!r} has no hash tag: with a redis+cluster:// URL the prefix must contain one, e.g. "
+                    "'{authz}:', so that every registry key is in one cluster slot (see docs/registry.md)"
+                )
         return value
 
 
@@ -399,7 +420,8 @@ class AdminSettings(_Model):
     """``host:port`` of the admin API; None (default): not served."""
     token: SecretStr | None = None
     """Bearer token every admin call must send (``authorization: Bearer ...``); env ``AUTHZ_ADMIN_TOKEN``
-    overrides it. At least 16 characters; required when ``listen`` is set."""
+    overrides it. At least 16 characters; required to serve the API (:func:`serving_errors`), not to read
+    the config (the registry CLI reads it without the secret)."""
 
     @field_validator("listen")
     @classmethod
@@ -414,12 +436,6 @@ class AdminSettings(_Model):
             if len(text) < 16 or not _RFC6750_VALUE.match(text) or " " in text:
                 raise ValueError("must be at least 16 printable ASCII characters without spaces, '\"' or '\\'")
         return value
-
-    @model_validator(mode="after")
-    def _token_required(self) -> AdminSettings:
-        if self.listen is not None and self.token is None:
-            raise ValueError(f"token is required when admin.listen is set (or set {ENV_ADMIN_TOKEN})")
-        return self
 
 
 class ServerSettings(_Model):
@@ -689,6 +705,21 @@ def _check_listen(value: str) -> str:
             f"{value!r} is not host:port (a host name, IPv4 address or [IPv6] address, and a port 1-65535)"
         )
     return value
+
+
+def serving_errors(settings: Settings) -> list[str]:
+    """What ``authz serve`` needs beyond a valid file, as ``path: reason`` lines (also printed by
+    ``authz check-config``); tools that only read the registry need none of it.
+
+    Args:
+        settings: validated settings, environment overrides applied.
+    Returns:
+        The problems; empty when the config can be served.
+    """
+    errors = []
+    if settings.admin.listen is not None and settings.admin.token is None:
+        errors.append(f"admin.token: is required when admin.listen is set (or set {ENV_ADMIN_TOKEN})")
+    return errors
 
 
 def normalize_issuer(issuer: str) -> str:

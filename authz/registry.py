@@ -3,7 +3,8 @@
 Lookups go through a local in-process cache (bounded, TTL, negative entries too) in front of
 :class:`authz.store_redis.RedisStore`. Every registry write publishes on the ``{prefix}events`` channel; a
 background subscriber clears the cache on each message, and also whenever it (re)connects, because
-messages may have been missed while it was away.
+messages may have been missed while it was away. On a Redis Cluster it subscribes on one node
+(:meth:`RedisStore.pubsub`) and moves to the next one after each failure.
 
 Revoked token IDs (``jti`` per key manager) are looked up the same way (:meth:`RegistryCache.is_revoked`),
 in a second bounded cache cleared by the same events.
@@ -184,9 +185,11 @@ class RegistryCache:
 
     async def _listen(self) -> None:
         delay = 0.1
+        failures = 0  # a Redis Cluster subscriber moves to the next node after each failure
         while True:
-            pubsub = self._store.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = None
             try:
+                pubsub = await self._store.pubsub(failures)
                 await pubsub.subscribe(self._store.channel)
                 # Subscribed: anything cached before may have missed events.
                 self.clear()
@@ -196,12 +199,15 @@ class RegistryCache:
                     if message is not None:
                         self.clear()
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()
                 raise
             except (RedisError, OSError) as exc:
+                failures += 1
                 log.warning("registry invalidation channel lost (%s); reconnecting", type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            if pubsub is not None:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

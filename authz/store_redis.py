@@ -23,6 +23,7 @@ same step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -30,7 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from authz.model import (
     Application,
@@ -89,7 +93,10 @@ class Lookup:
     subscription: Subscription | None
 
 
-# KEYS: none (built from the prefix). ARGV: prefix, key manager, client id, api id.
+# Every script declares one key, ``P schema`` (KEYS[1]), and builds the others from the prefix: on a plain Redis the
+# declared key is unused; on a Redis Cluster it routes the call to the node owning the prefix's hash slot (every
+# key of a cluster registry shares that slot, see :func:`cluster_hash_tag`).
+# ARGV: prefix, key manager, client id, api id.
 _LOOKUP = """
 local p = ARGV[1]
 local ckey = p .. 'client:' .. ARGV[2] .. ':' .. ARGV[3]
@@ -341,19 +348,96 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, dict[
     return sentinels, unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0, kwargs
 
 
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """Split ``redis+cluster://[[user]:password@]host:port[,host:port...]/`` (a Redis Cluster's seed nodes).
+
+    The nodes are only where the client starts: it reads the cluster's layout (``CLUSTER SLOTS``) from the
+    first one answering. ``rediss+cluster://`` connects to every node over TLS; query parameters
+    (``?ssl_ca_certs=/path/ca.pem``) are passed to each node's connections as for ``rediss://``. A cluster has
+    only database 0, so the path must be empty or ``/`` (or ``/0``).
+
+    Returns:
+        ``(nodes, connection_kwargs)``.
+    Raises:
+        ValueError: no node address, a bad port, or a database other than 0.
+    """
+    from urllib.parse import parse_qsl, unquote  # noqa: PLC0415
+
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    userinfo, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"cluster node address {item!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    if path.strip("/") not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0, not {path.strip('/')!r}")
+    kwargs: dict[str, Any] = dict(parse_qsl(query))
+    if userinfo:
+        user, sep, password = userinfo.partition(":")
+        if sep:
+            if user:
+                kwargs["username"] = unquote(user)
+            kwargs["password"] = unquote(password)
+        else:
+            kwargs["password"] = unquote(user)
+    if scheme == "rediss+cluster":
+        kwargs["ssl"] = True
+    return nodes, kwargs
+
+
+def cluster_hash_tag(prefix: str) -> str | None:
+    """The Redis Cluster hash tag of a key prefix (``{authz}:`` -> ``authz``), or None when it has none.
+
+    Redis hashes only the part between the first ``{`` and the next ``}`` when it is not empty (Redis Cluster
+    specification, "Hash tags"), so every key starting with a prefix that has a tag lands in the same slot.
+    """
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    return prefix[start + 1:end] if end > start + 1 else None
+
+
+class _ClusterClient(RedisCluster):
+    """redis-py's asyncio ``RedisCluster`` whose "no node reachable" errors are Redis errors.
+
+    ``RedisClusterException`` (e.g. "Redis Cluster cannot be connected") does not derive from ``RedisError``;
+    it is re-raised as ``redis.exceptions.ConnectionError`` so every caller treats it as an outage (503).
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"redis cluster: {exc}") from exc
+
+
 def connect(url: str, socket_timeout: float) -> aioredis.Redis:
     """An asyncio Redis client for ``url``, strings decoded.
 
     URL forms: ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=/path/ca.pem`` for a private CA),
-    ``unix:///path/redis.sock?db=0``, and ``redis+sentinel://host:26379,host:26380/service_name/db``
-    (the master of a Sentinel-managed group, rediscovered after a failover). See docs/registry.md.
+    ``unix:///path/redis.sock?db=0``, ``redis+sentinel://host:26379,host:26380/service_name/db``
+    (the master of a Sentinel-managed group, rediscovered after a failover) and
+    ``redis+cluster://host:7000,host:7001/`` (a Redis Cluster: an asyncio ``RedisCluster``, which has the
+    same command methods). See docs/registry.md.
 
     Args:
         url: the Redis URL.
         socket_timeout: seconds for connecting and for each command.
     Raises:
-        ValueError: a malformed Sentinel URL.
+        ValueError: a malformed Sentinel or Cluster URL.
     """
+    if url.startswith(CLUSTER_SCHEMES):
+        nodes, kwargs = parse_cluster_url(url)
+        return _ClusterClient(  # type: ignore[return-value]
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes], decode_responses=True,
+            socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, **kwargs,
+        )
     if url.startswith(SENTINEL_SCHEMES):
         from redis.asyncio.sentinel import Sentinel  # noqa: PLC0415
 
@@ -373,11 +457,31 @@ def connect(url: str, socket_timeout: float) -> aioredis.Redis:
     )
 
 
+class _Script:
+    """A Lua script run by ``EVALSHA``, falling back to ``EVAL`` (which also caches it) on ``NOSCRIPT``.
+
+    Unlike redis-py's ``register_script``, which answers ``NOSCRIPT`` with ``SCRIPT LOAD`` (sent to every
+    node of a cluster, so failing while any node is down), the fallback goes to the node of ``keys`` only.
+    """
+
+    def __init__(self, client: Any, body: str) -> None:
+        self.client = client
+        self.body = body
+        self.sha = hashlib.sha1(body.encode()).hexdigest()  # noqa: S324 - the script cache's own key
+
+    async def __call__(self, *, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.client.eval(self.body, len(keys), *keys, *args)
+
+
 class RedisStore:
     """Reads and writes the registry in Redis.
 
     Args:
-        client: an asyncio Redis client (``decode_responses=True``).
+        client: an asyncio Redis client (``decode_responses=True``) from :func:`connect`; for a Redis Cluster
+            an asyncio ``RedisCluster``, with a ``prefix`` holding a hash tag (``{authz}:``).
         prefix: key prefix, e.g. ``authz:``.
     """
 
@@ -385,17 +489,40 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self.channel = prefix + "events"
-        self._lookup = client.register_script(_LOOKUP)
-        self._create_app = client.register_script(_CREATE_APP)
-        self._add_client = client.register_script(_ADD_CLIENT)
-        self._remove_client = client.register_script(_REMOVE_CLIENT)
-        self._subscription = client.register_script(_SUBSCRIPTION)
-        self._delete_app = client.register_script(_DELETE_APP)
-        self._set_app_status = client.register_script(_SET_APP_STATUS)
-        self._update_app = client.register_script(_UPDATE_APP)
-        self._set_client_key_type = client.register_script(_SET_CLIENT_KEY_TYPE)
-        self._revoke = client.register_script(_REVOKE)
-        self._unrevoke = client.register_script(_UNREVOKE)
+        self._keys = [prefix + "schema"]
+        self._lookup = _Script(client, _LOOKUP)
+        self._create_app = _Script(client, _CREATE_APP)
+        self._add_client = _Script(client, _ADD_CLIENT)
+        self._remove_client = _Script(client, _REMOVE_CLIENT)
+        self._subscription = _Script(client, _SUBSCRIPTION)
+        self._delete_app = _Script(client, _DELETE_APP)
+        self._set_app_status = _Script(client, _SET_APP_STATUS)
+        self._update_app = _Script(client, _UPDATE_APP)
+        self._set_client_key_type = _Script(client, _SET_CLIENT_KEY_TYPE)
+        self._revoke = _Script(client, _REVOKE)
+        self._unrevoke = _Script(client, _UNREVOKE)
+
+    async def pubsub(self, attempt: int = 0) -> PubSub:
+        """A pub/sub connection for the invalidation channel (:attr:`channel`), not yet subscribed.
+
+        On a plain Redis (and Sentinel), the client's own pub/sub. On a Redis Cluster, a PUBLISH reaches the
+        subscribers of every node (the cluster bus forwards it), so this subscribes on one node: the
+        ``attempt``-th of the cluster's nodes sorted by ``host:port``, so that a caller reconnecting after a
+        failure (``attempt + 1``) moves on to the next node.
+
+        Args:
+            attempt: how many connections failed before this one (0 first).
+        Raises:
+            redis.exceptions.RedisError: the cluster's layout cannot be read (no node reachable).
+        """
+        if not isinstance(self.client, RedisCluster):
+            return self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self.client.initialize()
+            nodes = sorted(self.client.get_nodes(), key=lambda n: n.name)
+            return self.client.pubsub(node=nodes[attempt % len(nodes)], ignore_subscribe_messages=True)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"redis cluster: {exc}") from exc
 
     # ---- hot path -------------------------------------------------------------------------------
 
@@ -412,7 +539,7 @@ class RedisStore:
             redis.exceptions.RedisError: Redis unreachable or too slow.
             CorruptRecord: a record does not have the documented shape.
         """
-        row = await self._lookup(args=[self.prefix, key_manager, client_id, api_id])
+        row = await self._lookup(keys=self._keys, args=[self.prefix, key_manager, client_id, api_id])
         app_id, key_type, name, owner, tier, status, created_at, sub, client_exists, app_exists = row
         ckey = f"{self.prefix}client:{key_manager}:{client_id}"
         if not app_id:
@@ -553,7 +680,7 @@ class RedisStore:
             raise RegistryError("invalid", "application ID must be non-empty and contain no ':'")
         now = time.time()
         status, value = await self._create_app(
-            args=[self.prefix, app_id, name, owner, tier, ApplicationStatus.ACTIVE.value, repr(now)]
+            keys=self._keys, args=[self.prefix, app_id, name, owner, tier, ApplicationStatus.ACTIVE.value, repr(now)]
         )
         if status == "err_id":
             raise RegistryError("already_exists", f"application ID {app_id} already exists")
@@ -563,7 +690,7 @@ class RedisStore:
 
     async def delete_application(self, app_id: str) -> bool:
         """Delete an application with its client-ID mappings and subscriptions. Returns False if absent."""
-        return bool(await self._delete_app(args=[self.prefix, app_id]))
+        return bool(await self._delete_app(keys=self._keys, args=[self.prefix, app_id]))
 
     async def set_application_status(self, app_id: str, status: ApplicationStatus) -> None:
         """Set an application's status.
@@ -571,7 +698,7 @@ class RedisStore:
         Raises:
             RegistryError: ``not_found``.
         """
-        if not await self._set_app_status(args=[self.prefix, app_id, ApplicationStatus(status).value]):
+        if not await self._set_app_status(keys=self._keys, args=[self.prefix, app_id, ApplicationStatus(status).value]):
             raise RegistryError("not_found", f"no application with ID {app_id!r}")
 
     async def update_application(
@@ -586,7 +713,7 @@ class RedisStore:
         status_value = ApplicationStatus(status).value if status is not None else ""
         owner_arg = "" if owner is None else (owner or "\0")
         result, other = await self._update_app(
-            args=[self.prefix, app_id, name or "", owner_arg, tier or "", status_value]
+            keys=self._keys, args=[self.prefix, app_id, name or "", owner_arg, tier or "", status_value]
         )
         if result == "err_app":
             raise RegistryError("not_found", f"no application with ID {app_id!r}")
@@ -600,7 +727,7 @@ class RedisStore:
             RegistryError: ``not_found`` when the client ID is not attached to it.
         """
         if not await self._set_client_key_type(
-            args=[self.prefix, app.id, key_manager, client_id, KeyType(key_type).value]
+            keys=self._keys, args=[self.prefix, app.id, key_manager, client_id, KeyType(key_type).value]
         ):
             raise RegistryError("not_found", f"client ID {client_id} is not attached to application {app.name}")
 
@@ -609,11 +736,11 @@ class RedisStore:
 
         The caller checks that ``expires_at`` is in the future.
         """
-        await self._revoke(args=[self.prefix, key_manager, token_id, int(expires_at)])
+        await self._revoke(keys=self._keys, args=[self.prefix, key_manager, token_id, int(expires_at)])
 
     async def unrevoke(self, key_manager: str, token_id: str) -> bool:
         """Withdraw a revocation. Returns False when the token ID was not revoked (or already expired)."""
-        return bool(await self._unrevoke(args=[self.prefix, key_manager, token_id]))
+        return bool(await self._unrevoke(keys=self._keys, args=[self.prefix, key_manager, token_id]))
 
     async def add_client(
         self, app: Application, key_manager: str, client_id: str, key_type: KeyType = KeyType.PRODUCTION
@@ -629,7 +756,7 @@ class RedisStore:
         if not client_id or any(ord(c) < 0x20 for c in client_id):
             raise RegistryError("invalid", "client ID must be non-empty and printable")
         status, owner = await self._add_client(
-            args=[self.prefix, app.id, key_manager, client_id, KeyType(key_type).value]
+            keys=self._keys, args=[self.prefix, app.id, key_manager, client_id, KeyType(key_type).value]
         )
         if status == "err_app":
             raise RegistryError("not_found", f"no application with ID {app.id!r}")
@@ -643,7 +770,7 @@ class RedisStore:
 
     async def remove_client(self, app: Application, key_manager: str, client_id: str) -> bool:
         """Unmap a client ID from the application. Returns False when it was not mapped to it."""
-        return bool(await self._remove_client(args=[self.prefix, app.id, key_manager, client_id]))
+        return bool(await self._remove_client(keys=self._keys, args=[self.prefix, app.id, key_manager, client_id]))
 
     async def subscribe(self, app: Application, api_id: str, *, tier: str = "Unlimited",
                         status: SubscriptionStatus = SubscriptionStatus.ACTIVE) -> Subscription:
@@ -654,7 +781,7 @@ class RedisStore:
         """
         now = time.time()
         doc = json.dumps({"status": SubscriptionStatus(status).value, "tier": tier, "created_at": now})
-        result = await self._subscription(args=[self.prefix, app.id, api_id, doc, "put", ""])
+        result = await self._subscription(keys=self._keys, args=[self.prefix, app.id, api_id, doc, "put", ""])
         if result == "err_exists":
             raise RegistryError("already_exists", f"application {app.name} is already subscribed to {api_id}")
         if result == "err_app":
@@ -667,7 +794,7 @@ class RedisStore:
         Raises:
             RegistryError: ``not_found``.
         """
-        result = await self._subscription(args=[self.prefix, app.id, api_id, "", "delete", ""])
+        result = await self._subscription(keys=self._keys, args=[self.prefix, app.id, api_id, "", "delete", ""])
         if result != "ok":
             raise RegistryError("not_found", f"application {app.name} is not subscribed to {api_id}")
 
@@ -685,7 +812,7 @@ class RedisStore:
         status_value = SubscriptionStatus(status).value if status is not None else ""
         try:
             result = await self._subscription(
-                args=[self.prefix, app.id, api_id, "", "status", status_value, tier or ""]
+                keys=self._keys, args=[self.prefix, app.id, api_id, "", "status", status_value, tier or ""]
             )
         except ResponseError as exc:
             raise CorruptRecord(f"{self.prefix}app:{app.id}:subs", f"cannot update {api_id}: {exc}") from None
@@ -699,11 +826,14 @@ def _glob_escape(text: str) -> str:
 
 
 __all__ = [
+    "CLUSTER_SCHEMES",
     "CorruptRecord",
     "Lookup",
     "RedisError",
     "RedisStore",
     "RegistryError",
     "SCHEMA_VERSION",
+    "cluster_hash_tag",
     "connect",
+    "parse_cluster_url",
 ]

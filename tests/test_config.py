@@ -240,7 +240,8 @@ def test_env_overrides_are_validated_like_the_file() -> None:
     env = {"AUTHZ_LISTEN": "nope", "AUTHZ_REDIS_URL": "http://x"}
     assert errors_of(shipped(), env) == [
         "server.listen: 'nope' is not host:port (a host name, IPv4 address or [IPv6] address, and a port 1-65535)",
-        "redis.url: must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://",
+        "redis.url: must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+        "redis+cluster:// or rediss+cluster://",
     ]
 
 
@@ -358,7 +359,10 @@ def test_check_config_applies_env_overrides(tmp_path: Path) -> None:
     assert "listen 0.0.0.0:7777" in result.stdout
     result = check_config(SHIPPED, {"AUTHZ_REDIS_URL": "memcached://x"})
     assert result.returncode == 1
-    assert result.stdout.strip() == "redis.url: must start with redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel://"
+    assert result.stdout.strip() == (
+        "redis.url: must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+        "redis+cluster:// or rediss+cluster://"
+    )
 
 
 def test_two_apis_on_the_same_context_and_hosts_are_refused() -> None:
