@@ -306,6 +306,41 @@ def decode_subscription(app_id: str, api_id: str, raw: str, key: str) -> Subscri
 SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
 
 
+def _split_multi_node_url(url: str, what: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """Split ``scheme://[[user]:password@]host:port[,host:port...]/path[?query]``.
+
+    Returns:
+        ``(nodes, path, connection_kwargs)``: ``username``/``password`` from the user info, the query
+        parameters, and ``ssl=True`` for a ``rediss+...`` scheme.
+    Raises:
+        ValueError: an address that is not host:port (``what`` names it in the message).
+    """
+    from urllib.parse import parse_qsl, unquote  # noqa: PLC0415
+
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    userinfo, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{what} address {item!r} is not host:port")
+        nodes.append((host.strip("[]"), int(port)))
+    kwargs: dict[str, Any] = dict(parse_qsl(query))
+    if userinfo:
+        user, sep, password = userinfo.partition(":")
+        if sep:
+            if user:
+                kwargs["username"] = unquote(user)
+            kwargs["password"] = unquote(password)
+        else:
+            kwargs["password"] = unquote(user)
+    if scheme.startswith("rediss+"):
+        kwargs["ssl"] = True
+    return nodes, path, kwargs
+
+
 def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, dict[str, Any]]:
     """Split ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``.
 
@@ -317,34 +352,14 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, dict[
     Raises:
         ValueError: no sentinel address, a bad port, no service name or a bad db number.
     """
-    from urllib.parse import parse_qsl, unquote  # noqa: PLC0415
+    from urllib.parse import unquote  # noqa: PLC0415
 
-    scheme, _, rest = url.partition("://")
-    rest, _, query = rest.partition("?")
-    userinfo, _, rest = rest.rpartition("@")
-    hosts, _, path = rest.partition("/")
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"sentinel address {item!r} is not host:port")
-        sentinels.append((host.strip("[]"), int(port)))
+    sentinels, path, kwargs = _split_multi_node_url(url, "sentinel")
     parts = [x for x in path.split("/") if x]
     if not parts or len(parts) > 2:
         raise ValueError("the path must be /service_name or /service_name/db")
     if len(parts) == 2 and not parts[1].isdigit():
         raise ValueError(f"db {parts[1]!r} is not a number")
-    kwargs: dict[str, Any] = dict(parse_qsl(query))
-    if userinfo:
-        user, sep, password = userinfo.partition(":")
-        if sep:
-            if user:
-                kwargs["username"] = unquote(user)
-            kwargs["password"] = unquote(password)
-        else:
-            kwargs["password"] = unquote(user)
-    if scheme == "rediss+sentinel":
-        kwargs["ssl"] = True
     return sentinels, unquote(parts[0]), int(parts[1]) if len(parts) == 2 else 0, kwargs
 
 
@@ -364,31 +379,9 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     Raises:
         ValueError: no node address, a bad port, or a database other than 0.
     """
-    from urllib.parse import parse_qsl, unquote  # noqa: PLC0415
-
-    scheme, _, rest = url.partition("://")
-    rest, _, query = rest.partition("?")
-    userinfo, _, rest = rest.rpartition("@")
-    hosts, _, path = rest.partition("/")
-    nodes = []
-    for item in hosts.split(","):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"cluster node address {item!r} is not host:port")
-        nodes.append((host.strip("[]"), int(port)))
+    nodes, path, kwargs = _split_multi_node_url(url, "cluster node")
     if path.strip("/") not in ("", "0"):
         raise ValueError(f"a Redis Cluster has only database 0, not {path.strip('/')!r}")
-    kwargs: dict[str, Any] = dict(parse_qsl(query))
-    if userinfo:
-        user, sep, password = userinfo.partition(":")
-        if sep:
-            if user:
-                kwargs["username"] = unquote(user)
-            kwargs["password"] = unquote(password)
-        else:
-            kwargs["password"] = unquote(user)
-    if scheme == "rediss+cluster":
-        kwargs["ssl"] = True
     return nodes, kwargs
 
 
