@@ -1,6 +1,6 @@
 # authz: `make run` starts the local demo stack, `make test` runs the whole suite.
-# Both install what is missing first: a virtualenv with the pip packages and,
-# through apt, the redis-server binary.
+# Both install what is missing first: through apt, python3-venv (Debian's python3 ships without it) and
+# the redis-server binary; then a virtualenv with the pip packages.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,6 +9,8 @@ SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 .PHONY: deps run test bench lint clean protos
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv )
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
