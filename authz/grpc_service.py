@@ -18,24 +18,14 @@ from authz.errors import Denial, Reason
 from authz.memo import ObjectMemo
 from authz.model import Allow, Request
 from authz.pipeline import Pipeline, unavailable
+from authz.requests import (
+    build_request,
+    check_header_count,
+    fold_headers,
+)
 from authz.responses import allow_response, deny_response
 
 log = logging.getLogger("authz.grpc")
-
-
-MAX_HEADERS = 256
-"""Most header entries accepted in one CheckRequest (Envoy's own default limit is 100)."""
-MAX_HEADER_BYTES = 96 * 1024
-"""Most bytes of header names and values in one CheckRequest (Envoy's default limit is 60 KiB)."""
-MAX_PATH_BYTES = 16 * 1024
-"""Longest ``:path`` accepted."""
-
-
-def _printable(value: str, limit: int = 64) -> str:
-    value = value[:limit]
-    if value.isascii() and value.isprintable() and " " not in value:
-        return value  # the common case (a UUID), without a per-character loop
-    return "".join(c for c in value if 0x20 < ord(c) < 0x7F)
 
 
 def adapt(message: CheckRequest) -> Request:
@@ -50,37 +40,25 @@ def adapt(message: CheckRequest) -> Request:
     Returns:
         The :class:`Request`.
     Raises:
-        Denial: ``INVALID_REQUEST`` (400) for more than :data:`MAX_HEADERS` headers, more than
-            :data:`MAX_HEADER_BYTES` of headers, or a path longer than :data:`MAX_PATH_BYTES`.
+        Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.requests`.
     """
     attrs = message.attributes
     http = attrs.request.http
     entries = http.header_map.headers
-    if len(http.headers) + len(entries) > MAX_HEADERS:
-        raise Denial(Reason.INVALID_REQUEST, "The request has too many headers")
+    check_header_count(len(http.headers) + len(entries))
     raw = dict(http.headers)
     headers = {name.lower(): value for name, value in raw.items()}
     if entries or len(headers) != len(raw):
-        # Rare shapes: header_map (encode_raw_headers) or one name under two spellings: join the values.
-        collected: dict[str, list[str]] = {}
-        for name, value in raw.items():
-            collected.setdefault(name.lower(), []).append(value)
-        for entry in entries:
-            collected.setdefault(entry.key.lower(), []).append(
-                entry.value or entry.raw_value.decode("utf-8", "replace"))
-        headers = {name: values[0] if len(values) == 1 else ",".join(values) for name, values in collected.items()}
-    if sum(map(len, headers.values())) + sum(map(len, headers)) > MAX_HEADER_BYTES:
-        raise Denial(Reason.INVALID_REQUEST, "The request headers are too large")
-    path = http.path or headers.get(":path", "")
-    if len(path) > MAX_PATH_BYTES:
-        raise Denial(Reason.INVALID_REQUEST, "The request path is too long")
-    return Request(
-        method=_printable(http.method or headers.get(":method", ""), 32),
-        path=path,
-        host=http.host or headers.get(":authority", ""),
-        headers=headers,
-        context_extensions=dict(attrs.context_extensions),
-        request_id=_printable(headers.get("x-request-id", "")) or _printable(http.id),
+        # Rare shapes: header_map (encode_raw_headers) or one name under two spellings.
+        headers = fold_headers([*raw.items(), *(
+            (e.key, e.value or e.raw_value.decode("utf-8", "replace")) for e in entries)])
+    return build_request(
+        http.method or headers.get(":method", ""),
+        http.path or headers.get(":path", ""),
+        http.host or headers.get(":authority", ""),
+        headers,
+        context_extensions=attrs.context_extensions,
+        request_id=http.id,
     )
 
 

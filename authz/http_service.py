@@ -23,12 +23,19 @@ import logging
 
 from aiohttp import web
 
-from authz.errors import Denial, Reason
-from authz.grpc_service import MAX_HEADER_BYTES, MAX_HEADERS, MAX_PATH_BYTES, _printable
+from authz.errors import Denial
 from authz.http_logging import quiet_client_errors
 from authz.memo import ObjectMemo
 from authz.model import Allow, Request
 from authz.pipeline import Pipeline, unavailable
+from authz.requests import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_PATH_BYTES,
+    build_request,
+    check_header_count,
+    fold_headers,
+)
 from authz.responses import deny_parts
 
 log = logging.getLogger("authz.http")
@@ -48,29 +55,11 @@ def adapt_http(method: str, path: str, headers: list[tuple[str, str]]) -> Reques
     Returns:
         The :class:`Request`: header names lower-cased, repeated names comma-joined, no context extensions.
     Raises:
-        Denial: ``INVALID_REQUEST`` (400) for more than ``MAX_HEADERS`` headers, more than
-            ``MAX_HEADER_BYTES`` of headers, or a path longer than ``MAX_PATH_BYTES`` (the gRPC adapter's limits).
+        Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.requests` (the gRPC adapter's).
     """
-    if len(headers) > MAX_HEADERS:
-        raise Denial(Reason.INVALID_REQUEST, "The request has too many headers")
-    collected: dict[str, str] = {}
-    size = 0
-    for name, value in headers:
-        key = name.lower()
-        size += len(key) + len(value)
-        previous = collected.get(key)
-        collected[key] = value if previous is None else f"{previous},{value}"
-    if size > MAX_HEADER_BYTES:
-        raise Denial(Reason.INVALID_REQUEST, "The request headers are too large")
-    if len(path) > MAX_PATH_BYTES:
-        raise Denial(Reason.INVALID_REQUEST, "The request path is too long")
-    return Request(
-        method=_printable(method, 32),
-        path=path,
-        host=collected.get("host", ""),
-        headers=collected,
-        request_id=_printable(collected.get("x-request-id", "")),
-    )
+    check_header_count(len(headers))
+    folded = fold_headers(headers)
+    return build_request(method, path, folded.get("host", ""), folded)
 
 
 class HttpAuthorizationHandler:

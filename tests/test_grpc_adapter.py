@@ -11,7 +11,8 @@ from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from authz.dev.keymanager import KeyManager, SigningKey
 from authz.errors import Denial, Reason
-from authz.grpc_service import MAX_HEADERS, adapt, parse_check_request
+from authz.grpc_service import adapt, parse_check_request
+from authz.requests import MAX_HEADERS
 from tests.conftest import AuthzProcess
 
 CHECK = "/envoy.service.auth.v3.Authorization/Check"

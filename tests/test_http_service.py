@@ -15,8 +15,8 @@ from authz.dev.envoy_config import DEMO_ROUTES, build_envoy_config, write_envoy_
 from authz.dev.procs import free_port
 from authz.envoy_bin import envoy_binary
 from authz.errors import Denial, Reason
-from authz.grpc_service import MAX_HEADERS, MAX_PATH_BYTES
 from authz.http_service import adapt_http
+from authz.requests import MAX_HEADERS, MAX_PATH_BYTES
 from tests.conftest import AuthzProcess
 
 
