@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,6 +48,8 @@ ENV_REDIS_URL = "AUTHZ_REDIS_URL"
 ENV_ADMIN_TOKEN = "AUTHZ_ADMIN_TOKEN"
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
+ListenAddress = Annotated[str, AfterValidator(lambda value: _check_listen(value))]  # defined below
+"""A ``host:port`` to listen on (host name, IPv4 or [IPv6] address; port 1-65535)."""
 
 
 class _Model(BaseModel):
@@ -416,17 +419,12 @@ class RedisSettings(_Model):
 class AdminSettings(_Model):
     """The registry admin gRPC API (``authz.admin.v1.RegistryAdmin``, docs/admin-api.md)."""
 
-    listen: str | None = None
+    listen: ListenAddress | None = None
     """``host:port`` of the admin API; None (default): not served."""
     token: SecretStr | None = None
     """Bearer token every admin call must send (``authorization: Bearer ...``); env ``AUTHZ_ADMIN_TOKEN``
     overrides it. At least 16 characters; required to serve the API (:func:`serving_errors`), not to read
     the config (the registry CLI reads it without the secret)."""
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str | None) -> str | None:
-        return None if value is None else _check_listen(value)
 
     @field_validator("token")
     @classmethod
@@ -441,7 +439,7 @@ class AdminSettings(_Model):
 class ServerSettings(_Model):
     """The gRPC server."""
 
-    listen: str = "127.0.0.1:9191"
+    listen: ListenAddress = "127.0.0.1:9191"
     """``host:port`` of the ``envoy.service.auth.v3.Authorization`` gRPC service (worker 0; worker I listens
     on the port + I)."""
     workers: Annotated[int, Field(ge=0, le=64)] = 0
@@ -453,19 +451,9 @@ class ServerSettings(_Model):
     """Budget in seconds of one Check; past it authz denies with 503 (keep it below Envoy's ext_authz timeout)."""
     grace_period: Annotated[float, Field(ge=0)] = 5.0
     """Seconds in-flight calls get to finish on SIGTERM/SIGINT."""
-    http_listen: str | None = None
+    http_listen: ListenAddress | None = None
     """``host:port`` of the Envoy HTTP ext_authz (``http_service``) listener, next to the gRPC one (worker I
     listens on the port + I); None: not served. See docs/operations.md "Envoy HTTP ext_authz mode"."""
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _check_listen(value)
-
-    @field_validator("http_listen")
-    @classmethod
-    def _http_listen(cls, value: str | None) -> str | None:
-        return None if value is None else _check_listen(value)
 
 
 class TokenSettings(_Model):
@@ -548,7 +536,7 @@ class BackendJwtSettings(_Model):
     """Allow-list of the access token's claims copied into the backend JWT (when present)."""
     cache_size: Annotated[int, Field(ge=0)] = 10_000
     """Backend JWTs kept per (access token, API), LRU; 0 disables the cache."""
-    jwks_listen: str | None = None
+    jwks_listen: ListenAddress | None = None
     """``host:port`` of the HTTP server publishing ``/.well-known/jwks.json``; None: not served."""
 
     @field_validator("header")
@@ -564,10 +552,6 @@ class BackendJwtSettings(_Model):
             raise ValueError(f"{', '.join(map(repr, reserved))}: set by authz, cannot be copied from the token")
         return value
 
-    @field_validator("jwks_listen")
-    @classmethod
-    def _listen(cls, value: str | None) -> str | None:
-        return None if value is None else _check_listen(value)
 
     @model_validator(mode="after")
     def _unique_kids(self) -> BackendJwtSettings:
