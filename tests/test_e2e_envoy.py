@@ -17,51 +17,26 @@ import httpx
 import pytest
 import yaml
 
-from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
-from authz.dev.keymanager import DEMO_USERS, KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
+from authz.dev.procs import ManagedProcess, RedisServer
 from authz.dev.stack import tamper_signature
-from authz.dev.upstream import EchoUpstream
-from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
-from tests.support.e2e import CLIENTS, Stack, drop_keys, json_body, seed
+from tests.conftest import AuthzProcess, settings_dict
+from tests.support.e2e import Stack, json_body, running_stack, start_gateway
 
 pytestmark = pytest.mark.e2e
 
 def _envoy(tmp: Path, authz_port: int, upstream_port: int, *, failure_mode_allow: bool = False) -> tuple[
         ManagedProcess, str]:
-    listen, admin = free_port(), free_port()
-    name = "envoy-failopen" if failure_mode_allow else "envoy"
-    config = write_envoy_config(
-        tmp / f"{name}.yaml", listen_port=listen, admin_port=admin, authz_endpoints=[("127.0.0.1", authz_port)],
-        upstream_port=upstream_port, routes=list(DEMO_ROUTES), failure_mode_allow=failure_mode_allow,
-    )
-    log_dir = tmp / name
-    log_dir.mkdir()
-    return start_envoy(config, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"
+    return start_gateway(tmp, "envoy-failopen" if failure_mode_allow else "envoy",
+                         authz_endpoints=[("127.0.0.1", authz_port)], upstream_port=upstream_port,
+                         failure_mode_allow=failure_mode_allow)
 
 
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="e2e")])
-    km.start()
-    km.issuer = km.url
-    upstream = EchoUpstream()
-    upstream.start()
-    doc = settings_dict(km, redis_server.url, "e2e:")
-    doc["redis"]["cache_ttl"] = 30
-    authz = AuthzProcess(doc, tmp)
-    stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
-    stack.admin(seed)
-    authz.start()
-    envoy, gateway = _envoy(tmp, authz.port, upstream.port)
-    stack.envoy, stack.gateway = envoy, gateway
-    yield stack
-    envoy.stop()
-    authz.stop()
-    upstream.stop()
-    km.stop()
-    drop_keys(redis_server, "e2e:")
+    with running_stack(redis_server, tmp_path_factory.mktemp("e2e"), "e2e:", "e2e",
+                       lambda tmp, doc, upstream_port: _envoy(tmp, int(doc["server"]["listen"].rsplit(":", 1)[1]),
+                                                              upstream_port)) as stack:
+        yield stack
 
 
 def test_allowed_call_reaches_upstream_with_identity_headers_and_no_authorization(stack: Stack) -> None:

@@ -12,56 +12,27 @@ from pathlib import Path
 import httpx
 import pytest
 
-from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
-from authz.dev.keymanager import DEMO_USERS, KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
-from authz.dev.upstream import EchoUpstream
-from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
-from tests.support.e2e import CLIENTS, Stack, drop_keys, json_body, seed
+from authz.dev.procs import ManagedProcess, RedisServer, free_port
+from tests.conftest import AuthzProcess, settings_dict
+from tests.support.e2e import Stack, json_body, running_stack, start_gateway
 
 pytestmark = pytest.mark.e2e
 
 
-def _http_envoy(tmp: Path, http_port: int, upstream_port: int) -> tuple[ManagedProcess, str]:
-    listen, admin = free_port(), free_port()
-    config = write_envoy_config(
-        tmp / "envoy-http.yaml", listen_port=listen, admin_port=admin, authz_endpoints=[],
-        upstream_port=upstream_port, routes=list(DEMO_ROUTES), authz_mode="http",
-        authz_http_endpoints=[("127.0.0.1", http_port)],
-    )
-    log_dir = tmp / "envoy-http"
-    log_dir.mkdir()
-    return start_envoy(config, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"
+def _http_envoy(tmp: Path, doc: dict, upstream_port: int) -> tuple[ManagedProcess, str]:
+    return start_gateway(tmp, "envoy-http", authz_endpoints=[], upstream_port=upstream_port, authz_mode="http",
+                         authz_http_endpoints=[("127.0.0.1", int(doc["server"]["http_listen"].rsplit(":", 1)[1]))])
 
 
-def _authz_doc(km: KeyManager, redis_url: str) -> dict:
-    doc = settings_dict(km, redis_url, "e2ehttp:")
-    doc["redis"]["cache_ttl"] = 30
+def _listen_http(doc: dict) -> None:
     doc["server"]["http_listen"] = f"127.0.0.1:{free_port()}"
-    return doc
 
 
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("e2e-http")
-    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="h")])
-    km.start()
-    km.issuer = km.url
-    upstream = EchoUpstream()
-    upstream.start()
-    doc = _authz_doc(km, redis_server.url)
-    authz = AuthzProcess(doc, tmp)
-    stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
-    stack.admin(seed)
-    authz.start()
-    envoy, gateway = _http_envoy(tmp, int(doc["server"]["http_listen"].rsplit(":", 1)[1]), upstream.port)
-    stack.envoy, stack.gateway = envoy, gateway
-    yield stack
-    envoy.stop()
-    authz.stop()
-    upstream.stop()
-    km.stop()
-    drop_keys(redis_server, "e2ehttp:")
+    with running_stack(redis_server, tmp_path_factory.mktemp("e2e-http"), "e2ehttp:", "h", _http_envoy,
+                       configure=_listen_http) as stack:
+        yield stack
 
 
 def test_http_mode_allow_forwards_identity_headers_and_strips_authorization(stack: Stack) -> None:
@@ -125,9 +96,10 @@ def test_http_mode_unknown_path_is_403_900906_matched_by_host_and_path(stack: St
 def test_http_mode_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_server: RedisServer) -> None:
     d = stack.tmp / "authz-down"
     d.mkdir()
-    doc = _authz_doc(stack.km, redis_server.url)
+    doc = settings_dict(stack.km, redis_server.url, "e2ehttp:")
+    _listen_http(doc)
     authz = AuthzProcess(doc, d).start()
-    envoy, gateway = _http_envoy(d, int(doc["server"]["http_listen"].rsplit(":", 1)[1]), stack.upstream.port)
+    envoy, gateway = _http_envoy(d, doc, stack.upstream.port)
     try:
         token = stack.token()
         assert httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {token}"},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,12 +12,13 @@ from typing import Any
 import httpx
 
 from authz.config import parse_config
-from authz.dev.keymanager import DEMO_CLIENTS, KeyManager
-from authz.dev.procs import ManagedProcess, RedisServer
+from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
+from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
+from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
 from authz.registry_admin import RegistryAdmin
 from authz.store_redis import RedisStore, connect
-from tests.conftest import AuthzProcess
+from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
 
 
 def run_admin(doc: dict[str, Any], action):  # noqa: ANN001, ANN201
@@ -91,3 +94,54 @@ def seed(admin: RegistryAdmin):  # noqa: ANN202
     return go()
 
 
+
+
+def start_gateway(tmp: Path, name: str, **config: Any) -> tuple[ManagedProcess, str]:
+    """A real Envoy on free ports with :func:`authz.dev.envoy_config.build_envoy_config` ``config`` (the demo
+    routes unless given); returns the process and its ``http://127.0.0.1:PORT`` base URL."""
+    listen, admin = free_port(), free_port()
+    config.setdefault("routes", list(DEMO_ROUTES))
+    path = write_envoy_config(tmp / f"{name}.yaml", listen_port=listen, admin_port=admin, **config)
+    log_dir = tmp / name
+    log_dir.mkdir()
+    return start_envoy(path, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"
+
+
+@contextmanager
+def running_stack(
+    redis_server: RedisServer, tmp: Path, prefix: str, kid: str,
+    gateway: Callable[[Path, dict[str, Any], int], tuple[ManagedProcess, str]],
+    configure: Callable[[dict[str, Any]], None] = lambda doc: None,
+) -> Iterator[Stack]:
+    """Key manager, echo upstream, seeded registry, ``authz serve`` and Envoy, stopped in reverse order.
+
+    Args:
+        redis_server: the session's redis-server; the registry lives under ``prefix`` and is dropped after.
+        tmp: the module's temporary directory.
+        prefix: registry key prefix of this module.
+        kid: the key manager's signing key ID.
+        gateway: starts Envoy for ``(tmp, authz config document, upstream port)``.
+        configure: edits the authz config document before authz starts.
+    """
+    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid=kid)])
+    km.start()
+    km.issuer = km.url
+    upstream = EchoUpstream()
+    upstream.start()
+    doc = settings_dict(km, redis_server.url, prefix)
+    doc["redis"]["cache_ttl"] = 30
+    configure(doc)
+    authz = AuthzProcess(doc, tmp)
+    stack = Stack(km, upstream, authz, None, "", doc, tmp)  # type: ignore[arg-type]
+    try:
+        stack.admin(seed)
+        authz.start()
+        stack.envoy, stack.gateway = gateway(tmp, doc, upstream.port)
+        yield stack
+    finally:
+        if stack.envoy is not None:
+            stack.envoy.stop()
+        authz.stop()
+        upstream.stop()
+        km.stop()
+        drop_keys(redis_server, prefix)
