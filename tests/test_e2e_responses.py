@@ -20,13 +20,14 @@ import redis
 
 from authz.dev.envoy_config import write_envoy_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
+from authz.dev.procs import RedisServer, free_port, start_envoy
 from authz.dev.stack import tamper_signature
 from authz.dev.upstream import EchoUpstream
 from authz.errors import Reason
 from authz.registry_admin import RegistryAdmin
 from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
-from tests.support.e2e import drop_keys, run_admin
+from tests.support.e2e import Stack as BaseStack
+from tests.support.e2e import drop_keys
 from tests.test_backend_jwt import write_key
 
 pytestmark = pytest.mark.e2e
@@ -40,29 +41,13 @@ IDENTITY_HEADERS = ("x-application-id", "x-application-name", "x-application-tie
 
 
 @dataclass
-class Stack:
-    km: KeyManager
-    upstream: EchoUpstream
-    authz: AuthzProcess
-    envoy: ManagedProcess
-    gateway: str
-    jwks_url: str
-    admin_url: str
-    doc: dict[str, Any]
-    tmp: Path
+class Stack(BaseStack):
+    """The shared stack, plus authz's backend-JWT JWKS endpoint and Envoy's admin (for its access log)."""
 
-    def token(self, client_id: str = "demo-client", scope: str = "orders:read", **claims: object) -> str:
-        return self.km.issue_token(client_id, "demo", scope, extra_claims=claims or None)
+    jwks_url: str = ""
+    admin_url: str = ""
 
-    def call(self, path: str, token: str | None = None, headers: dict[str, str] | None = None,
-             method: str = "GET", gateway: str | None = None) -> httpx.Response:
-        h = dict(headers or {})
-        if token is not None:
-            h["authorization"] = f"Bearer {token}"
-        return httpx.request(method, (gateway or self.gateway) + path, headers=h, timeout=5)
-
-    def admin(self, action):  # noqa: ANN001, ANN201
-        return run_admin(self.doc, action)
+    call = BaseStack.get
 
     def access_log(self, tag: str, timeout: float = 3.0) -> dict[str, Any]:
         """The JSON access log line Envoy wrote for the request whose path carries ``tag``."""
@@ -136,8 +121,9 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     }
     authz = AuthzProcess(doc, tmp)
     listen, admin_port = free_port(), free_port()
-    stack = Stack(km, upstream, authz, None, "", f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",  # type: ignore[arg-type]
-                  f"http://127.0.0.1:{admin_port}", doc, tmp)
+    stack = Stack(km, upstream, authz, None, "", doc, tmp,  # type: ignore[arg-type]
+                  jwks_url=f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
+                  admin_url=f"http://127.0.0.1:{admin_port}")
     stack.admin(_seed)
     authz.start()
     # orders-v1 is routed without context extensions (authz matches host + path), payments-v1 by api_id.

@@ -68,11 +68,12 @@ class Stack:
         return self.km.issue_token(client_id, "demo", scope, extra_claims=claims or None)
 
     def get(self, path: str, token: str | None = None, headers: dict[str, str] | None = None,
-            method: str = "GET") -> httpx.Response:
+            method: str = "GET", gateway: str | None = None) -> httpx.Response:
+        """One HTTP call through Envoy (``gateway``: another Envoy's base URL), with the token if given."""
         h = dict(headers or {})
         if token is not None:
             h["authorization"] = f"Bearer {token}"
-        return httpx.request(method, self.gateway + path, headers=h, timeout=5)
+        return httpx.request(method, (gateway or self.gateway) + path, headers=h, timeout=5)
 
     def admin(self, action):  # noqa: ANN001, ANN201
         return run_admin(self.doc, action)
