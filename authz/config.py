@@ -32,7 +32,7 @@ ASYMMETRIC_ALGORITHMS = (
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 _API_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-# A literal path segment as it appears in a canonical request path (see authz.apis.normalize_path): unreserved
+# A literal path segment as it appears in a canonical request path (see authz.decide.routes.normalize_path): unreserved
 # characters and sub-delimiters, never ';' (requests with path parameters are refused), never '%'.
 _LITERAL_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()+,=:@-]+$")
 _TEMPLATE_SEGMENT = re.compile(r"^(\{[A-Za-z_][A-Za-z0-9_]*\}|\*|\*\*)$")
@@ -95,7 +95,7 @@ class CertificateFile(_Model):
 
     @model_validator(mode="after")
     def _loadable(self) -> CertificateFile:
-        from authz.static_keys import load_pem_file
+        from authz.keys.pem import load_pem_file
 
         load_pem_file(self.path)  # raises ValueError with the reason
         return self
@@ -106,7 +106,7 @@ class KeyManagerSettings(_Model):
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     preset: Literal["keycloak", "auth0", "okta", "entra-v1", "entra-v2", "asgardeo"] | None = None
-    """Defaults for the token shape of a known identity provider (``authz.presets``); explicit fields win."""
+    """Defaults for the token shape of a known identity provider (``authz.keys.presets``); explicit fields win."""
     issuer: Annotated[str, Field(min_length=1)]
     """Exact ``iss`` of its tokens (one trailing ``/`` is ignored on both sides)."""
     jwks_uri: Annotated[str, Field(pattern=r"^https?://")] | None = None
@@ -152,7 +152,7 @@ class KeyManagerSettings(_Model):
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, data: Any) -> Any:
-        from authz.presets import apply_preset
+        from authz.keys.presets import apply_preset
 
         return apply_preset(data) if isinstance(data, dict) else data
 
@@ -392,11 +392,11 @@ class RedisSettings(_Model):
             raise ValueError("must start with redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
                              "redis+cluster:// or rediss+cluster://")
         if "+sentinel://" in value:
-            from authz.store_redis import parse_sentinel_url
+            from authz.registry.redis_store import parse_sentinel_url
 
             parse_sentinel_url(value)  # raises ValueError with the reason
         if "+cluster://" in value:
-            from authz.store_redis import parse_cluster_url
+            from authz.registry.redis_store import parse_cluster_url
 
             parse_cluster_url(value)  # raises ValueError with the reason
         return value
@@ -406,7 +406,7 @@ class RedisSettings(_Model):
     def _key_prefix(cls, value: str, info: ValidationInfo) -> str:
         # Redis Cluster: every registry key must hash to one slot (the Lua scripts touch several keys).
         if "+cluster://" in str(info.data.get("url", "")):
-            from authz.store_redis import cluster_hash_tag
+            from authz.registry.redis_store import cluster_hash_tag
 
             if cluster_hash_tag(value) is None:
                 raise ValueError(

@@ -6,7 +6,7 @@ Envoy sends to the client (``DeniedHttpResponse.status``), the gRPC status of ``
 under ``failure_mode_allow``), the RFC 6750 section 3.1 ``error`` attribute of the ``WWW-Authenticate``
 challenge (``None``: no ``error`` attribute), and the short ``message`` of the JSON body.
 
-Phases signal a denial by raising :class:`Denial`; :mod:`authz.responses` renders it in one place.
+Phases signal a denial by raising :class:`Denial`; :mod:`authz.envoy.render` renders it in one place.
 ``docs/errors.md`` is generated from :data:`REASONS` (``python -m authz.errors``), and a test keeps it in step.
 """
 
@@ -85,7 +85,7 @@ class Reason(Enum):
 
 
 class Denial(Exception):
-    """A decision to deny, raised by a pipeline phase and rendered by :mod:`authz.responses`.
+    """A decision to deny, raised by a pipeline phase and rendered by :mod:`authz.envoy.render`.
 
     Args:
         reason: the :class:`Reason` row (code, statuses, RFC 6750 error).

@@ -55,8 +55,8 @@ from authz.dev.envoy_config import build_envoy_config, render_yaml  # noqa: E402
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey  # noqa: E402
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy  # noqa: E402
 from authz.dev.stack import wait_serving  # noqa: E402
-from authz.registry_admin import RegistryAdmin  # noqa: E402
-from authz.store_redis import RedisStore, connect  # noqa: E402
+from authz.registry.admin import RegistryAdmin  # noqa: E402
+from authz.registry.redis_store import RedisStore, connect  # noqa: E402
 
 AUDIENCE = "authz-bench"
 CLIENT = "bench-client"

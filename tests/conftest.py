@@ -20,8 +20,8 @@ from authz.config import Settings, parse_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
 from authz.dev.stack import wait_serving
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
+from authz.registry.admin import RegistryAdmin
+from authz.registry.redis_store import RedisStore, connect
 
 AUDIENCE = "authz-test"
 

@@ -15,7 +15,7 @@ from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
 from authz.config import ConfigError, Settings, parse_config, serving_errors
 from authz.dev.procs import RedisServer, free_port
-from authz.store_redis import RedisStore, connect
+from authz.registry.redis_store import RedisStore, connect
 from tests.conftest import AuthzProcess
 
 TOKEN = "admin-token-0123456789"

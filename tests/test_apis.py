@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from authz.apis import Route, RouteTable, normalize_path
 from authz.config import Settings
+from authz.decide.routes import Route, RouteTable, normalize_path
 from authz.errors import Denial, Reason
 from authz.model import Request
 
@@ -255,7 +255,7 @@ def test_longest_context_wins(table: RouteTable) -> None:
 
 
 def test_resolutions_are_cached_per_path_method_host_and_api_id(make_settings) -> None:  # noqa: ANN001
-    from authz.apis import RouteTable
+    from authz.decide.routes import RouteTable
     from authz.model import Request
 
     ROUTE_CACHE_SIZE = 50

@@ -11,10 +11,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from authz.apis import Route
-from authz.backend_jwt import BackendJwtSigner
 from authz.config import ConfigError, Settings
-from authz.forward import build_allow, build_public_allow
+from authz.decide.backend_jwt import BackendJwtSigner
+from authz.decide.forward import build_allow, build_public_allow
+from authz.decide.routes import Route
 from authz.model import Application, ClientBinding, Identity, KeyType, Subscription
 
 

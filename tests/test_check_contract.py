@@ -23,8 +23,8 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 
 from authz.config import Settings
 from authz.dev.keymanager import KeyManager
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
+from authz.registry.admin import RegistryAdmin
+from authz.registry.redis_store import RedisStore, connect
 from tests.support.tokencraft import claims, sign, unsigned
 
 MiB = 1024 * 1024

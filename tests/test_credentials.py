@@ -1,10 +1,10 @@
-"""Credentials phase: ``authz.credentials.extract_bearer`` (RFC 6750 section 2.1), field cases C19 and C20."""
+"""Credentials phase: ``authz.decide.credentials.extract_bearer`` (RFC 6750 section 2.1), field cases C19 and C20."""
 
 from __future__ import annotations
 
 import pytest
 
-from authz.credentials import extract_bearer
+from authz.decide.credentials import extract_bearer
 from authz.errors import Denial, Reason
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from authz.config import Settings
 from authz.dev.stack import seed_registry, tamper_signature
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
+from authz.registry.admin import RegistryAdmin
+from authz.registry.redis_store import RedisStore, connect
 
 
 async def _state(settings: Settings) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""OIDC Discovery and RFC 8414 metadata (``authz.discovery``) through ``JwksCache`` and ``TokenValidator``, against
+"""OIDC Discovery and RFC 8414 metadata (``authz.keys.discovery``) through ``JwksCache`` and ``TokenValidator``, against
 real key managers on loopback: the discovered ``jwks_uri`` is used, the issuer must match, retries and moves."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 
 from authz.config import ConfigError, Settings
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
-from authz.discovery import metadata_url
 from authz.errors import DependencyUnavailable
+from authz.keys.discovery import metadata_url
 from tests.support.tokencraft import claims, running_validator, sign
 
 JWKS = "/oauth2/jwks"

@@ -24,7 +24,7 @@ from authz.dev.procs import RedisServer, free_port, start_envoy
 from authz.dev.stack import tamper_signature
 from authz.dev.upstream import EchoUpstream
 from authz.errors import Reason
-from authz.registry_admin import RegistryAdmin
+from authz.registry.admin import RegistryAdmin
 from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
 from tests.support.e2e import Stack as BaseStack
 from tests.support.e2e import drop_keys

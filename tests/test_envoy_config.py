@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from authz.dev.envoy_bin import envoy_binary
 from authz.dev.envoy_config import (
     HEADER,
     build_envoy_config,
@@ -15,7 +16,6 @@ from authz.dev.envoy_config import (
     render_yaml,
     write_envoy_config,
 )
-from authz.envoy_bin import envoy_binary
 
 REPO = Path(__file__).resolve().parent.parent
 

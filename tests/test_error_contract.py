@@ -6,8 +6,8 @@ import ast
 import re
 from pathlib import Path
 
+from authz.envoy.render import deny_response
 from authz.errors import GRPC_PERMISSION_DENIED, GRPC_UNAUTHENTICATED, Denial, Reason
-from authz.responses import deny_response
 
 AUTHZ = Path(__file__).resolve().parent.parent / "authz"
 

@@ -10,9 +10,9 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 
 from authz.dev.keymanager import KeyManager, SigningKey
+from authz.envoy.grpc_service import adapt, parse_check_request
+from authz.envoy.requests import MAX_HEADERS
 from authz.errors import Denial, Reason
-from authz.grpc_service import adapt, parse_check_request
-from authz.requests import MAX_HEADERS
 from tests.conftest import AuthzProcess
 
 CHECK = "/envoy.service.auth.v3.Authorization/Check"

@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from authz.dev.envoy_bin import envoy_binary
 from authz.dev.envoy_config import DEMO_ROUTES, build_envoy_config, write_envoy_config
 from authz.dev.procs import free_port
-from authz.envoy_bin import envoy_binary
+from authz.envoy.http_service import adapt_http
+from authz.envoy.requests import MAX_HEADERS, MAX_PATH_BYTES
 from authz.errors import Denial, Reason
-from authz.http_service import adapt_http
-from authz.requests import MAX_HEADERS, MAX_PATH_BYTES
 from tests.conftest import AuthzProcess
 
 

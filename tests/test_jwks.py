@@ -1,4 +1,4 @@
-"""JWKS cache: ``authz.jwks.JwksCache`` against a real key manager on loopback (field cases C01, C02, C03, key loading)."""
+"""JWKS cache: ``authz.keys.jwks_cache.JwksCache`` against a real key manager on loopback (field cases C01, C02, C03, key loading)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from authz.config import Settings
+from authz.decide.identity import TokenValidator
 from authz.dev.keymanager import KeyManager, SigningKey
 from authz.errors import Denial, DependencyUnavailable, Reason
-from authz.jwks import JwksCache, parse_jwks
-from authz.tokens import TokenValidator
+from authz.keys.jwks_cache import JwksCache, parse_jwks
 from tests.support.tokencraft import claims, running_validator, sign
 
 JWKS = "/oauth2/jwks"
@@ -473,7 +473,7 @@ async def test_a_refresh_that_keeps_a_key_keeps_its_cached_verifications(make_se
     """Unchanged keys keep their identity across refreshes, so the verified-token cache is not flushed."""
     import httpx
 
-    from authz.jwks import JwksCache
+    from authz.keys.jwks_cache import JwksCache
 
     settings = make_settings()
     async with httpx.AsyncClient() as client:

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from authz.jwks_endpoint import JWKS_PATH, JwksEndpoint
+from authz.ops.jwks_endpoint import JWKS_PATH, JwksEndpoint
 
 JWKS = {"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "BB", "kid": "k", "alg": "ES256", "use": "sig"}]}
 

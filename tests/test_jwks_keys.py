@@ -1,4 +1,4 @@
-"""Key shapes in a JWKS (``authz.jwks.parse_jwks``): ``x5c``-only keys and EC keys with short coordinates, each
+"""Key shapes in a JWKS (``authz.keys.jwks_cache.parse_jwks``): ``x5c``-only keys and EC keys with short coordinates, each
 also verified end to end with a real token against a JWKS served on loopback."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from authz.config import Settings
 from authz.dev.keymanager import KeyManager, SigningKey
-from authz.jwks import parse_jwks
+from authz.keys.jwks_cache import parse_jwks
 from tests.support.pki import certificate
 from tests.support.tokencraft import claims, running_validator, sign
 

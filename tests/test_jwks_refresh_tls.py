@@ -14,11 +14,11 @@ import httpx
 import pytest
 
 from authz.config import Settings
+from authz.decide.identity import TokenValidator
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.errors import DependencyUnavailable
-from authz.fetch import freshness, http_client
-from authz.jwks import JwksCache
-from authz.tokens import TokenValidator
+from authz.keys.fetch import freshness, http_client
+from authz.keys.jwks_cache import JwksCache
 from tests.support.pki import LoopbackTls
 
 JWKS = "/oauth2/jwks"

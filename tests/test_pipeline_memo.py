@@ -9,8 +9,8 @@ from collections.abc import Callable
 from authz.config import Settings
 from authz.dev.keymanager import KeyManager
 from authz.model import Allow, Request
-from authz.registry_admin import RegistryAdmin
-from authz.server import build_services
+from authz.ops.server import build_services
+from authz.registry.admin import RegistryAdmin
 
 
 def _request(token: str, method: str = "GET") -> Request:

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from authz.apis import Route
 from authz.config import Settings, parse_config
+from authz.decide.policy import authorize
+from authz.decide.routes import Route
 from authz.errors import Denial, Reason
 from authz.model import (
     Application,
@@ -19,8 +20,7 @@ from authz.model import (
     Subscription,
     SubscriptionStatus,
 )
-from authz.policy import authorize
-from authz.store_redis import Lookup
+from authz.registry.redis_store import Lookup
 
 APP = Application(id="app-1", name="Demo App", owner="dev", tier="Gold")
 

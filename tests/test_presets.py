@@ -1,4 +1,4 @@
-"""Key-manager presets (``authz.presets``): each IdP's token shape validated end to end through
+"""Key-manager presets (``authz.keys.presets``): each IdP's token shape validated end to end through
 ``TokenValidator`` with a real key and a real JWKS on loopback, and field-by-field overrides."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from authz.config import ConfigError, Settings
 from authz.dev.keymanager import KeyManager
 from authz.errors import Denial, Reason
-from authz.presets import PRESETS
+from authz.keys.presets import PRESETS
 from tests.support.tokencraft import running_validator, sign
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"

@@ -19,9 +19,16 @@ from redis.crc import key_slot
 from authz.config import ConfigError, Settings
 from authz.dev.procs import ManagedProcess, free_port, redis_server_binary
 from authz.model import ApplicationStatus, KeyType, SubscriptionStatus
-from authz.registry import RegistryCache
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import Lookup, RedisStore, RegistryError, cluster_hash_tag, connect, parse_cluster_url
+from authz.registry.admin import RegistryAdmin
+from authz.registry.cache import RegistryCache
+from authz.registry.redis_store import (
+    Lookup,
+    RedisStore,
+    RegistryError,
+    cluster_hash_tag,
+    connect,
+    parse_cluster_url,
+)
 from tests.test_config import check_config
 
 KM = "test-km"

@@ -20,9 +20,9 @@ from cryptography.x509.oid import NameOID
 
 from authz.config import Settings
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, redis_server_binary
-from authz.registry import RegistryCache
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect, parse_sentinel_url
+from authz.registry.admin import RegistryAdmin
+from authz.registry.cache import RegistryCache
+from authz.registry.redis_store import RedisStore, connect, parse_sentinel_url
 
 
 def _write_certs(d: Path) -> tuple[Path, Path, Path]:

@@ -14,9 +14,9 @@ from authz.config import Settings
 from authz.dev.procs import RedisServer
 from authz.errors import DependencyUnavailable
 from authz.model import ApplicationStatus, ClientBinding, KeyType, SubscriptionStatus
-from authz.registry import RegistryCache
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import CorruptRecord, Lookup, RedisStore, RegistryError, connect
+from authz.registry.admin import RegistryAdmin
+from authz.registry.cache import RegistryCache
+from authz.registry.redis_store import CorruptRecord, Lookup, RedisStore, RegistryError, connect
 
 KM = "test-km"
 

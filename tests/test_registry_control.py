@@ -11,14 +11,14 @@ import redis
 import yaml
 
 from authz.config import Settings
+from authz.decide.revocation import check_not_revoked
 from authz.dev.procs import RedisServer
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.model import ApplicationStatus, Identity, KeyType, SubscriptionStatus
-from authz.registry import RegistryCache
-from authz.registry_admin import RegistryAdmin, Revocation
-from authz.registry_io import export_document, export_yaml, import_yaml
-from authz.revocation import check_not_revoked
-from authz.store_redis import SCHEMA_VERSION, RedisStore, RegistryError, connect
+from authz.registry.admin import RegistryAdmin, Revocation
+from authz.registry.cache import RegistryCache
+from authz.registry.redis_store import SCHEMA_VERSION, RedisStore, RegistryError, connect
+from authz.registry.yaml_io import export_document, export_yaml, import_yaml
 
 KM = "test-km"
 

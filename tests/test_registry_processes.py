@@ -18,8 +18,8 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from authz.config import parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
+from authz.registry.admin import RegistryAdmin
+from authz.registry.redis_store import RedisStore, connect
 from tests.conftest import AuthzProcess, settings_dict
 
 

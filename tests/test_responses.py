@@ -10,12 +10,12 @@ import yaml
 from envoy.config.core.v3.base_pb2 import HeaderValueOption
 from google.protobuf.json_format import MessageToDict
 
-from authz.apis import Route
 from authz.config import HeadersSettings, Settings, parse_config
+from authz.decide.forward import build_allow
+from authz.decide.routes import Route
+from authz.envoy.render import DEFAULT_RETRY_AFTER, allow_response, challenge, deny_response
 from authz.errors import Denial, Reason
-from authz.forward import build_allow
 from authz.model import Allow, Application, ClientBinding, Identity, KeyType, Subscription
-from authz.responses import DEFAULT_RETRY_AFTER, allow_response, challenge, deny_response
 
 OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 

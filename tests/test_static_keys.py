@@ -1,4 +1,4 @@
-"""Static keys from PEM files (``certificates``, ``authz.static_keys``): tokens verified with no JWKS at all,
+"""Static keys from PEM files (``certificates``, ``authz.keys.pem``): tokens verified with no JWKS at all,
 and every unusable file refused by the config loader with its YAML path."""
 
 from __future__ import annotations

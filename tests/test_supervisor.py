@@ -16,7 +16,7 @@ import yaml
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
 from authz.dev.stack import wait_serving
-from authz.supervisor import worker_listen
+from authz.ops.supervisor import worker_listen
 from tests.conftest import settings_dict
 
 

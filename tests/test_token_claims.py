@@ -1,4 +1,4 @@
-"""Per-key-manager claim rules of ``authz.tokens.TokenValidator``: ``typ`` (RFC 9068), ``required_claims`` and
+"""Per-key-manager claim rules of ``authz.decide.identity.TokenValidator``: ``typ`` (RFC 9068), ``required_claims`` and
 ``max_token_lifetime`` (field case C17's ``1e20``), with real keys and a real key manager on loopback."""
 
 from __future__ import annotations

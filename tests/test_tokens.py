@@ -1,4 +1,4 @@
-"""Identity phase: ``authz.tokens.TokenValidator`` with a real ``JwksCache`` against a real key manager on loopback.
+"""Identity phase: ``authz.decide.identity.TokenValidator`` with a real ``JwksCache`` against a real key manager on loopback.
 
 Field cases C04, C09, C10, C11, C12, C14, C15, C16, C17, plus size limits, hostile input and the token cache.
 """
@@ -18,11 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from authz.config import ConfigError, Settings
+from authz.decide.identity import TokenValidator
 from authz.dev.keymanager import KeyManager, SigningKey
 from authz.dev.stack import tamper_signature
 from authz.errors import Denial, Reason
 from authz.model import Identity
-from authz.tokens import TokenValidator
 from tests.support.tokencraft import claims, hs256_forged, running_validator, sign, unsigned
 
 JWKS = "/oauth2/jwks"

@@ -1,6 +1,6 @@
 """gRPC admin API ``authz.admin.v1.RegistryAdmin``: registry CRUD for portals and scripts.
 
-Every call goes through :class:`authz.registry_admin.RegistryAdmin` (the CLI's code path) and needs the
+Every call goes through :class:`authz.registry.admin.RegistryAdmin` (the CLI's code path) and needs the
 metadata ``authorization: Bearer <admin token>``; :func:`start_admin_server` serves it on ``admin.listen``.
 Errors are gRPC status codes (see docs/admin-api.md): ``UNAUTHENTICATED``, ``NOT_FOUND``, ``ALREADY_EXISTS``,
 ``INVALID_ARGUMENT`` (message ``field: reason``), ``FAILED_PRECONDITION`` (the registry's data format is
@@ -22,8 +22,8 @@ from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
 from authz.config import Settings
 from authz.model import Application, Subscription
-from authz.registry_admin import ClientView, RegistryAdmin, Revocation
-from authz.store_redis import CorruptRecord, RedisStore, RegistryError
+from authz.registry.admin import ClientView, RegistryAdmin, Revocation
+from authz.registry.redis_store import CorruptRecord, RedisStore, RegistryError
 
 log = logging.getLogger("authz.admin")
 
@@ -267,7 +267,7 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
 async def start_admin_server(settings: Settings, store: RedisStore) -> grpc.aio.Server | None:
     """Serve the admin API on ``admin.listen`` (None when it is not set).
 
-    With ``authz serve --workers N`` only worker 0 calls this (:func:`authz.server.serve`, ``primary``). The
+    With ``authz serve --workers N`` only worker 0 calls this (:func:`authz.ops.server.serve`, ``primary``). The
     port is bound without ``SO_REUSEPORT``, so a second process on the same address fails loudly.
 
     Args:

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 import yaml
 
-from authz.envoy_bin import envoy_binary
+from authz.dev.envoy_bin import envoy_binary
 
 REDIS_MISSING = (
     "redis-server not found: install it with `sudo apt-get install -y redis-server` "

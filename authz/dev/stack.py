@@ -34,9 +34,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authz.config import ConfigError, Settings, load_config
 from authz.dev.keymanager import DEMO_CLIENTS
 from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_port
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, RegistryError, connect
-from authz.supervisor import default_workers
+from authz.ops.supervisor import default_workers
+from authz.registry.admin import RegistryAdmin
+from authz.registry.redis_store import RedisStore, RegistryError, connect
 
 DEFAULT_RUN_DIR = Path(".run")
 KEY_MANAGER_PORT = 8081

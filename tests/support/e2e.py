@@ -16,8 +16,8 @@ from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
-from authz.registry_admin import RegistryAdmin
-from authz.store_redis import RedisStore, connect
+from authz.registry.admin import RegistryAdmin
+from authz.registry.redis_store import RedisStore, connect
 from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
 
 

@@ -19,9 +19,9 @@ import httpx
 import jwt
 
 from authz.config import Settings
+from authz.decide.identity import TokenValidator
 from authz.dev.keymanager import KeyManager, SigningKey
-from authz.jwks import JwksCache
-from authz.tokens import TokenValidator
+from authz.keys.jwks_cache import JwksCache
 
 _NO_KID = object()
 

@@ -1,7 +1,7 @@
 """Registry phase: which application a client ID belongs to and its subscription to the API.
 
 Lookups go through a local in-process cache (bounded, TTL, negative entries too) in front of
-:class:`authz.store_redis.RedisStore`. Every registry write publishes on the ``{prefix}events`` channel; a
+:class:`authz.registry.redis_store.RedisStore`. Every registry write publishes on the ``{prefix}events`` channel; a
 background subscriber clears the cache on each message, and also whenever it (re)connects, because
 messages may have been missed while it was away. On a Redis Cluster it subscribes on one node
 (:meth:`RedisStore.pubsub`) and moves to the next one after each failure.
@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from authz.config import RedisSettings
 from authz.errors import DependencyUnavailable
-from authz.store_redis import CorruptRecord, Lookup, RedisStore
+from authz.registry.redis_store import CorruptRecord, Lookup, RedisStore
 
 log = logging.getLogger("authz.registry")
 

@@ -11,10 +11,10 @@ Rules it keeps:
 * keys that cannot be loaded (bad encoding, ``use: enc``, weak RSA) are skipped and logged, the others work;
 * the refresh period follows the response's ``Cache-Control: max-age`` (minus ``Age``) bounded by
   ``jwks.min_refresh_interval`` and ``jwks.max_refresh_interval``; without it, ``jwks.refresh_interval``;
-* with ``discovery``, the ``jwks_uri`` comes from the issuer's metadata (:mod:`authz.discovery`), fetched
+* with ``discovery``, the ``jwks_uri`` comes from the issuer's metadata (:mod:`authz.keys.discovery`), fetched
   before the first JWKS fetch and again after a failed one; metadata naming another issuer makes the key
   manager unusable (its tokens get 503) until it names the configured issuer;
-* with ``certificates``, the keys come from PEM files (:mod:`authz.static_keys`), loaded once at start.
+* with ``certificates``, the keys come from PEM files (:mod:`authz.keys.pem`), loaded once at start.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authz.config import KeyManagerSettings
-from authz.discovery import IssuerMismatch, discover_jwks_uri
 from authz.errors import Denial, DependencyUnavailable, Reason
-from authz.fetch import MAX_DOCUMENT_BYTES, fetch_json, freshness, redact_url
-from authz.static_keys import MIN_RSA_BITS, check_public_key, load_pem_file, public_key_of_certificate
+from authz.keys.discovery import IssuerMismatch, discover_jwks_uri
+from authz.keys.fetch import MAX_DOCUMENT_BYTES, fetch_json, freshness, redact_url
+from authz.keys.pem import MIN_RSA_BITS, check_public_key, load_pem_file, public_key_of_certificate
 
 log = logging.getLogger("authz.jwks")
 
@@ -190,7 +190,7 @@ class JwksCache:
 
     Args:
         settings: the key manager's settings (``jwks_uri`` / ``discovery`` / ``certificates``, ``jwks.*``).
-        client: an httpx client used for the fetches (TLS settings already applied: :func:`authz.fetch.http_client`).
+        client: an httpx client used for the fetches (TLS settings already applied: :func:`authz.keys.fetch.http_client`).
         clock: monotonic clock in seconds (tests may pass their own).
 
     Attributes:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from authz.config import normalize_issuer
-from authz.fetch import FetchError, fetch_json, redact_url
+from authz.keys.fetch import FetchError, fetch_json, redact_url
 
 
 class DiscoveryError(Exception):

@@ -16,19 +16,19 @@ import asyncio
 import hashlib
 import logging
 
-from authz.apis import Route, RouteTable
-from authz.backend_jwt import BackendJwtSigner
 from authz.config import Settings
-from authz.credentials import extract_bearer
+from authz.decide.backend_jwt import BackendJwtSigner
+from authz.decide.credentials import extract_bearer
+from authz.decide.forward import build_allow, build_public_allow
+from authz.decide.identity import TokenValidator
+from authz.decide.policy import authorize
+from authz.decide.revocation import check_not_revoked
+from authz.decide.routes import Route, RouteTable
 from authz.errors import Denial, DependencyUnavailable, Reason
-from authz.forward import build_allow, build_public_allow
 from authz.memo import ObjectMemo
 from authz.model import Allow, Identity, Request
-from authz.policy import authorize
-from authz.registry import RegistryCache
-from authz.revocation import check_not_revoked
-from authz.store_redis import Lookup
-from authz.tokens import TokenValidator
+from authz.registry.cache import RegistryCache
+from authz.registry.redis_store import Lookup
 
 log = logging.getLogger("authz.decisions")
 
@@ -158,7 +158,7 @@ class Pipeline:
         JWTs expire on their own schedule: APIs that forward one are never memoized.
 
         Raises:
-            Denial: from :func:`authz.policy.authorize`.
+            Denial: from :func:`authz.decide.policy.authorize`.
         """
         memo = self._decisions.get((identity, found, route.resource), environment)
         if memo is not None:

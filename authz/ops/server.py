@@ -21,19 +21,19 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authz.admin.service import start_admin_server
-from authz.apis import RouteTable
-from authz.backend_jwt import BackendJwtSigner
 from authz.config import Settings
-from authz.fetch import http_client
-from authz.grpc_service import AuthorizationServicer, add_to_server
-from authz.http_service import HttpAuthorizationServer
-from authz.jwks import JwksCache
-from authz.jwks_endpoint import JwksEndpoint
-from authz.pipeline import Pipeline
-from authz.registry import RegistryCache
-from authz.store_redis import RedisStore, connect
-from authz.supervisor import worker_listen
-from authz.tokens import TokenValidator
+from authz.decide.backend_jwt import BackendJwtSigner
+from authz.decide.identity import TokenValidator
+from authz.decide.pipeline import Pipeline
+from authz.decide.routes import RouteTable
+from authz.envoy.grpc_service import AuthorizationServicer, add_to_server
+from authz.envoy.http_service import HttpAuthorizationServer
+from authz.keys.fetch import http_client
+from authz.keys.jwks_cache import JwksCache
+from authz.ops.jwks_endpoint import JwksEndpoint
+from authz.ops.supervisor import worker_listen
+from authz.registry.cache import RegistryCache
+from authz.registry.redis_store import RedisStore, connect
 
 log = logging.getLogger("authz.server")
 

@@ -1,6 +1,6 @@
 """The request limits and the :class:`authz.model.Request` builder shared by both front ends.
 
-The gRPC adapter (:mod:`authz.grpc_service`) and the HTTP one (:mod:`authz.http_service`) read headers
+The gRPC adapter (:mod:`authz.envoy.grpc_service`) and the HTTP one (:mod:`authz.envoy.http_service`) read headers
 differently, then hand them here: header names folded to lower case, repeated names comma-joined (as HTTP
 merges them), the same size limits, and method and request ID cleaned for logs. Work is linear in the input.
 """

@@ -4,7 +4,7 @@ The alternative to a JWKS endpoint that WSO2 API Manager calls certificate type 
 ``certificates`` list names the files, each with an optional ``kid``. The files are read when the
 configuration is validated (``authz check-config`` reports an unreadable file) and again when authz starts.
 
-The key checks here are also applied to JWKS keys (:mod:`authz.jwks`): RSA keys of at least 2048 bits with an
+The key checks here are also applied to JWKS keys (:mod:`authz.keys.jwks_cache`): RSA keys of at least 2048 bits with an
 odd public exponent of at least 3, EC keys on P-256/P-384/P-521, Ed25519 keys.
 """
 

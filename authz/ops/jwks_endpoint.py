@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from authz.http_logging import quiet_client_errors
+from authz.ops.http_logging import quiet_client_errors
 
 log = logging.getLogger("authz.jwks_endpoint")
 
@@ -25,7 +25,7 @@ class JwksEndpoint:
     """Serve a JWK Set over HTTP/1.1 on ``listen``.
 
     Args:
-        jwks: the public JWK Set, ``{"keys": [...]}`` (from :meth:`authz.backend_jwt.BackendJwtSigner.jwks`).
+        jwks: the public JWK Set, ``{"keys": [...]}`` (from :meth:`authz.decide.backend_jwt.BackendJwtSigner.jwks`).
         listen: ``host:port`` (port 0 picks a free port; see :attr:`port` after :meth:`start`).
     """
 

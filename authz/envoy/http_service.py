@@ -10,7 +10,7 @@ configured) with the headers allowed by ``authorization_request.allowed_headers`
   ``OkHttpResponse.headers_to_remove``);
 - deny: the denial's HTTP status, JSON body and ``content-type`` / ``www-authenticate`` / ``retry-after``
   headers (Envoy forwards those named in ``authorization_response.allowed_client_headers``), rendered by
-  :func:`authz.responses.deny_parts` exactly as in gRPC mode;
+  :func:`authz.envoy.render.deny_parts` exactly as in gRPC mode;
 - any internal error: ``503`` with the JSON body, never ``200``.
 
 HTTP mode carries no ``context_extensions``: the API is matched by host + path, and the sandbox
@@ -23,12 +23,9 @@ import logging
 
 from aiohttp import web
 
-from authz.errors import Denial
-from authz.http_logging import quiet_client_errors
-from authz.memo import ObjectMemo
-from authz.model import Allow, Request
-from authz.pipeline import Pipeline, unavailable
-from authz.requests import (
+from authz.decide.pipeline import Pipeline, unavailable
+from authz.envoy.render import deny_parts
+from authz.envoy.requests import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     MAX_PATH_BYTES,
@@ -36,7 +33,10 @@ from authz.requests import (
     check_header_count,
     fold_headers,
 )
-from authz.responses import deny_parts
+from authz.errors import Denial
+from authz.memo import ObjectMemo
+from authz.model import Allow, Request
+from authz.ops.http_logging import quiet_client_errors
 
 log = logging.getLogger("authz.http")
 
@@ -55,7 +55,7 @@ def adapt_http(method: str, path: str, headers: list[tuple[str, str]]) -> Reques
     Returns:
         The :class:`Request`: header names lower-cased, repeated names comma-joined, no context extensions.
     Raises:
-        Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.requests` (the gRPC adapter's).
+        Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.envoy.requests` (the gRPC adapter's).
     """
     check_header_count(len(headers))
     folded = fold_headers(headers)

@@ -1,6 +1,6 @@
 """YAML export and import of the registry (``authz registry export`` / ``authz registry import``).
 
-The document (``schema`` is the registry data version, :data:`authz.store_redis.SCHEMA_VERSION`)::
+The document (``schema`` is the registry data version, :data:`authz.registry.redis_store.SCHEMA_VERSION`)::
 
     schema: 1
     applications:
@@ -16,7 +16,7 @@ The document (``schema`` is the registry data version, :data:`authz.store_redis.
     revocations:
       - {key_manager: demo, jti: 6f1c..., expires_at: 1764403600}
 
-Import goes through :class:`authz.registry_admin.RegistryAdmin` (the same validated code path as the CLI and
+Import goes through :class:`authz.registry.admin.RegistryAdmin` (the same validated code path as the CLI and
 the admin API). It is idempotent: it creates or updates what differs and leaves the rest untouched; it never
 deletes what the file does not mention. The whole file is validated and every conflict (a client ID owned
 by another application, a name used by another ID) is found before the first write.
@@ -32,14 +32,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from authz.model import ApplicationStatus, KeyType, SubscriptionStatus
-from authz.registry_admin import (
+from authz.registry.admin import (
     RegistryAdmin,
     check_application_fields,
     check_client_id,
     check_tier,
     check_token_id,
 )
-from authz.store_redis import SCHEMA_VERSION, RegistryError
+from authz.registry.redis_store import SCHEMA_VERSION, RegistryError
 
 
 class _Doc(BaseModel):

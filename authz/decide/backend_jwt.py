@@ -12,7 +12,7 @@ For an API with ``backend_jwt`` set, an allowed request carries (in ``backend_jw
 named in ``backend_jwt.claims`` that the token carries.
 
 Upstreams verify it with the public keys authz publishes (:meth:`BackendJwtSigner.jwks`, served by
-:mod:`authz.jwks_endpoint`). A signed JWT is cached per (access token, API) until shortly before it
+:mod:`authz.ops.jwks_endpoint`). A signed JWT is cached per (access token, API) until shortly before it
 expires, in a bounded LRU.
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from authz.apis import Route
 from authz.config import BackendJwtSettings, load_signing_key
+from authz.decide.routes import Route
 from authz.model import Application, ClientBinding, Identity
 
 

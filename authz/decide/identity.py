@@ -30,7 +30,7 @@ import jwt
 
 from authz.config import KeyManagerSettings, Settings, normalize_issuer
 from authz.errors import Denial, Reason
-from authz.jwks import JwksCache, VerificationKey
+from authz.keys.jwks_cache import JwksCache, VerificationKey
 from authz.model import Identity
 
 log = logging.getLogger("authz.tokens")

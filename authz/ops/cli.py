@@ -52,10 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``authz serve --config FILE [--workers N]``: run the gRPC server until SIGTERM/SIGINT.
 
     With one worker the server runs in this process; with more, a supervisor runs them as child processes
-    on consecutive ports (see :mod:`authz.supervisor`).
+    on consecutive ports (see :mod:`authz.ops.supervisor`).
     """
-    from authz.server import serve  # noqa: PLC0415
-    from authz.supervisor import Supervisor, default_workers, worker_command  # noqa: PLC0415
+    from authz.ops.server import serve  # noqa: PLC0415
+    from authz.ops.supervisor import Supervisor, default_workers, worker_command  # noqa: PLC0415
 
     _setup_logging(args.log_level)
     settings = _load(args.config)
@@ -102,8 +102,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]]) -> int:
     from redis.exceptions import RedisError  # noqa: PLC0415
 
-    from authz.registry_admin import RegistryAdmin  # noqa: PLC0415
-    from authz.store_redis import CorruptRecord, RedisStore, RegistryError, connect  # noqa: PLC0415
+    from authz.registry.admin import RegistryAdmin  # noqa: PLC0415
+    from authz.registry.redis_store import CorruptRecord, RedisStore, RegistryError, connect  # noqa: PLC0415
 
     settings = _load(args.config)
 
@@ -281,8 +281,8 @@ def cmd_revocations(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``authz registry export``: the whole registry as YAML on stdout (see :mod:`authz.registry_io`)."""
-    from authz.registry_io import export_yaml  # noqa: PLC0415
+    """``authz registry export``: the whole registry as YAML on stdout (see :mod:`authz.registry.yaml_io`)."""
+    from authz.registry.yaml_io import export_yaml  # noqa: PLC0415
 
     async def act(admin: Any) -> str:
         return (await export_yaml(admin)).rstrip("\n")
@@ -292,7 +292,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """``authz registry import FILE [--dry-run]``: apply a YAML export; prints each change (idempotent)."""
-    from authz.registry_io import import_yaml  # noqa: PLC0415
+    from authz.registry.yaml_io import import_yaml  # noqa: PLC0415
 
     try:
         text = Path(args.file).read_text(encoding="utf-8")

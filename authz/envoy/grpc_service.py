@@ -14,16 +14,16 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
-from authz.errors import Denial, Reason
-from authz.memo import ObjectMemo
-from authz.model import Allow, Request
-from authz.pipeline import Pipeline, unavailable
-from authz.requests import (
+from authz.decide.pipeline import Pipeline, unavailable
+from authz.envoy.render import allow_response, deny_response
+from authz.envoy.requests import (
     build_request,
     check_header_count,
     fold_headers,
 )
-from authz.responses import allow_response, deny_response
+from authz.errors import Denial, Reason
+from authz.memo import ObjectMemo
+from authz.model import Allow, Request
 
 log = logging.getLogger("authz.grpc")
 
@@ -40,7 +40,7 @@ def adapt(message: CheckRequest) -> Request:
     Returns:
         The :class:`Request`.
     Raises:
-        Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.requests`.
+        Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.envoy.requests`.
     """
     attrs = message.attributes
     http = attrs.request.http

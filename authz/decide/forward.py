@@ -8,9 +8,9 @@ client never reaches the upstream as if authz had set it.
 
 from __future__ import annotations
 
-from authz.apis import Route
-from authz.backend_jwt import BackendJwtSigner
 from authz.config import HeadersSettings
+from authz.decide.backend_jwt import BackendJwtSigner
+from authz.decide.routes import Route
 from authz.model import Allow, Application, ClientBinding, Identity, Subscription
 
 METADATA_NAMESPACE = "envoy.filters.http.ext_authz"

@@ -2,14 +2,14 @@
 
 Runs right after the identity phase, before any registry lookup. Revocations are stored per key manager in
 Redis until the token's expiry (``authz registry revoke``, admin API ``CreateRevocation``) and read through
-the cache of :class:`authz.registry.RegistryCache`. A token without ``jti`` cannot be revoked individually.
+the cache of :class:`authz.registry.cache.RegistryCache`. A token without ``jti`` cannot be revoked individually.
 """
 
 from __future__ import annotations
 
 from authz.errors import Denial, Reason
 from authz.model import Identity
-from authz.registry import RegistryCache
+from authz.registry.cache import RegistryCache
 
 
 async def check_not_revoked(identity: Identity, registry: RegistryCache) -> None:

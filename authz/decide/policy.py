@@ -11,7 +11,7 @@ PRODUCTION keys. Any other value is a misconfigured route and denies every key.
 
 from __future__ import annotations
 
-from authz.apis import Route
+from authz.decide.routes import Route
 from authz.errors import Denial, Reason
 from authz.model import (
     Application,
@@ -21,7 +21,7 @@ from authz.model import (
     Subscription,
     SubscriptionStatus,
 )
-from authz.store_redis import Lookup
+from authz.registry.redis_store import Lookup
 
 SANDBOX = "sandbox"
 PRODUCTION = "production"

@@ -2,7 +2,7 @@
 
 Used by the ``authz registry`` CLI (and any other control-plane front end): it resolves applications by ID
 or name, checks that key managers and API IDs exist in the configuration, and leaves the atomic writes
-to :class:`authz.store_redis.RedisStore`. Every refusal is a :class:`RegistryError` with a message for people.
+to :class:`authz.registry.redis_store.RedisStore`. Every refusal is a :class:`RegistryError` with a message for people.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 
 from authz.config import Settings
+from authz.decide.identity import MAX_TOKEN_ID_LENGTH
 from authz.model import Application, ApplicationStatus, KeyType, Subscription, SubscriptionStatus
-from authz.store_redis import SCHEMA_VERSION, RedisStore, RegistryError
-from authz.tokens import MAX_TOKEN_ID_LENGTH
+from authz.registry.redis_store import SCHEMA_VERSION, RedisStore, RegistryError
 
 
 @dataclass(frozen=True, slots=True)
