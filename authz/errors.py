@@ -115,6 +115,21 @@ class Denial(Exception):
         self.log_detail = log_detail
 
 
+RETRY_AFTER_SECONDS = 5
+"""Seconds a client is told to wait (``retry-after``) after a 503."""
+
+
+def unavailable(description: str) -> Denial:
+    """A 503 denial (``TEMPORARILY_UNAVAILABLE``) for a dependency outage or an internal failure.
+
+    Args:
+        description: what the client is told (never an internal detail).
+    Returns:
+        The :class:`Denial`, with ``retry_after`` = :data:`RETRY_AFTER_SECONDS`.
+    """
+    return Denial(Reason.TEMPORARILY_UNAVAILABLE, description, retry_after=RETRY_AFTER_SECONDS)
+
+
 class DependencyUnavailable(Exception):
     """A dependency (Redis, a key manager's JWKS endpoint) could not answer; the pipeline denies with 503.
 

@@ -30,6 +30,10 @@ class Request:
     request_id: str = ""
 
 
+MAX_TOKEN_ID_LENGTH = 512
+"""Longest ``jti`` (RFC 7519 section 4.1.7) accepted in a token and in a revocation."""
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """A validated access token (RFC 7519 / RFC 9068 claims), the output of the identity phase.
@@ -145,3 +149,18 @@ class Allow:
     headers: tuple[tuple[str, str], ...]
     headers_to_remove: tuple[str, ...]
     dynamic_metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the hot path needs to decide for one (key manager, client ID, API): one registry read.
+
+    Attributes:
+        binding: the client ID's application and key type, or None when the client ID is not registered.
+        application: that application, or None.
+        subscription: the application's subscription to the API, or None.
+    """
+
+    binding: ClientBinding | None
+    application: Application | None
+    subscription: Subscription | None

@@ -70,9 +70,8 @@ async def main() -> int:
 
     redis = RedisServer().start()
     key = SigningKey.generate_ec(kid="mem")
-    km = KeyManager("http://x", "authz-bench", {}, {}, keys=[key])
+    km = KeyManager("authz-bench", {}, {}, keys=[key])
     km.start()
-    km.issuer = km.url
     try:
         doc = authz_config(km, redis.url, free_port(), token_cache=True)
         doc["key_managers"][0]["algorithms"] = ["ES256"]

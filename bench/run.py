@@ -56,7 +56,8 @@ from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKe
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy  # noqa: E402
 from authz.dev.stack import wait_serving  # noqa: E402
 from authz.registry.admin import RegistryAdmin  # noqa: E402
-from authz.registry.redis_store import RedisStore, connect  # noqa: E402
+from authz.registry.redis_conn import connect  # noqa: E402
+from authz.registry.redis_store import RedisStore  # noqa: E402
 
 AUDIENCE = "authz-bench"
 CLIENT = "bench-client"
@@ -271,9 +272,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="authz-bench-"))
     procs: list[ManagedProcess] = []
     redis = RedisServer().start()
-    km = KeyManager("http://x", AUDIENCE, {**DEMO_CLIENTS, CLIENT: "s"}, DEMO_USERS, keys=[SigningKey.generate_rsa()])
+    km = KeyManager(AUDIENCE, {**DEMO_CLIENTS, CLIENT: "s"}, DEMO_USERS, keys=[SigningKey.generate_rsa()])
     km.start()
-    km.issuer = km.url
     results: dict[str, dict] = {}
     try:
         tokens = [km.issue_token(CLIENT, f"user-{i}", "orders:read") for i in range(64)]

@@ -1,12 +1,12 @@
-"""Shared fixtures: real redis-server, a real key manager on loopback, authz settings and servers.
+"""Shared fixtures: a real key manager on loopback, settings, a real redis-server when a test needs one.
 
 Lifecycle is visible: every service is started here, waited for, and stopped; logs are printed when a
-test using a subprocess fails. Nothing is assumed to be running, nothing is faked.
+test using a subprocess fails. Nothing is assumed to be running, nothing is faked. Tests of the code above the
+store (pipeline, policy, registry cache) use :class:`authz.registry.memory.MemoryStore` and never start Redis.
 """
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,16 +14,14 @@ from typing import Any
 
 import pytest
 import redis
-import yaml
 
 from authz.config import Settings, parse_config
-from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess, RedisServer, free_port
-from authz.dev.stack import wait_serving
+from authz.dev.keymanager import KeyManager, SigningKey
+from authz.dev.procs import RedisServer
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore, connect
-
-AUDIENCE = "authz-test"
+from authz.registry.redis_store import RedisStore
+from tests.support.config import AUDIENCE, settings_dict
+from tests.support.processes import AuthzProcess
 
 
 @pytest.fixture(scope="session")
@@ -47,73 +45,32 @@ def rsa_key() -> SigningKey:
 
 @pytest.fixture
 def idp(rsa_key: SigningKey) -> Iterator[KeyManager]:
-    """A real OAuth2 key manager on a free loopback port, serving JWKS and discovery (RSA key ``k1``)."""
-    km = KeyManager("http://issuer.invalid", AUDIENCE, DEMO_CLIENTS, DEMO_USERS, keys=[rsa_key])
+    """A real OAuth2 key manager on a free loopback port, serving JWKS and discovery (RSA key ``k1``); its
+    issuer is its own URL, as for a real IdP."""
+    km = KeyManager(AUDIENCE, keys=[rsa_key])
     km.start()
-    km.issuer = km.url  # iss is the server's own URL, as for a real IdP
     yield km
     km.stop()
 
 
-def settings_dict(idp: KeyManager, redis_url: str, prefix: str, **overrides: Any) -> dict[str, Any]:
-    """A config document for tests: one key manager (``idp``), the demo APIs, fast JWKS timings.
+@pytest.fixture
+def make_settings(idp: KeyManager, key_prefix: str) -> Callable[..., Settings]:
+    """Build validated :class:`Settings` for this test's key manager (no Redis: the URL answers nothing)."""
 
-    Keyword overrides replace top-level sections; ``km`` updates the key manager entry.
-    """
-    km = {
-        "name": "test-km",
-        "issuer": idp.issuer,
-        "jwks_uri": f"{idp.url}/oauth2/jwks",
-        "audiences": [AUDIENCE],
-        "algorithms": ["RS256", "PS256", "ES256", "EdDSA"],
-        "leeway": 60,
-        "jwks": {"refresh_interval": 300, "kid_refetch_cooldown": 30, "timeout": 2, "retry_interval": 0.2},
-    }
-    km.update(overrides.pop("km", {}))
-    doc: dict[str, Any] = {
-        "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1},
-        "redis": {"url": redis_url, "key_prefix": prefix, "socket_timeout": 0.5},
-        "key_managers": [km],
-        "apis": yaml.safe_load(Path("config/authz.yaml").read_text())["apis"],
-    }
-    doc.update(overrides)
-    return doc
+    def build(**overrides: Any) -> Settings:
+        return parse_config(settings_dict(idp, prefix=key_prefix, **overrides))
+
+    return build
 
 
 @pytest.fixture
-def make_settings(idp: KeyManager, redis_server: RedisServer, key_prefix: str) -> Callable[..., Settings]:
-    """Build validated :class:`Settings` for this test's key manager, Redis and prefix."""
+def make_redis_settings(idp: KeyManager, redis_server: RedisServer, key_prefix: str) -> Callable[..., Settings]:
+    """Build validated :class:`Settings` for this test's key manager, the session's Redis and this test's prefix."""
 
     def build(**overrides: Any) -> Settings:
         return parse_config(settings_dict(idp, redis_server.url, key_prefix, **overrides))
 
     return build
-
-
-class AuthzProcess:
-    """``authz serve`` in a subprocess with a config file written from a settings document."""
-
-    def __init__(self, doc: dict[str, Any], tmp: Path) -> None:
-        self.doc = doc
-        self.config = tmp / "authz.yaml"
-        self.config.write_text(yaml.safe_dump(doc), encoding="utf-8")
-        self.listen = doc["server"]["listen"]
-        self.port = int(self.listen.rsplit(":", 1)[1])
-        self.proc = ManagedProcess(
-            [sys.executable, "-m", "authz", "serve", "--config", str(self.config), "--log-level", "info"],
-            name="authz", log_dir=tmp,
-        )
-
-    def start(self) -> AuthzProcess:
-        self.proc.start()
-        wait_serving(self.listen, timeout=20)
-        return self
-
-    def stop(self) -> int | None:
-        return self.proc.stop()
-
-    def log_text(self) -> str:
-        return self.proc.log_text()
 
 
 @pytest.fixture
@@ -140,17 +97,17 @@ def start_authz(
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    """This test's validated settings (its key manager, Redis and key prefix)."""
-    return make_settings()
+def settings(make_redis_settings: Callable[..., Settings]) -> Settings:
+    """This test's validated settings (its key manager, the session's Redis, its key prefix)."""
+    return make_redis_settings()
 
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[RedisStore]:
-    """The registry store on this test's key prefix."""
-    client = connect(settings.redis.url, 2.0)
-    yield RedisStore(client, settings.redis.key_prefix)
-    await client.aclose()
+    """The Redis registry store on this test's key prefix."""
+    store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, 2.0)
+    yield store
+    await store.aclose()
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
 from authz.config import ConfigError, Settings, parse_config, serving_errors
 from authz.dev.procs import RedisServer, free_port
-from authz.registry.redis_store import RedisStore, connect
-from tests.conftest import AuthzProcess
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from tests.support.processes import AuthzProcess
 
 TOKEN = "admin-token-0123456789"
 KM = "test-km"
@@ -33,9 +34,9 @@ def test_generated_code_matches_the_proto(tmp_path: Path) -> None:
 
 
 def test_admin_listen_needs_a_token_to_serve_which_the_environment_can_supply(
-    make_settings: Callable[..., Settings],
+    make_redis_settings: Callable[..., Settings],
 ) -> None:
-    doc = make_settings().model_dump(mode="json", exclude_none=True)
+    doc = make_redis_settings().model_dump(mode="json", exclude_none=True)
     doc["admin"] = {"listen": "127.0.0.1:9999"}
     # Readable without the secret (the registry CLI needs only Redis, key managers and APIs) ...
     without = parse_config(doc)
@@ -54,8 +55,8 @@ def test_admin_listen_needs_a_token_to_serve_which_the_environment_can_supply(
 
 
 @pytest.fixture
-async def stub(make_settings: Callable[..., Settings]) -> AsyncIterator[admin_pb2_grpc.RegistryAdminStub]:
-    settings = make_settings(admin={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN})
+async def stub(make_redis_settings: Callable[..., Settings]) -> AsyncIterator[admin_pb2_grpc.RegistryAdminStub]:
+    settings = make_redis_settings(admin={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN})
     client = connect(settings.redis.url, 2.0)
     server = await start_admin_server(settings, RedisStore(client, settings.redis.key_prefix))
     assert server is not None and settings.admin.listen is not None
@@ -138,7 +139,7 @@ async def test_errors_are_status_codes_with_clear_messages(stub: admin_pb2_grpc.
     await stub.CreateApplication(pb.CreateApplicationRequest(name="Two", id="two"), metadata=AUTH)
     await stub.CreateClient(pb.CreateClientRequest(application="one", client_id="shared"), metadata=AUTH)
     await expect(stub.CreateClient(pb.CreateClientRequest(application="two", client_id="shared"), metadata=AUTH),
-                 grpc.StatusCode.ALREADY_EXISTS, "client ID shared is already used by application One")
+                 grpc.StatusCode.ALREADY_EXISTS, "client ID shared of key manager test-km is already used by application One")
     await expect(stub.CreateApplication(pb.CreateApplicationRequest(name="One"), metadata=AUTH),
                  grpc.StatusCode.ALREADY_EXISTS, "application name 'One' is already used by one")
     await expect(stub.CreateApplication(pb.CreateApplicationRequest(name=""), metadata=AUTH),
@@ -159,9 +160,9 @@ async def test_errors_are_status_codes_with_clear_messages(stub: admin_pb2_grpc.
                  grpc.StatusCode.NOT_FOUND, "no application with ID or name 'ghost'")
 
 
-async def test_redis_outage_is_unavailable(make_settings: Callable[..., Settings]) -> None:
+async def test_redis_outage_is_unavailable(make_redis_settings: Callable[..., Settings]) -> None:
     server = RedisServer().start()
-    settings = make_settings(admin={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN})
+    settings = make_redis_settings(admin={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN})
     client = connect(server.url, 0.3)
     admin_server = await start_admin_server(settings, RedisStore(client, "x:"))
     assert admin_server is not None and settings.admin.listen is not None

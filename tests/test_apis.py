@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from authz.config import Settings
+from authz.config import ApiSettings
 from authz.decide.routes import Route, RouteTable, normalize_path
 from authz.errors import Denial, Reason
 from authz.model import Request
@@ -30,11 +32,17 @@ FILES = {
 }
 
 
+DEMO_APIS: list[dict[str, Any]] = yaml.safe_load(Path("config/authz.yaml").read_text(encoding="utf-8"))["apis"]
+
+
+def route_table(apis: list[dict[str, Any]], cache_size: int = 10_000) -> RouteTable:
+    """A route table over these ``apis[]`` entries (validated as the config loader does)."""
+    return RouteTable([ApiSettings.model_validate(api) for api in apis], cache_size)
+
+
 @pytest.fixture
-def table(make_settings: Callable[..., Settings]) -> RouteTable:
-    settings = make_settings()
-    apis = [a.model_dump() for a in settings.apis] + [ADMIN, PUBLIC, FILES]
-    return RouteTable(make_settings(apis=apis))
+def table() -> RouteTable:
+    return route_table([*DEMO_APIS, ADMIN, PUBLIC, FILES])
 
 
 def resolve(
@@ -236,14 +244,12 @@ def test_api_hosts_are_matched_case_insensitively_without_port(table: RouteTable
     assert (d.reason, d.description) == (Reason.NO_MATCHING_RESOURCE, "No API matches the request path")
 
 
-def test_host_bound_api_wins_over_any_host_api_with_the_same_context(
-    make_settings: Callable[..., Settings],
-) -> None:
+def test_host_bound_api_wins_over_any_host_api_with_the_same_context() -> None:
     any_host = {"id": "v1-any", "name": "Any", "context": "/v1", "resources": [{"path": "/**"}]}
     bound = {"id": "v1-bound", "name": "Bound", "context": "/v1", "hosts": ["a.example", "[::1]"],
              "resources": [{"path": "/**"}]}
     for apis in ([any_host, bound], [bound, any_host]):
-        table = RouteTable(make_settings(apis=apis))
+        table = route_table(apis)
         assert resolve(table, "/v1/x", host="a.example").api.id == "v1-bound"
         assert resolve(table, "/v1/x", host="[::1]:8080").api.id == "v1-bound"
         assert resolve(table, "/v1/x", host="b.example").api.id == "v1-any"
@@ -254,12 +260,9 @@ def test_longest_context_wins(table: RouteTable) -> None:
     assert resolve(table, "/orders/v1/items").api.id == "orders-v1"
 
 
-def test_resolutions_are_cached_per_path_method_host_and_api_id(make_settings) -> None:  # noqa: ANN001
-    from authz.decide.routes import RouteTable
-    from authz.model import Request
-
+def test_resolutions_are_cached_per_path_method_host_and_api_id() -> None:
     ROUTE_CACHE_SIZE = 50
-    table = RouteTable(make_settings(server={"listen": "127.0.0.1:1", "route_cache_size": ROUTE_CACHE_SIZE}))
+    table = route_table(DEMO_APIS, ROUTE_CACHE_SIZE)
     first = table.resolve(Request("GET", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
     again = table.resolve(Request("GET", "/orders/v1/items?a=1", "h", {}, {"api_id": "orders-v1"}))
     assert again is first

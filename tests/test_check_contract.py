@@ -24,7 +24,8 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from authz.config import Settings
 from authz.dev.keymanager import KeyManager
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore, connect
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
 from tests.support.tokencraft import claims, sign, unsigned
 
 MiB = 1024 * 1024
@@ -135,9 +136,9 @@ def _garbage_authorizations(idp: KeyManager) -> dict[str, tuple[int, int]]:
 
 
 def test_c24_garbage_authorization_values_are_explicit_denials_never_rpc_errors(
-    authz_client: Callable[..., _Client], idp: KeyManager, make_settings: Callable[..., Settings]
+    authz_client: Callable[..., _Client], idp: KeyManager, make_redis_settings: Callable[..., Settings]
 ) -> None:
-    _register(make_settings())
+    _register(make_redis_settings())
     client = authz_client()
     for value, (want_status, want_code) in _garbage_authorizations(idp).items():
         grpc_code, http_status, body, headers = _denied(client.check(_check_request(value)))
@@ -154,7 +155,7 @@ def test_c24_garbage_authorization_values_are_explicit_denials_never_rpc_errors(
 
 
 def test_c24_unknown_kid_storm_is_401_not_503(
-    authz_client: Callable[..., _Client], idp: KeyManager, make_settings: Callable[..., Settings]
+    authz_client: Callable[..., _Client], idp: KeyManager, make_redis_settings: Callable[..., Settings]
 ) -> None:
     client = authz_client()
     fetched = idp.requests["/oauth2/jwks"]
@@ -184,9 +185,9 @@ def test_c03a_cold_start_with_key_manager_down_is_503_with_status_7_and_retry_af
 
 
 def test_c03a_recovers_without_restart_when_the_key_manager_comes_back(
-    authz_client: Callable[..., _Client], idp: KeyManager, make_settings: Callable[..., Settings]
+    authz_client: Callable[..., _Client], idp: KeyManager, make_redis_settings: Callable[..., Settings]
 ) -> None:
-    _register(make_settings())
+    _register(make_redis_settings())
     idp.jwks_status = 503
     client = authz_client()
     token = idp.issue_token(CLIENT_ID, "user-42", "orders:read")
@@ -203,9 +204,9 @@ def test_c03a_recovers_without_restart_when_the_key_manager_comes_back(
 
 
 def test_c28_three_mib_body_with_valid_token_is_decided_normally(
-    authz_client: Callable[..., _Client], idp: KeyManager, make_settings: Callable[..., Settings]
+    authz_client: Callable[..., _Client], idp: KeyManager, make_redis_settings: Callable[..., Settings]
 ) -> None:
-    app_id = _register(make_settings())
+    app_id = _register(make_redis_settings())
     client = authz_client()
     token = idp.issue_token(CLIENT_ID, "user-42", "orders:read")
     resp = client.check(_check_request("Bearer " + token, body=os.urandom(3 * MiB)))
@@ -220,9 +221,9 @@ def test_c28_three_mib_body_with_valid_token_is_decided_normally(
 
 
 def test_c28_body_above_the_receive_limit_is_resource_exhausted(
-    authz_client: Callable[..., _Client], idp: KeyManager, make_settings: Callable[..., Settings]
+    authz_client: Callable[..., _Client], idp: KeyManager, make_redis_settings: Callable[..., Settings]
 ) -> None:
-    _register(make_settings())
+    _register(make_redis_settings())
     client = authz_client()
     token = idp.issue_token(CLIENT_ID, "user-42", "orders:read")
     with pytest.raises(grpc.RpcError) as info:
@@ -233,9 +234,9 @@ def test_c28_body_above_the_receive_limit_is_resource_exhausted(
 
 
 def test_c28_receive_limit_comes_from_config(
-    authz_client: Callable[..., _Client], idp: KeyManager, make_settings: Callable[..., Settings], free_listen: str
+    authz_client: Callable[..., _Client], idp: KeyManager, make_redis_settings: Callable[..., Settings], free_listen: str
 ) -> None:
-    _register(make_settings())
+    _register(make_redis_settings())
     client = authz_client(server={"listen": free_listen, "decision_timeout": 2.0, "grace_period": 2,
                                   "max_receive_message_bytes": 12 * MiB})
     token = idp.issue_token(CLIENT_ID, "user-42", "orders:read")

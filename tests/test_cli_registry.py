@@ -15,7 +15,7 @@ import yaml
 
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer, free_port
-from tests.conftest import settings_dict
+from tests.support.config import settings_dict
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -100,7 +100,7 @@ def test_client_id_of_another_application_is_refused_on_stderr_with_exit_1(cli: 
     result = cli("app", "add-client", "Other App", "demo-client", ok=False)
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr.strip() == "error: client ID demo-client is already used by application Demo App"
+    assert result.stderr.strip() == "error: client ID demo-client of key manager test-km is already used by application Demo App"
 
 
 def test_unknown_api_id_is_refused_on_stderr_with_exit_1(cli: Run) -> None:

@@ -19,7 +19,7 @@ AUDIENCE = "authz-tests"
 
 @pytest.fixture
 def km():
-    manager = KeyManager("http://issuer.test", AUDIENCE, DEMO_CLIENTS, DEMO_USERS, token_lifetime=600)
+    manager = KeyManager(AUDIENCE, DEMO_CLIENTS, DEMO_USERS, token_lifetime=600, issuer="http://issuer.test")
     manager.start()
     yield manager
     manager.stop()
@@ -305,7 +305,7 @@ def test_lifetime_argument(km):
 )
 def test_other_key_types_sign_verifiable_tokens(factory, alg, kty):
     key = factory()
-    manager = KeyManager("http://issuer.test", AUDIENCE, DEMO_CLIENTS, DEMO_USERS, keys=[key])
+    manager = KeyManager(AUDIENCE, DEMO_CLIENTS, DEMO_USERS, keys=[key], issuer="http://issuer.test")
     manager.start()
     try:
         token = manager.issue_token("demo-client", "demo", "orders:read")
@@ -333,7 +333,7 @@ def test_pem_round_trip_keeps_kid():
 
 
 def test_stop_is_idempotent_and_frees_port():
-    manager = KeyManager("http://i", AUDIENCE, {}, {})
+    manager = KeyManager(AUDIENCE, {}, {})
     manager.start()
     port = manager.port
     assert manager.url == f"http://127.0.0.1:{port}"

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from authz.config import Settings
 from authz.dev.stack import seed_registry, tamper_signature
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore, connect
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
 
 
 async def _state(settings: Settings) -> dict[str, object]:
@@ -32,8 +33,8 @@ DOCUMENTED = {
 }
 
 
-async def test_seeding_creates_the_documented_demo_registry(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings()
+async def test_seeding_creates_the_documented_demo_registry(make_redis_settings: Callable[..., Settings]) -> None:
+    settings = make_redis_settings()
     lines = await seed_registry(settings)
     assert "created application 'Demo App' (id demo-app)" in lines
     assert "subscribed 'Demo App' to orders-v1" in lines
@@ -41,8 +42,8 @@ async def test_seeding_creates_the_documented_demo_registry(make_settings: Calla
     assert await seed_registry(settings) == []  # idempotent: nothing to change the second time
 
 
-async def test_seeding_puts_back_what_an_earlier_session_changed(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings()
+async def test_seeding_puts_back_what_an_earlier_session_changed(make_redis_settings: Callable[..., Settings]) -> None:
+    settings = make_redis_settings()
     await seed_registry(settings)
     client = connect(settings.redis.url, 2.0)
     admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)

@@ -151,7 +151,7 @@ async def test_failed_jwks_fetch_reads_the_metadata_again_and_follows_a_moved_jw
     realm_idp: KeyManager, make_settings: Callable[..., Settings]
 ) -> None:
     new_key = SigningKey.generate_rsa(kid="k-new")
-    with KeyManager("http://unused.invalid", "authz-test", DEMO_CLIENTS, DEMO_USERS, keys=[new_key]) as new_home:
+    with KeyManager("authz-test", DEMO_CLIENTS, DEMO_USERS, keys=[new_key]) as new_home:
         settings = make_settings(**_discovery_km(realm_idp, "oidc"))
         async with running_validator(settings) as (v, caches):
             cache = caches["test-km"]

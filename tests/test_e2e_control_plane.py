@@ -21,7 +21,8 @@ from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
-from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+from tests.support.config import AUDIENCE, settings_dict
+from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -66,9 +67,8 @@ class Flow:
 @pytest.fixture(scope="module")
 def flow(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
     tmp = tmp_path_factory.mktemp("e2e-admin")
-    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="cp")])
+    km = KeyManager(AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="cp")])
     km.start()
-    km.issuer = km.url
     upstream = EchoUpstream()
     upstream.start()
     admin_listen = f"127.0.0.1:{free_port()}"

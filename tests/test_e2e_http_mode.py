@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
-from tests.conftest import AuthzProcess, settings_dict
+from tests.support.config import settings_dict
 from tests.support.e2e import Stack, json_body, running_stack, start_gateway
+from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,10 @@ from authz.dev.stack import tamper_signature
 from authz.dev.upstream import EchoUpstream
 from authz.errors import Reason
 from authz.registry.admin import RegistryAdmin
-from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+from tests.support.config import AUDIENCE, settings_dict
 from tests.support.e2e import Stack as BaseStack
 from tests.support.e2e import drop_keys
+from tests.support.processes import AuthzProcess
 from tests.test_backend_jwt import write_key
 
 pytestmark = pytest.mark.e2e
@@ -94,9 +95,8 @@ def _apis(doc: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("e2e-responses")
-    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="r1")])
+    km = KeyManager(AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="r1")])
     km.start()
-    km.issuer = km.url
     upstream = EchoUpstream()
     upstream.start()
     jwks_port = free_port()

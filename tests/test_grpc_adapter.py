@@ -13,7 +13,7 @@ from authz.dev.keymanager import KeyManager, SigningKey
 from authz.envoy.grpc_service import adapt, parse_check_request
 from authz.envoy.requests import MAX_HEADERS
 from authz.errors import Denial, Reason
-from tests.conftest import AuthzProcess
+from tests.support.processes import AuthzProcess
 
 CHECK = "/envoy.service.auth.v3.Authorization/Check"
 

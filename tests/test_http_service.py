@@ -17,7 +17,7 @@ from authz.dev.procs import free_port
 from authz.envoy.http_service import adapt_http
 from authz.envoy.requests import MAX_HEADERS, MAX_PATH_BYTES
 from authz.errors import Denial, Reason
-from tests.conftest import AuthzProcess
+from tests.support.processes import AuthzProcess
 
 
 def test_adapt_http_lowercases_joins_repeated_headers_and_takes_host_from_the_host_header() -> None:

@@ -110,10 +110,9 @@ def test_min_refresh_interval_above_max_is_a_config_error(make_settings: Callabl
 def tls_idp(tmp_path: Path) -> Iterator[tuple[KeyManager, LoopbackTls]]:
     """A key manager serving HTTPS with a certificate for 127.0.0.1 issued by a private CA."""
     tls = LoopbackTls.create(tmp_path)
-    km = KeyManager("https://issuer.invalid", "authz-test", DEMO_CLIENTS, DEMO_USERS,
+    km = KeyManager("authz-test", DEMO_CLIENTS, DEMO_USERS,
                     keys=[SigningKey.generate_rsa(kid="t1")])
     km.start(ssl_context=tls.server_context)
-    km.issuer = km.url
     yield km, tls
     km.stop()
 
@@ -132,7 +131,7 @@ async def test_https_jwks_with_the_private_ca_in_ca_bundle_is_fetched_and_tokens
     settings = make_settings(**_tls_km(km, ca_bundle=str(tls.ca_file)))
     async with _cache(settings) as cache:
         assert cache.last_error is None
-        identity = await TokenValidator(settings, {"test-km": cache}).validate(km.issue_token("app-123", "u", ""))
+        identity = await TokenValidator(settings.key_managers, {"test-km": cache}, settings.tokens).validate(km.issue_token("app-123", "u", ""))
         assert identity.client_id == "app-123"
     assert km.requests[JWKS] == 1
 
@@ -146,7 +145,7 @@ async def test_https_jwks_without_the_ca_fails_verification_and_checks_get_503(
         assert cache.keyset is None
         assert "CERTIFICATE_VERIFY_FAILED" in (cache.last_error or "")
         with pytest.raises(DependencyUnavailable):
-            await TokenValidator(settings, {"test-km": cache}).validate(km.issue_token("app-123", "u", ""))
+            await TokenValidator(settings.key_managers, {"test-km": cache}, settings.tokens).validate(km.issue_token("app-123", "u", ""))
     assert km.requests[JWKS] == 0  # the TLS handshake failed before any HTTP request
 
 

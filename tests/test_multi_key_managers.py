@@ -17,7 +17,7 @@ JWKS = "/oauth2/jwks"
 
 @pytest.fixture
 def okta_idp() -> Iterator[KeyManager]:
-    km = KeyManager("http://issuer.invalid", "orders-api", DEMO_CLIENTS, DEMO_USERS,
+    km = KeyManager("orders-api", DEMO_CLIENTS, DEMO_USERS,
                     keys=[SigningKey.generate_ec("P-256", kid="okta-e1")])
     km.start()
     km.issuer = f"{km.url}/oauth2/default"

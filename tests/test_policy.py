@@ -17,10 +17,10 @@ from authz.model import (
     ClientBinding,
     Identity,
     KeyType,
+    Lookup,
     Subscription,
     SubscriptionStatus,
 )
-from authz.registry.redis_store import Lookup
 
 APP = Application(id="app-1", name="Demo App", owner="dev", tier="Gold")
 

@@ -18,17 +18,13 @@ from redis.crc import key_slot
 
 from authz.config import ConfigError, Settings
 from authz.dev.procs import ManagedProcess, free_port, redis_server_binary
-from authz.model import ApplicationStatus, KeyType, SubscriptionStatus
+from authz.model import ApplicationStatus, KeyType, Lookup, SubscriptionStatus
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
-from authz.registry.redis_store import (
-    Lookup,
-    RedisStore,
-    RegistryError,
-    cluster_hash_tag,
-    connect,
-    parse_cluster_url,
-)
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from authz.registry.redis_urls import cluster_hash_tag, parse_cluster_url
+from authz.registry.store import RegistryError
 from tests.test_config import check_config
 
 KM = "test-km"
@@ -168,11 +164,11 @@ def test_check_config_refuses_a_cluster_url_with_a_prefix_without_hash_tag(tmp_p
     assert check_config(path).returncode == 0
 
 
-def test_a_cluster_url_with_a_hash_tagged_prefix_is_valid(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(redis={"url": "rediss+cluster://127.0.0.1:7000/", "key_prefix": "{authz}:"})
+def test_a_cluster_url_with_a_hash_tagged_prefix_is_valid(make_redis_settings: Callable[..., Settings]) -> None:
+    settings = make_redis_settings(redis={"url": "rediss+cluster://127.0.0.1:7000/", "key_prefix": "{authz}:"})
     assert (settings.redis.url, settings.redis.key_prefix) == ("rediss+cluster://127.0.0.1:7000/", "{authz}:")
     with pytest.raises(ConfigError) as info:
-        make_settings(redis={"url": "redis+cluster://127.0.0.1:7000/0", "key_prefix": "{}authz:"})
+        make_redis_settings(redis={"url": "redis+cluster://127.0.0.1:7000/0", "key_prefix": "{}authz:"})
     assert info.value.errors == [
         "redis.key_prefix: '{}authz:' has no hash tag: with a redis+cluster:// URL the prefix must contain one, "
         "e.g. '{authz}:', so that every registry key is in one cluster slot (see docs/registry.md)"
@@ -180,10 +176,10 @@ def test_a_cluster_url_with_a_hash_tagged_prefix_is_valid(make_settings: Callabl
 
 
 async def test_registry_operations_and_lookups_through_a_cluster_url(
-    cluster: Cluster, make_settings: Callable[..., Settings],
+    cluster: Cluster, make_redis_settings: Callable[..., Settings],
 ) -> None:
     prefix = "{ops}:"
-    settings = make_settings(redis={"url": cluster.url, "key_prefix": prefix, "socket_timeout": 2.0})
+    settings = make_redis_settings(redis={"url": cluster.url, "key_prefix": prefix, "socket_timeout": 2.0})
     client = connect(settings.redis.url, 2.0)
     store = RedisStore(client, prefix)
     admin = RegistryAdmin(store, settings)
@@ -205,7 +201,7 @@ async def test_registry_operations_and_lookups_through_a_cluster_url(
         losers = [r for r in results if isinstance(r, BaseException)]
         assert len(winners) == 1 and len(losers) == 9
         winner = winners[0][0]
-        assert {str(e) for e in losers} == {f"client ID demo-client is already used by application {winner.name}"}
+        assert {str(e) for e in losers} == {f"client ID demo-client of key manager test-km is already used by application {winner.name}"}
         assert [a.id for a in apps if (c := await admin.clients(a.id)) and c] == [winner.id]
 
         assert (await cache.lookup(KM, "demo-client", "orders-v1")).subscription is None
@@ -256,11 +252,11 @@ async def test_registry_operations_and_lookups_through_a_cluster_url(
 
 
 async def test_a_write_reaches_a_listener_subscribed_on_another_node_within_a_second(
-    cluster: Cluster, make_settings: Callable[..., Settings],
+    cluster: Cluster, make_redis_settings: Callable[..., Settings],
 ) -> None:
     first_node = sorted(f"127.0.0.1:{p}" for p in cluster.ports)[0]  # where the listener subscribes first
     prefix = _prefix_not_on(cluster, int(first_node.rsplit(":", 1)[1]))
-    settings = make_settings(redis={"url": cluster.url, "key_prefix": prefix, "socket_timeout": 2.0})
+    settings = make_redis_settings(redis={"url": cluster.url, "key_prefix": prefix, "socket_timeout": 2.0})
     writer_client = connect(settings.redis.url, 2.0)
     reader_client = connect(settings.redis.url, 2.0)
     writer = RegistryAdmin(RedisStore(writer_client, prefix), settings)
@@ -293,7 +289,7 @@ async def test_a_write_reaches_a_listener_subscribed_on_another_node_within_a_se
 
 
 async def test_the_listener_moves_to_another_node_when_its_node_dies(
-    tmp_path: Path, make_settings: Callable[..., Settings],
+    tmp_path: Path, make_redis_settings: Callable[..., Settings],
 ) -> None:
     # Its own cluster, which keeps serving the other slots while a master is down.
     cluster = Cluster(tmp_path, "--cluster-require-full-coverage", "no")
@@ -301,7 +297,7 @@ async def test_the_listener_moves_to_another_node_when_its_node_dies(
         cluster.wait_ready()
         first_port = int(sorted(f"127.0.0.1:{p}" for p in cluster.ports)[0].rsplit(":", 1)[1])
         prefix = _prefix_not_on(cluster, first_port)
-        settings = make_settings(redis={"url": cluster.url, "key_prefix": prefix, "socket_timeout": 1.0})
+        settings = make_redis_settings(redis={"url": cluster.url, "key_prefix": prefix, "socket_timeout": 1.0})
         writer_client = connect(settings.redis.url, 1.0)
         reader_client = connect(settings.redis.url, 1.0)
         writer = RegistryAdmin(RedisStore(writer_client, prefix), settings)

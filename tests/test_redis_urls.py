@@ -22,7 +22,10 @@ from authz.config import Settings
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, redis_server_binary
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
-from authz.registry.redis_store import RedisStore, connect, parse_sentinel_url
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from authz.registry.redis_urls import parse_sentinel_url
+from authz.registry.store import StoreUnavailable
 
 
 def _write_certs(d: Path) -> tuple[Path, Path, Path]:
@@ -109,10 +112,10 @@ async def _registry_round_trip(settings: Settings) -> None:
 
 
 async def test_rediss_url_with_a_private_ca_reads_writes_and_invalidates(
-    tls_redis: tuple[str, Path], make_settings: Callable[..., Settings],
+    tls_redis: tuple[str, Path], make_redis_settings: Callable[..., Settings],
 ) -> None:
     url, _ = tls_redis
-    await _registry_round_trip(make_settings(redis={"url": url, "key_prefix": "tls:"}))
+    await _registry_round_trip(make_redis_settings(redis={"url": url, "key_prefix": "tls:"}))
 
 
 async def test_rediss_url_refuses_a_server_certificate_from_an_unknown_ca(tls_redis: tuple[str, Path]) -> None:
@@ -126,9 +129,9 @@ async def test_rediss_url_refuses_a_server_certificate_from_an_unknown_ca(tls_re
 
 
 async def test_unix_socket_url_reads_writes_and_invalidates(
-    unix_redis: str, make_settings: Callable[..., Settings],
+    unix_redis: str, make_redis_settings: Callable[..., Settings],
 ) -> None:
-    await _registry_round_trip(make_settings(redis={"url": unix_redis, "key_prefix": "unix:"}))
+    await _registry_round_trip(make_redis_settings(redis={"url": unix_redis, "key_prefix": "unix:"}))
 
 
 @pytest.fixture
@@ -167,10 +170,10 @@ def sentinel_group(tmp_path: Path) -> Iterator[tuple[str, RedisServer]]:
 
 
 async def test_sentinel_url_finds_the_master_reads_writes_and_invalidates(
-    sentinel_group: tuple[str, RedisServer], make_settings: Callable[..., Settings],
+    sentinel_group: tuple[str, RedisServer], make_redis_settings: Callable[..., Settings],
 ) -> None:
     url, master = sentinel_group
-    settings = make_settings(redis={"url": url, "key_prefix": "sentinel:"})
+    settings = make_redis_settings(redis={"url": url, "key_prefix": "sentinel:"})
     await _registry_round_trip(settings)
     direct = master.client(decode_responses=True)
     assert direct.hget("sentinel:app:demo", "name") == "Demo App"  # the data is on the master
@@ -190,7 +193,7 @@ def test_sentinel_urls_are_parsed_and_malformed_ones_refused() -> None:
 
 
 async def test_sentinel_url_follows_a_failover_to_the_promoted_replica(
-    tmp_path: Path, make_settings: Callable[..., Settings],
+    tmp_path: Path, make_redis_settings: Callable[..., Settings],
 ) -> None:
     master = RedisServer().start()
     replica_dir = tmp_path / "replica"
@@ -210,7 +213,7 @@ async def test_sentinel_url_follows_a_failover_to_the_promoted_replica(
     )
     sentinel = ManagedProcess([redis_server_binary(), str(conf), "--sentinel"], name="sentinel",
                               log_dir=tmp_path).start()
-    settings = make_settings(redis={"url": f"redis+sentinel://127.0.0.1:{port}/g/0", "key_prefix": "fo:",
+    settings = make_redis_settings(redis={"url": f"redis+sentinel://127.0.0.1:{port}/g/0", "key_prefix": "fo:",
                                     "socket_timeout": 0.5})
     client = connect(settings.redis.url, 0.5)
     admin = RegistryAdmin(RedisStore(client, "fo:"), settings)
@@ -234,7 +237,7 @@ async def test_sentinel_url_follows_a_failover_to_the_promoted_replica(
             try:
                 await admin.create_application("After", app_id="after")
                 break
-            except (redis.RedisError, OSError):
+            except StoreUnavailable:
                 assert time.monotonic() < deadline, sentinel.log_text()
                 await asyncio.sleep(0.1)
         elapsed = time.monotonic() - failed_over_at

@@ -13,10 +13,12 @@ import redis
 from authz.config import Settings
 from authz.dev.procs import RedisServer
 from authz.errors import DependencyUnavailable
-from authz.model import ApplicationStatus, ClientBinding, KeyType, SubscriptionStatus
+from authz.model import ApplicationStatus, ClientBinding, KeyType, Lookup, SubscriptionStatus
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
-from authz.registry.redis_store import CorruptRecord, Lookup, RedisStore, RegistryError, connect
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from authz.registry.store import CorruptRecord, RegistryError
 
 KM = "test-km"
 
@@ -91,7 +93,7 @@ async def test_client_id_used_by_another_application_is_refused(admin: RegistryA
     with pytest.raises(RegistryError) as info:
         await admin.add_client("Other App", "demo-client")
     assert info.value.kind == "already_exists"
-    assert str(info.value) == "client ID demo-client is already used by application Demo App"
+    assert str(info.value) == "client ID demo-client of key manager test-km is already used by application Demo App"
 
 
 async def test_client_id_belongs_to_one_application_under_concurrent_writers(
@@ -115,7 +117,7 @@ async def test_client_id_belongs_to_one_application_under_concurrent_writers(
     assert added is True
     assert len(losers) == 19
     assert all(isinstance(e, RegistryError) and e.kind == "already_exists" for e in losers)
-    assert {str(e) for e in losers} == {f"client ID demo-client is already used by application {winner.name}"}
+    assert {str(e) for e in losers} == {f"client ID demo-client of key manager test-km is already used by application {winner.name}"}
     assert raw.hget(f"{key_prefix}client:{KM}:demo-client", "app_id") == winner.id
     holders = [a.id for a in apps if raw.sismember(f"{key_prefix}app:{a.id}:clients", f"{KM}:demo-client")]
     assert holders == [winner.id]
@@ -343,10 +345,10 @@ async def test_lookup_racing_an_invalidation_is_not_cached(
 
 
 async def test_redis_outage_fresh_cache_decides_uncached_is_unavailable_then_recovers(
-    private_redis: RedisServer, make_settings: Callable[..., Settings], key_prefix: str,
+    private_redis: RedisServer, make_redis_settings: Callable[..., Settings], key_prefix: str,
     cache_for: Callable[..., RegistryCache],
 ) -> None:
-    settings = make_settings(redis={"url": private_redis.url, "key_prefix": key_prefix, "socket_timeout": 0.25})
+    settings = make_redis_settings(redis={"url": private_redis.url, "key_prefix": key_prefix, "socket_timeout": 0.25})
     client = connect(private_redis.url, 0.25)
     try:
         store = RedisStore(client, key_prefix)
@@ -384,10 +386,10 @@ async def test_redis_outage_fresh_cache_decides_uncached_is_unavailable_then_rec
 
 
 async def test_stale_entry_decides_during_outage_only_until_max_stale(
-    private_redis: RedisServer, make_settings: Callable[..., Settings], key_prefix: str,
+    private_redis: RedisServer, make_redis_settings: Callable[..., Settings], key_prefix: str,
     cache_for: Callable[..., RegistryCache],
 ) -> None:
-    settings = make_settings(redis={"url": private_redis.url, "key_prefix": key_prefix, "socket_timeout": 0.25})
+    settings = make_redis_settings(redis={"url": private_redis.url, "key_prefix": key_prefix, "socket_timeout": 0.25})
     client = connect(private_redis.url, 0.25)
     now = [1000.0]
     try:

@@ -17,7 +17,9 @@ from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.model import ApplicationStatus, Identity, KeyType, SubscriptionStatus
 from authz.registry.admin import RegistryAdmin, Revocation
 from authz.registry.cache import RegistryCache
-from authz.registry.redis_store import SCHEMA_VERSION, RedisStore, RegistryError, connect
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from authz.registry.store import SCHEMA_VERSION, RegistryError
 from authz.registry.yaml_io import export_document, export_yaml, import_yaml
 
 KM = "test-km"
@@ -247,11 +249,11 @@ async def test_export_lists_applications_clients_subscriptions_and_revocations(a
 
 
 async def test_import_into_an_empty_registry_round_trips_and_a_second_import_changes_nothing(
-    admin: RegistryAdmin, make_settings: Callable[..., Settings], redis_server: RedisServer
+    admin: RegistryAdmin, make_redis_settings: Callable[..., Settings], redis_server: RedisServer
 ) -> None:
     await seed(admin)
     text = await export_yaml(admin)
-    target_settings = make_settings(redis={"url": redis_server.url, "key_prefix": f"copy{time.time_ns()}:"})
+    target_settings = make_redis_settings(redis={"url": redis_server.url, "key_prefix": f"copy{time.time_ns()}:"})
     client = connect(redis_server.url, 2.0)
     try:
         target = RegistryAdmin(RedisStore(client, target_settings.redis.key_prefix), target_settings)
@@ -304,7 +306,7 @@ async def test_import_refuses_a_client_id_of_another_application_before_writing_
     with pytest.raises(RegistryError) as info:
         await import_yaml(admin, text)
     assert info.value.kind == "already_exists"
-    assert str(info.value) == "applications[0].clients[0]: client ID taken is already used by application Owner"
+    assert str(info.value) == "applications[0].clients[0]: client ID taken of key manager test-km is already used by application Owner"
     with pytest.raises(RegistryError, match="no application with ID or name 'new'"):
         await admin.application("new")  # nothing written
 

@@ -19,8 +19,10 @@ from authz.config import parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore, connect
-from tests.conftest import AuthzProcess, settings_dict
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from tests.support.config import settings_dict
+from tests.support.processes import AuthzProcess
 
 
 @dataclass(frozen=True)

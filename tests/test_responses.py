@@ -13,8 +13,8 @@ from google.protobuf.json_format import MessageToDict
 from authz.config import HeadersSettings, Settings, parse_config
 from authz.decide.forward import build_allow
 from authz.decide.routes import Route
-from authz.envoy.render import DEFAULT_RETRY_AFTER, allow_response, challenge, deny_response
-from authz.errors import Denial, Reason
+from authz.envoy.render import allow_response, challenge, deny_response
+from authz.errors import RETRY_AFTER_SECONDS, Denial, Reason
 from authz.model import Allow, Application, ClientBinding, Identity, KeyType, Subscription
 
 OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -124,7 +124,7 @@ def test_503_carries_retry_after_given_or_default() -> None:
     given = deny_response(Denial(Reason.TEMPORARILY_UNAVAILABLE, "redis down", retry_after=7), "authz")
     assert headers_of(given.denied_response.headers)["retry-after"] == "7"
     default = deny_response(Denial(Reason.TEMPORARILY_UNAVAILABLE, "redis down"), "authz")
-    assert headers_of(default.denied_response.headers)["retry-after"] == str(DEFAULT_RETRY_AFTER)
+    assert headers_of(default.denied_response.headers)["retry-after"] == str(RETRY_AFTER_SECONDS)
     assert default.status.code == 7
     assert json.loads(default.denied_response.body)["error"] == "temporarily_unavailable"
 

@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from authz.dev.keymanager import KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess
-from tests.conftest import AuthzProcess
+from tests.support.processes import AuthzProcess
 
 
 def _check(listen: str, token: str, timeout: float = 10) -> pb.CheckResponse:

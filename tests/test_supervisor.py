@@ -15,9 +15,9 @@ import yaml
 
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
-from authz.dev.stack import wait_serving
+from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
-from tests.conftest import settings_dict
+from tests.support.config import settings_dict
 
 
 def _children(pid: int) -> list[int]:

@@ -16,14 +16,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from redis.exceptions import RedisError
 
 from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
 from authz.config import Settings
 from authz.model import Application, Subscription
 from authz.registry.admin import ClientView, RegistryAdmin, Revocation
-from authz.registry.redis_store import CorruptRecord, RedisStore, RegistryError
+from authz.registry.store import CorruptRecord, RegistryError, RegistryStore, StoreUnavailable
 
 log = logging.getLogger("authz.admin")
 
@@ -89,8 +88,8 @@ def _rpc(fn: Callable[..., Awaitable[_R]]) -> Callable[..., Awaitable[_R]]:
         except CorruptRecord as exc:
             log.error("admin API: corrupt registry record: %s", exc)
             await context.abort(grpc.StatusCode.INTERNAL, "the registry holds a corrupt record (see the authz log)")
-        except (RedisError, OSError, TimeoutError) as exc:
-            log.warning("admin API: Redis unavailable: %s", type(exc).__name__)
+        except StoreUnavailable as exc:
+            log.warning("admin API: registry store unavailable: %s", exc.detail)
             await context.abort(grpc.StatusCode.UNAVAILABLE, "Redis is unreachable; retry later")
         raise AssertionError("unreachable")  # context.abort raises
 
@@ -264,7 +263,7 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
         return pb.DeleteRevocationResponse()
 
 
-async def start_admin_server(settings: Settings, store: RedisStore) -> grpc.aio.Server | None:
+async def start_admin_server(settings: Settings, store: RegistryStore) -> grpc.aio.Server | None:
     """Serve the admin API on ``admin.listen`` (None when it is not set).
 
     With ``authz serve --workers N`` only worker 0 calls this (:func:`authz.ops.server.serve`, ``primary``). The

@@ -18,10 +18,8 @@ expires, in a bounded LRU.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +27,8 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from authz.config import BackendJwtSettings, load_signing_key
+from authz.cache import BoundedCache
+from authz.config import BackendJwtSettings
 from authz.decide.routes import Route
 from authz.model import Application, ClientBinding, Identity
 
@@ -61,18 +60,17 @@ class BackendJwtSigner:
     """Signs and caches backend JWTs.
 
     Args:
-        settings: the ``backend_jwt`` section (keys are loaded from their PEM files here).
+        settings: the ``backend_jwt`` section (its keys were loaded and checked when the config was validated).
         clock: seconds since the epoch (tests may pass their own).
-    Raises:
-        ValueError: a key file that cannot be read or does not fit its algorithm.
     """
 
     def __init__(self, settings: BackendJwtSettings, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
-        self._keys = [_Key(k.kid, k.algorithm, load_signing_key(k.key_file, k.algorithm)) for k in settings.keys]
+        self._keys = [_Key(k.kid, k.algorithm, k.private_key) for k in settings.keys]
         self._clock = clock
-        self._cache: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        # (access token, API, every registry value the JWT carries) -> the signed JWT, until shortly before exp.
+        self._cache: BoundedCache[tuple[str, ...], str] = BoundedCache(
+            "backend_jwt", settings.cache_size, clock=clock)
         self._jwks = {"keys": [public_jwk(k.private_key, k.kid, k.algorithm) for k in self._keys]}
 
     @property
@@ -113,19 +111,11 @@ class BackendJwtSigner:
         """
         now = self._clock()
         key = (access_token, route.api.id, application.id, application.name, application.tier, binding.key_type)
-        margin = min(30.0, self._settings.ttl / 10)
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None and hit[1] - margin > now:
-                self._cache.move_to_end(key)
-                return hit[0]
-        token, exp = self._sign(now, identity, application, binding, route)
-        if self._settings.cache_size:
-            with self._lock:
-                self._cache[key] = (token, exp)
-                self._cache.move_to_end(key)
-                while len(self._cache) > self._settings.cache_size:
-                    self._cache.popitem(last=False)
+        token = self._cache.get(key)
+        if token is None:
+            token, exp = self._sign(now, identity, application, binding, route)
+            margin = min(30.0, self._settings.ttl / 10)
+            self._cache.put(key, token, exp - margin - now)
         return token
 
     def _sign(

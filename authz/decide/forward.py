@@ -13,15 +13,36 @@ from authz.decide.backend_jwt import BackendJwtSigner
 from authz.decide.routes import Route
 from authz.model import Allow, Application, ClientBinding, Identity, Subscription
 
-METADATA_NAMESPACE = "envoy.filters.http.ext_authz"
-"""The dynamic metadata namespace Envoy files our ``CheckResponse.dynamic_metadata`` under (the ext_authz
-filter's name), e.g. ``%DYNAMIC_METADATA(envoy.filters.http.ext_authz:application_id)%``."""
-
-IDENTITY_HEADER_FIELDS = (
-    "application_id", "application_name", "application_tier", "client_id", "subject", "api_id", "api_version",
-    "key_type", "scopes",
+METADATA_KEYS = (
+    "application_id", "application_name", "application_tier", "client_id", "subject", "api_id",
+    "subscription_tier", "key_type",
 )
-"""The ``headers`` settings that name a forwarded identity header."""
+"""The keys of the dynamic metadata of an allowed request (``CheckResponse.dynamic_metadata``, which Envoy files
+under the ext_authz filter's namespace ``envoy.filters.http.ext_authz``); the Envoy config generator logs them."""
+
+PUBLIC_METADATA_KEYS = ("api_id", "auth")
+"""The metadata keys of a request allowed to a public resource (``auth: none``)."""
+
+
+def identity_values(
+    identity: Identity, application: Application, binding: ClientBinding, route: Route
+) -> dict[str, str]:
+    """The value of each forwarded identity header, by the ``headers`` field that names it.
+
+    Returns:
+        One entry per :meth:`authz.config.HeadersSettings.identity_fields` (a test keeps the two in step).
+    """
+    return {
+        "application_id": application.id,
+        "application_name": application.name,
+        "application_tier": application.tier,
+        "client_id": identity.client_id,
+        "subject": identity.subject,
+        "api_id": route.api.id,
+        "api_version": route.api.version,
+        "key_type": binding.key_type.value,
+        "scopes": " ".join(sorted(identity.scopes)),
+    }
 
 
 def _safe(value: str) -> bool:
@@ -48,14 +69,14 @@ def build_public_allow(route: Route, headers: HeadersSettings, backend_jwt: Back
         :class:`Allow` with no headers to set, the removals, and metadata ``{"api_id", "auth": "none"}``.
     """
     remove = _removed(route, headers)
-    names = [getattr(headers, f) for f in IDENTITY_HEADER_FIELDS]
+    names = list(headers.identity_headers())
     if backend_jwt is not None:
         names.append(backend_jwt.header)
     for name in names:
         if name and name not in remove:
             remove.append(name)
     return Allow(headers=(), headers_to_remove=tuple(remove),
-                 dynamic_metadata={"api_id": route.api.id, "auth": "none"})
+                 dynamic_metadata=dict(zip(PUBLIC_METADATA_KEYS, (route.api.id, "none"), strict=True)))
 
 
 def build_allow(
@@ -88,22 +109,11 @@ def build_allow(
         dynamic metadata (``application_id``, ``application_name``, ``application_tier``, ``client_id``,
         ``subject``, ``api_id``, ``subscription_tier``, ``key_type``).
     """
-    values = {
-        headers.application_id: application.id,
-        headers.application_name: application.name,
-        headers.application_tier: application.tier,
-        headers.client_id: identity.client_id,
-        headers.subject: identity.subject,
-        headers.api_id: route.api.id,
-        headers.api_version: route.api.version,
-        headers.key_type: binding.key_type.value,
-        headers.scopes: " ".join(sorted(identity.scopes)),
-    }
+    values = identity_values(identity, application, binding, route)
     out: list[tuple[str, str]] = []
     remove = _removed(route, headers)
-    for name, value in values.items():
-        if not name:
-            continue  # disabled in the config
+    for name, field in headers.identity_headers().items():
+        value = values[field]
         if value and _safe(value):
             out.append((name, value))
         elif name not in remove:
@@ -117,14 +127,6 @@ def build_allow(
                         backend_jwt.token_for(access_token, identity, application, binding, route)))
         elif backend_jwt.header not in remove:
             remove.append(backend_jwt.header)
-    metadata = {
-        "application_id": application.id,
-        "application_name": application.name,
-        "application_tier": application.tier,
-        "client_id": identity.client_id,
-        "subject": identity.subject,
-        "api_id": route.api.id,
-        "subscription_tier": subscription.tier,
-        "key_type": binding.key_type.value,
-    }
+    facts = {**values, "subscription_tier": subscription.tier}
+    metadata = {key: facts[key] for key in METADATA_KEYS}
     return Allow(headers=tuple(out), headers_to_remove=tuple(remove), dynamic_metadata=metadata)

@@ -22,16 +22,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jwt
 
-from authz.config import KeyManagerSettings, Settings, normalize_issuer
+from authz.cache import BoundedCache
+from authz.config import KeyManagerSettings, TokenSettings, normalize_issuer
 from authz.errors import Denial, Reason
-from authz.keys.jwks_cache import JwksCache, VerificationKey
-from authz.model import Identity
+from authz.keys.jwk import KeySource, VerificationKey
+from authz.model import MAX_TOKEN_ID_LENGTH, Identity
 
 log = logging.getLogger("authz.tokens")
 
@@ -93,10 +93,6 @@ def client_id_of(payload: Mapping[str, Any], claims: list[str]) -> str:
     raise _invalid(f"The access token has no client identifier (looked for: {', '.join(claims)})")
 
 
-MAX_TOKEN_ID_LENGTH = 512
-"""Longest ``jti`` accepted: the longest the registry can revoke."""
-
-
 def token_id_of(payload: Mapping[str, Any]) -> str | None:
     """The ``jti`` (RFC 7519 section 4.1.7), or None when absent.
 
@@ -134,56 +130,30 @@ def scopes_of(payload: Mapping[str, Any], claims: list[str]) -> frozenset[str]:
     return frozenset()
 
 
-class _TokenCache:
-    """Bounded LRU of verified tokens: token string -> (identity, key, valid_until)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[str, tuple[Identity, VerificationKey, float]] = OrderedDict()
-
-    def get(self, token: str) -> tuple[Identity, VerificationKey, float] | None:
-        entry = self._data.get(token)
-        if entry is not None:
-            self._data.move_to_end(token)
-        return entry
-
-    def put(self, token: str, entry: tuple[Identity, VerificationKey, float]) -> None:
-        if self.size <= 0:
-            return
-        self._data[token] = entry
-        self._data.move_to_end(token)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
-
-    def discard(self, token: str) -> None:
-        self._data.pop(token, None)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
 class TokenValidator:
     """Validates bearer tokens against the configured key managers.
 
     Args:
-        settings: the whole configuration (``key_managers``, ``tokens``).
-        jwks: the JWKS cache of each key manager, by key manager name.
+        key_managers: the configured key managers (``key_managers``).
+        keys: the key source of each key manager, by key manager name.
+        limits: the ``tokens`` section (``max_size``, ``cache_size``, ``cache_max_ttl``).
         clock: wall clock in seconds since the epoch (tests may pass their own).
     """
 
     def __init__(
         self,
-        settings: Settings,
-        jwks: Mapping[str, JwksCache],
+        key_managers: Sequence[KeyManagerSettings],
+        keys: Mapping[str, KeySource],
+        limits: TokenSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._by_issuer: dict[str, KeyManagerSettings] = {
-            km.normalized_issuer: km for km in settings.key_managers
-        }
-        self._jwks = jwks
-        self._max_size = settings.tokens.max_size
-        self._cache_ttl = settings.tokens.cache_max_ttl
-        self._cache = _TokenCache(settings.tokens.cache_size)
+        self._by_issuer: dict[str, KeyManagerSettings] = {km.normalized_issuer: km for km in key_managers}
+        self._keys = keys
+        self._max_size = limits.max_size
+        self._cache_ttl = limits.cache_max_ttl
+        # exact token string -> (identity, the key that verified it); deadlines on the wall clock, as exp is.
+        self._cache: BoundedCache[str, tuple[Identity, VerificationKey]] = BoundedCache(
+            "tokens", limits.cache_size, clock=clock)
         self._clock = clock
 
     @property
@@ -205,8 +175,8 @@ class TokenValidator:
         cached = self._cache.get(token)
         if cached is None:
             return None
-        identity, key, valid_until = cached
-        if self._clock() < valid_until and self._jwks[identity.key_manager].contains(key):
+        identity, key = cached
+        if self._keys[identity.key_manager].contains(key):
             return identity
         self._cache.discard(token)
         return None
@@ -230,7 +200,7 @@ class TokenValidator:
             return identity
         now = self._clock()
         km, alg, kid = self._preflight(token, now)
-        key = await self._jwks[km.name].signing_key(kid, alg)
+        key = await self._keys[km.name].signing_key(kid, alg)
         payload = self._verify(token, km, alg, key)
         identity = Identity(
             key_manager=km.name,
@@ -242,8 +212,7 @@ class TokenValidator:
             token_id=token_id_of(payload),
             claims=payload,
         )
-        valid_until = min(identity.expires_at + km.leeway, now + self._cache_ttl)
-        self._cache.put(token, (identity, key, valid_until))
+        self._cache.put(token, (identity, key), min(identity.expires_at + km.leeway - now, self._cache_ttl))
         return identity
 
     def _preflight(self, token: str, now: float) -> tuple[KeyManagerSettings, str, str | None]:

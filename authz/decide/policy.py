@@ -18,10 +18,10 @@ from authz.model import (
     ApplicationStatus,
     Identity,
     KeyType,
+    Lookup,
     Subscription,
     SubscriptionStatus,
 )
-from authz.registry.redis_store import Lookup
 
 SANDBOX = "sandbox"
 PRODUCTION = "production"

@@ -11,9 +11,11 @@ bypassed with dot segments, repeated slashes or percent-encoding (CVE-2019-9901 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from authz.config import ApiSettings, ResourceSettings, Settings
+from authz.cache import BoundedCache
+from authz.config import ApiSettings, ResourceSettings
 from authz.errors import Denial, Reason
 from authz.model import Request
 
@@ -156,12 +158,13 @@ class RouteTable:
     """Precomputed matcher over the configured APIs.
 
     Args:
-        settings: the configuration (``apis``).
+        apis: the configured APIs (``apis``).
+        cache_size: most (path, method, host, ``api_id``) resolutions kept (``server.route_cache_size``).
     """
 
-    def __init__(self, settings: Settings) -> None:
-        apis = []
-        for api in settings.apis:
+    def __init__(self, apis: Sequence[ApiSettings], cache_size: int = 10_000) -> None:
+        compiled = []
+        for api in apis:
             resources = [
                 _CompiledResource(
                     settings=r,
@@ -171,7 +174,7 @@ class RouteTable:
                 for r in api.resources
             ]
             resources.sort(key=_specificity)
-            apis.append(
+            compiled.append(
                 _CompiledApi(
                     settings=api,
                     context=tuple(_split(api.context)),
@@ -179,12 +182,11 @@ class RouteTable:
                     resources=tuple(resources),
                 )
             )
-        self._by_id = {a.settings.id: a for a in apis}
+        self._by_id = {a.settings.id: a for a in compiled}
         # Longest context first, so /orders/v1 wins over /orders; at equal length an API bound to hosts comes
         # before one serving any host, so the more specific API wins whatever the order of the config.
-        self._by_prefix = sorted(apis, key=lambda a: (-len(a.context), 0 if a.hosts else 1))
-        self._cache: dict[tuple[str, str, str, str | None], Route] = {}
-        self._cache_size = settings.server.route_cache_size
+        self._by_prefix = sorted(compiled, key=lambda a: (-len(a.context), 0 if a.hosts else 1))
+        self._cache: BoundedCache[tuple[str, str, str, str | None], Route] = BoundedCache("routes", cache_size)
 
     def cached(self, request: Request) -> Route | None:
         """The route of an earlier identical request (path, method, host, ``api_id``), or None."""
@@ -204,16 +206,11 @@ class RouteTable:
             Denial: ``INVALID_REQUEST`` for a malformed path; ``NO_MATCHING_RESOURCE`` when the route names
                 an unknown API, or no API or resource matches.
         """
-        cached = self.cached(request)
-        if cached is not None:
-            return cached
         key = (request.path, request.method, request.host, request.context_extensions.get("api_id"))
-        route = self._resolve(request)
-        if self._cache_size <= 0:
-            return route
-        if len(self._cache) >= self._cache_size:
-            self._cache.pop(next(iter(self._cache)))  # drop the oldest entry
-        self._cache[key] = route
+        route = self._cache.get(key)
+        if route is None:
+            route = self._resolve(request)
+            self._cache.put(key, route)
         return route
 
     def _resolve(self, request: Request) -> Route:

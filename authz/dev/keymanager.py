@@ -179,12 +179,14 @@ class KeyManager(ServedInThread):
     """In-memory OAuth2 authorization server issuing JWT access tokens (development aid).
 
     Args:
-        issuer: value of the ``iss`` claim; discovery URLs are built from it.
         audience: value of the ``aud`` claim.
         clients: client_id -> client_secret.
         users: username -> password (for the ``password`` grant).
         token_lifetime: default access token lifetime in seconds.
         keys: signing keys; the first one signs by default. Defaults to one fresh RSA-2048 key.
+        issuer: value of the ``iss`` claim, from which discovery URLs are built; None (default): the server's own
+            URL plus ``issuer_path``, set by :meth:`start`, as a real IdP's issuer is its URL.
+        issuer_path: the path appended to the server's URL to make the default issuer (``/realms/demo``).
 
     Attributes:
         signing_keys: the keys tokens may be signed with.
@@ -203,17 +205,20 @@ class KeyManager(ServedInThread):
 
     def __init__(
         self,
-        issuer: str,
         audience: str,
-        clients: dict[str, str],
-        users: dict[str, str],
+        clients: dict[str, str] | None = None,
+        users: dict[str, str] | None = None,
         token_lifetime: int = 3600,
         keys: list[SigningKey] | None = None,
+        *,
+        issuer: str | None = None,
+        issuer_path: str = "",
     ) -> None:
-        self.issuer = issuer
+        self.issuer: str = issuer or ""
+        self._issuer_path = issuer_path if issuer is None else None
         self.audience = audience
-        self.clients = dict(clients)
-        self.users = dict(users)
+        self.clients = dict(DEMO_CLIENTS if clients is None else clients)
+        self.users = dict(DEMO_USERS if users is None else users)
         self.token_lifetime = token_lifetime
         self.signing_keys: list[SigningKey] = list(keys) if keys else [SigningKey.generate_rsa()]
         self.published_keys: list[SigningKey] = list(self.signing_keys)
@@ -387,11 +392,14 @@ class KeyManager(ServedInThread):
         """
         handler = type("_BoundHandler", (_Handler,), {"km": self})
         self._serve(handler, host, port, "demo-key-manager", ssl_context)
+        if self._issuer_path is not None:
+            self.issuer = self.url + self._issuer_path
         log.info(
             "demo key manager (development aid, NOT for production) listening on %s, issuer %s",
             self.url,
             self.issuer,
         )
+
 
 def _consteq(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
@@ -523,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument("--issuer", default=None, help="iss claim (default http://HOST:PORT)")
+    parser.add_argument("--issuer", default=None, help="iss claim (default: the server's URL, http://HOST:PORT)")
     parser.add_argument("--audience", default="authz-demo")
     parser.add_argument("--lifetime", type=int, default=3600, help="token lifetime in seconds")
     parser.add_argument("--key-file", type=Path, default=None, help="persist the RSA private key as PEM here")
@@ -531,8 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     keys = [load_or_create_key(args.key_file)] if args.key_file else None
-    issuer = args.issuer or f"http://{args.host}:{args.port}"
-    km = KeyManager(issuer, args.audience, DEMO_CLIENTS, DEMO_USERS, token_lifetime=args.lifetime, keys=keys)
+    km = KeyManager(args.audience, DEMO_CLIENTS, DEMO_USERS, token_lifetime=args.lifetime, keys=keys, issuer=args.issuer)
     km.start(args.host, args.port)
     stop = threading.Event()
     try:

@@ -22,21 +22,20 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.config import ConfigError, Settings, load_config
 from authz.dev.keymanager import DEMO_CLIENTS
 from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_port
+from authz.ops.health import wait_serving
 from authz.ops.supervisor import default_workers
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore, RegistryError, connect
+from authz.registry.redis_store import RedisStore
+from authz.registry.store import RegistryError
 
 DEFAULT_RUN_DIR = Path(".run")
 KEY_MANAGER_PORT = 8081
@@ -63,26 +62,6 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def wait_serving(target: str, timeout: float = 20.0) -> None:
-    """Wait until the gRPC health service at ``target`` (host:port) reports SERVING.
-
-    Raises:
-        TimeoutError: not SERVING within ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"authz at {target} did not report SERVING within {timeout:.0f}s")
-
-
 async def seed_registry(settings: Settings) -> list[str]:
     """Put the demo applications, client IDs and subscriptions in their documented state.
 
@@ -92,8 +71,8 @@ async def seed_registry(settings: Settings) -> list[str]:
     Returns:
         One line per change, for printing.
     """
-    client = connect(settings.redis.url, 2.0)
-    admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
+    store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, 2.0)
+    admin = RegistryAdmin(store, settings)
     km = settings.key_managers[0].name
     lines = []
     try:
@@ -124,7 +103,7 @@ async def seed_registry(settings: Settings) -> list[str]:
                     await admin.subscribe(app_id, api)
                     lines.append(f"subscribed {name!r} to {api}")
     finally:
-        await client.aclose()
+        await store.aclose()
     return lines
 
 

@@ -14,15 +14,15 @@ import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
-from authz.decide.pipeline import Pipeline, unavailable
+from authz.cache import BoundedCache
+from authz.decide.pipeline import Pipeline
 from authz.envoy.render import allow_response, deny_response
 from authz.envoy.requests import (
     build_request,
     check_header_count,
     fold_headers,
 )
-from authz.errors import Denial, Reason
-from authz.memo import ObjectMemo
+from authz.errors import Denial, Reason, unavailable
 from authz.model import Allow, Request
 
 log = logging.getLogger("authz.grpc")
@@ -77,20 +77,22 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     Args:
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
+        cache_size: most serialized allow answers kept (``server.decision_cache_size``).
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000) -> None:
         self._pipeline = pipeline
         self._realm = realm
         # The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests
-        # and is serialized once.
-        self._rendered: ObjectMemo[bytes] = ObjectMemo(cache_size)
+        # and is serialized once: id(allow) -> (allow, wire bytes).
+        self._rendered: BoundedCache[int, tuple[Allow, bytes]] = BoundedCache("rendered_grpc", cache_size)
 
     def _render_allow(self, allow: Allow) -> bytes:
-        data = self._rendered.get((allow,))
-        if data is None:
-            data = allow_response(allow).SerializeToString()
-            self._rendered.put((allow,), None, data)
+        hit = self._rendered.get(id(allow))
+        if hit is not None and hit[0] is allow:
+            return hit[1]
+        data = allow_response(allow).SerializeToString()
+        self._rendered.put(id(allow), (allow, data))
         return data
 
     async def Check(  # noqa: N802

@@ -23,7 +23,8 @@ import logging
 
 from aiohttp import web
 
-from authz.decide.pipeline import Pipeline, unavailable
+from authz.cache import BoundedCache
+from authz.decide.pipeline import Pipeline
 from authz.envoy.render import deny_parts
 from authz.envoy.requests import (
     MAX_HEADER_BYTES,
@@ -33,8 +34,7 @@ from authz.envoy.requests import (
     check_header_count,
     fold_headers,
 )
-from authz.errors import Denial
-from authz.memo import ObjectMemo
+from authz.errors import Denial, unavailable
 from authz.model import Allow, Request
 from authz.ops.http_logging import quiet_client_errors
 
@@ -68,22 +68,23 @@ class HttpAuthorizationHandler:
     Args:
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
-        cache_size: most rendered allow answers kept (``tokens.cache_size``).
+        cache_size: most rendered allow answers kept (``server.decision_cache_size``).
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000) -> None:
         self._pipeline = pipeline
         self._realm = realm
         # The pipeline memoizes allow decisions: each Allow object's response headers are built once.
-        self._rendered: ObjectMemo[dict[str, str]] = ObjectMemo(cache_size)
+        self._rendered: BoundedCache[int, tuple[Allow, dict[str, str]]] = BoundedCache("rendered_http", cache_size)
 
     def _allow_headers(self, allow: Allow) -> dict[str, str]:
-        headers = self._rendered.get((allow,))
-        if headers is None:
-            headers = dict(allow.headers)
-            if allow.headers_to_remove:
-                headers[HEADERS_TO_REMOVE] = ", ".join(allow.headers_to_remove)
-            self._rendered.put((allow,), None, headers)
+        hit = self._rendered.get(id(allow))
+        if hit is not None and hit[0] is allow:
+            return hit[1]
+        headers = dict(allow.headers)
+        if allow.headers_to_remove:
+            headers[HEADERS_TO_REMOVE] = ", ".join(allow.headers_to_remove)
+        self._rendered.put(id(allow), (allow, headers))
         return headers
 
     def _deny(self, denial: Denial) -> web.Response:
@@ -115,7 +116,7 @@ class HttpAuthorizationServer:
         realm: the ``realm`` of challenges.
         listen: ``host:port`` (``server.http_listen``; port 0 picks a free one).
         grace_period: seconds in-flight checks get to finish on :meth:`close`.
-        cache_size: most rendered allow answers kept (``tokens.cache_size``).
+        cache_size: most rendered allow answers kept (``server.decision_cache_size``).
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,

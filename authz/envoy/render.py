@@ -17,13 +17,10 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc.status_pb2 import Status
 
-from authz.errors import Denial
+from authz.errors import RETRY_AFTER_SECONDS, Denial
 from authz.model import Allow
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
-
-DEFAULT_RETRY_AFTER = 5
-"""Seconds sent in ``retry-after`` on a 503 whose :class:`Denial` names none."""
 
 
 def _quote(value: str) -> str:
@@ -83,7 +80,7 @@ def deny_parts(denial: Denial, realm: str) -> tuple[int, list[tuple[str, str]], 
     if value:
         headers.append(("www-authenticate", value))
     if denial.retry_after is not None or info.http_status == 503:
-        retry = denial.retry_after if denial.retry_after is not None else DEFAULT_RETRY_AFTER
+        retry = denial.retry_after if denial.retry_after is not None else RETRY_AFTER_SECONDS
         headers.append(("retry-after", str(max(0, int(retry)))))
     return info.http_status, headers, json.dumps(body, separators=(",", ":"))
 

@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 log = logging.getLogger("authz.static_keys")
 
@@ -104,3 +105,31 @@ def load_pem_file(path: str | Path) -> Any:
         return load_pem_public_key(data, str(path))
     except Exception as exc:  # cryptography raises ValueError, UnsupportedAlgorithm, TypeError on bad input
         raise ValueError(f"{path}: {exc}") from None
+
+
+def load_private_key_file(path: str, algorithm: str) -> Any:
+    """Read a PEM private key (a backend JWT signing key) and check that it fits ``algorithm``.
+
+    Args:
+        path: PEM file (unencrypted PKCS#8 or traditional OpenSSL format).
+        algorithm: ``RS256`` (RSA, at least 2048 bits) or ``ES256`` (EC on P-256).
+    Returns:
+        The ``cryptography`` private key object.
+    Raises:
+        ValueError: unreadable file, not a PEM private key, or a key of the wrong type or size; the message
+            never echoes the file's content (it is key material).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path!r} is not an unencrypted PEM private key ({type(exc).__name__})") from None
+    if algorithm == "RS256":
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < MIN_RSA_BITS:
+            raise ValueError(f"{path!r}: RS256 needs an RSA private key of at least {MIN_RSA_BITS} bits")
+    elif not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError(f"{path!r}: ES256 needs an EC private key on the P-256 curve")
+    return key

@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
         return _run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0))
-    from authz.dev.stack import wait_serving  # noqa: PLC0415
+    from authz.ops.health import wait_serving  # noqa: PLC0415
 
     supervisor = Supervisor(
         worker_command(args.config, args.log_level),
@@ -100,17 +100,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]]) -> int:
-    from redis.exceptions import RedisError  # noqa: PLC0415
-
+    from authz.keys.fetch import redact_url  # noqa: PLC0415
     from authz.registry.admin import RegistryAdmin  # noqa: PLC0415
-    from authz.registry.redis_store import CorruptRecord, RedisStore, RegistryError, connect  # noqa: PLC0415
+    from authz.registry.redis_store import RedisStore  # noqa: PLC0415
+    from authz.registry.store import CorruptRecord, RegistryError, StoreUnavailable  # noqa: PLC0415
 
     settings = _load(args.config)
 
     async def main() -> int:
-        client = connect(settings.redis.url, max(settings.redis.socket_timeout, 2.0))
+        store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, max(settings.redis.socket_timeout, 2.0))
         try:
-            admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
+            admin = RegistryAdmin(store, settings)
             await admin.ensure_schema()
             print(await action(admin))
             return 0
@@ -120,11 +120,11 @@ def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]])
         except CorruptRecord as exc:
             print(f"error: the registry holds a corrupt record: {exc}", file=sys.stderr)
             return 1
-        except (RedisError, OSError) as exc:
-            print(f"error: Redis at {settings.redis.url} is unreachable: {exc}", file=sys.stderr)
+        except StoreUnavailable as exc:
+            print(f"error: Redis at {redact_url(settings.redis.url)} is unreachable: {exc.detail}", file=sys.stderr)
             return 3
         finally:
-            await client.aclose()
+            await store.aclose()
 
     return asyncio.run(main())
 

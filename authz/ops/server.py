@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -29,11 +30,13 @@ from authz.decide.routes import RouteTable
 from authz.envoy.grpc_service import AuthorizationServicer, add_to_server
 from authz.envoy.http_service import HttpAuthorizationServer
 from authz.keys.fetch import http_client
+from authz.keys.jwk import KeySource
 from authz.keys.jwks_cache import JwksCache
+from authz.keys.static import StaticKeys
 from authz.ops.jwks_endpoint import JwksEndpoint
 from authz.ops.supervisor import worker_listen
 from authz.registry.cache import RegistryCache
-from authz.registry.redis_store import RedisStore, connect
+from authz.registry.redis_store import RedisStore
 
 log = logging.getLogger("authz.server")
 
@@ -46,13 +49,14 @@ class Services:
 
     Attributes:
         pipeline: the decision pipeline.
-        jwks: JWKS cache per key manager name.
+        jwks: the key source per key manager name (JWKS cache or static keys).
         registry: the registry cache.
         store: the Redis store.
+        backend_jwt: the backend JWT signer, or None.
     """
 
     pipeline: Pipeline
-    jwks: dict[str, JwksCache]
+    jwks: dict[str, KeySource]
     registry: RegistryCache
     store: RedisStore
     backend_jwt: BackendJwtSigner | None = None
@@ -65,7 +69,7 @@ class Services:
             await cache.close()
         for client in self._http:
             await client.aclose()
-        await self.store.client.aclose()
+        await self.store.aclose()
 
 
 async def build_services(settings: Settings) -> Services:
@@ -77,18 +81,45 @@ async def build_services(settings: Settings) -> Services:
         The started :class:`Services` (close them with ``await services.close()``).
     """
     clients: list[httpx.AsyncClient] = []
-    jwks: dict[str, JwksCache] = {}
+    jwks: dict[str, KeySource] = {}
     for km in settings.key_managers:
-        client = http_client(km)
-        clients.append(client)
-        jwks[km.name] = JwksCache(km, client)
-    await asyncio.gather(*(cache.start() for cache in jwks.values()))
-    store = RedisStore(connect(settings.redis.url, settings.redis.socket_timeout), settings.redis.key_prefix)
+        if km.certificates:
+            jwks[km.name] = StaticKeys(km.name, km.certificates)
+        else:
+            client = http_client(km)
+            clients.append(client)
+            jwks[km.name] = JwksCache(km, client)
+    await asyncio.gather(*(source.start() for source in jwks.values()))
+    store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, settings.redis.socket_timeout)
     registry = RegistryCache(store, settings.redis)
     await registry.start()
     signer = BackendJwtSigner(settings.backend_jwt) if settings.backend_jwt else None
-    pipeline = Pipeline(settings, RouteTable(settings), TokenValidator(settings, jwks), registry, backend_jwt=signer)
+    pipeline = assemble_pipeline(settings, jwks, registry, signer)
     return Services(pipeline=pipeline, jwks=jwks, registry=registry, store=store, backend_jwt=signer, _http=clients)
+
+
+def assemble_pipeline(
+    settings: Settings, keys: Mapping[str, KeySource], registry: RegistryCache, signer: BackendJwtSigner | None
+) -> Pipeline:
+    """The decision pipeline over already built key sources, registry cache and backend JWT signer.
+
+    Args:
+        settings: the validated configuration (each phase gets only the sections it reads).
+        keys: the key source of each key manager, by name.
+        registry: the registry cache (over any :class:`authz.registry.store.RegistryStore`).
+        signer: the backend JWT signer, or None.
+    Returns:
+        The :class:`Pipeline`.
+    """
+    return Pipeline(
+        RouteTable(settings.apis, settings.server.route_cache_size),
+        TokenValidator(settings.key_managers, keys, settings.tokens),
+        registry,
+        settings.headers,
+        budget=settings.server.decision_timeout,
+        backend_jwt=signer,
+        decision_cache_size=settings.server.decision_cache_size,
+    )
 
 
 async def serve(
@@ -119,7 +150,7 @@ async def serve(
             ("grpc.so_reuseport", 0),
         ]
     )
-    add_to_server(AuthorizationServicer(services.pipeline, settings.realm, settings.tokens.cache_size), server)
+    add_to_server(AuthorizationServicer(services.pipeline, settings.realm, settings.server.decision_cache_size), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -145,7 +176,7 @@ async def serve(
     if settings.server.http_listen is not None:
         http_listen = worker_listen(settings.server.http_listen, worker_index)
         http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
-                                              settings.server.grace_period, settings.tokens.cache_size)
+                                              settings.server.grace_period, settings.server.decision_cache_size)
         try:
             http_port = await http_server.start()
         except OSError as exc:

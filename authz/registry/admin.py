@@ -2,7 +2,7 @@
 
 Used by the ``authz registry`` CLI (and any other control-plane front end): it resolves applications by ID
 or name, checks that key managers and API IDs exist in the configuration, and leaves the atomic writes
-to :class:`authz.registry.redis_store.RedisStore`. Every refusal is a :class:`RegistryError` with a message for people.
+to the store (:class:`authz.registry.store.RegistryStore`). Every refusal is a :class:`RegistryError` with a message for people.
 """
 
 from __future__ import annotations
@@ -12,9 +12,15 @@ import time
 from dataclasses import dataclass
 
 from authz.config import Settings
-from authz.decide.identity import MAX_TOKEN_ID_LENGTH
-from authz.model import Application, ApplicationStatus, KeyType, Subscription, SubscriptionStatus
-from authz.registry.redis_store import SCHEMA_VERSION, RedisStore, RegistryError
+from authz.model import (
+    MAX_TOKEN_ID_LENGTH,
+    Application,
+    ApplicationStatus,
+    KeyType,
+    Subscription,
+    SubscriptionStatus,
+)
+from authz.registry.store import SCHEMA_VERSION, RegistryError, RegistryStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +79,11 @@ class RegistryAdmin:
     """Validated registry writes and reads.
 
     Args:
-        store: the Redis store.
+        store: the registry store.
         settings: the configuration (key managers and APIs that may be named).
     """
 
-    def __init__(self, store: RedisStore, settings: Settings) -> None:
+    def __init__(self, store: RegistryStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 
@@ -130,7 +136,7 @@ class RegistryAdmin:
     async def create_application(
         self, name: str, *, owner: str = "", tier: str = "Unlimited", app_id: str | None = None
     ) -> Application:
-        """Create an application; see :meth:`RedisStore.create_application`.
+        """Create an application; see :meth:`RegistryStore.create_application`.
 
         Names and IDs are printable text (no control characters, at most 256 and 128 characters), and a
         name may not be another application's ID nor an ID another's name, so that naming an application
@@ -149,7 +155,14 @@ class RegistryAdmin:
 
     async def application(self, id_or_name: str) -> Application:
         """The application with this ID or name. Raises RegistryError ``not_found``."""
-        return await self.store.find_application(id_or_name)
+        app = await self.store.get_application(id_or_name)
+        if app is None:
+            app_id = await self.store.application_id_by_name(id_or_name)
+            if app_id:
+                app = await self.store.get_application(app_id)
+        if app is None:
+            raise RegistryError("not_found", f"no application with ID or name {id_or_name!r}")
+        return app
 
     async def delete_application(self, id_or_name: str) -> Application:
         """Delete an application with its client IDs and subscriptions; returns what was deleted."""

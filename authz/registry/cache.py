@@ -1,15 +1,15 @@
 """Registry phase: which application a client ID belongs to and its subscription to the API.
 
-Lookups go through a local in-process cache (bounded, TTL, negative entries too) in front of
-:class:`authz.registry.redis_store.RedisStore`. Every registry write publishes on the ``{prefix}events`` channel; a
-background subscriber clears the cache on each message, and also whenever it (re)connects, because
-messages may have been missed while it was away. On a Redis Cluster it subscribes on one node
-(:meth:`RedisStore.pubsub`) and moves to the next one after each failure.
+Lookups go through a local in-process cache (:class:`authz.cache.BoundedCache`: bounded, TTL, negative
+entries too) in front of the registry store (:class:`authz.registry.store.RegistryStore`). Every registry
+write publishes an event; a background subscriber clears the cache on each one, and also whenever it
+(re)subscribes, because events may have been missed while it was away. On a Redis Cluster it subscribes on one
+node and moves to the next one after each failure (:meth:`RedisStore.events`).
 
 Revoked token IDs (``jti`` per key manager) are looked up the same way (:meth:`RegistryCache.is_revoked`),
 in a second bounded cache cleared by the same events.
 
-During a Redis outage a cached entry keeps deciding until ``cache_ttl + max_stale`` seconds after it was
+During a store outage a cached entry keeps deciding until ``cache_ttl + max_stale`` seconds after it was
 read; past that, or with nothing cached, :class:`DependencyUnavailable` (503). Never an allow on error.
 """
 
@@ -19,46 +19,45 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from redis.exceptions import RedisError
-
+from authz.cache import BoundedCache
 from authz.config import RedisSettings
 from authz.errors import DependencyUnavailable
-from authz.registry.redis_store import CorruptRecord, Lookup, RedisStore
+from authz.model import Lookup
+from authz.registry.store import CorruptRecord, RegistryStore, StoreUnavailable
 
 log = logging.getLogger("authz.registry")
 
+K = TypeVar("K", tuple[str, str, str], tuple[str, str])
 T = TypeVar("T")
-
-_CacheKey = tuple[str, str, str]
 
 
 class RegistryCache:
     """Hot-path registry lookups with a local cache invalidated through Redis pub/sub.
 
     Args:
-        store: the Redis store.
-        settings: ``redis`` settings (``cache_ttl``, ``negative_cache_ttl``, ``cache_size``, ``max_stale``).
+        store: the registry store.
+        settings: ``redis`` settings (``cache_ttl``, ``negative_cache_ttl``, ``cache_size``,
+            ``revocation_cache_size``, ``max_stale``).
         clock: monotonic clock in seconds.
     """
 
     def __init__(
         self,
-        store: RedisStore,
+        store: RegistryStore,
         settings: RedisSettings,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._ttl = settings.cache_ttl
         self._negative_ttl = settings.negative_cache_ttl
-        self._size = settings.cache_size
-        self._max_stale = settings.max_stale
         self._clock = clock
-        self._cache: OrderedDict[_CacheKey, tuple[Lookup, float, float]] = OrderedDict()
-        self._revoked: OrderedDict[tuple[str, str], tuple[bool, float, float]] = OrderedDict()
+        self._lookups: BoundedCache[tuple[str, str, str], Lookup] = BoundedCache(
+            "registry", settings.cache_size, stale=settings.max_stale, clock=clock)
+        self._revoked: BoundedCache[tuple[str, str], bool] = BoundedCache(
+            "revocations", settings.revocation_cache_size, stale=settings.max_stale, clock=clock)
         self._listener: asyncio.Task[None] | None = None
         self.invalidations = 0
 
@@ -81,7 +80,7 @@ class RegistryCache:
 
     def clear(self) -> None:
         """Drop every cached entry."""
-        self._cache.clear()
+        self._lookups.clear()
         self._revoked.clear()
         self.invalidations += 1
 
@@ -102,65 +101,45 @@ class RegistryCache:
             return self._ttl if found.binding is not None and found.subscription is not None else self._negative_ttl
 
         return await self._read_through(
-            self._cache, (key_manager, client_id, api_id),
+            self._lookups, (key_manager, client_id, api_id),
             lambda: self._store.lookup(key_manager, client_id, api_id), ttl,
         )
 
-    def _peek(self, cache: OrderedDict[Any, tuple[Any, float, float]], key: Any) -> Any:
-        """The value of a fresh entry (marked recently used), or None."""
-        entry = cache.get(key)
-        if entry is not None and self._clock() < entry[1]:
-            cache.move_to_end(key)
-            return entry[0]
-        return None
-
     def cached_lookup(self, key_manager: str, client_id: str, api_id: str) -> Lookup | None:
-        """The fresh cached :class:`Lookup` for (key manager, client ID, API), or None (no Redis call)."""
-        return self._peek(self._cache, (key_manager, client_id, api_id))
+        """The fresh cached :class:`Lookup` for (key manager, client ID, API), or None (no store call)."""
+        return self._lookups.get((key_manager, client_id, api_id))
 
     def cached_revoked(self, key_manager: str, token_id: str) -> bool | None:
-        """The fresh cached revocation answer for a ``jti``, or None when not cached (no Redis call)."""
-        return self._peek(self._revoked, (key_manager, token_id))
+        """The fresh cached revocation answer for a ``jti``, or None when not cached (no store call)."""
+        return self._revoked.get((key_manager, token_id))
 
     async def _read_through(
-        self,
-        cache: OrderedDict[Any, tuple[Any, float, float]],
-        key: Any,
-        fetch: Callable[[], Awaitable[T]],
-        ttl: Callable[[T], float],
+        self, cache: BoundedCache[K, T], key: K, fetch: Callable[[], Awaitable[T]], ttl: Callable[[T], float],
     ) -> T:
-        """A cached read: fresh entry, else Redis, else (Redis down) an entry within ``max_stale``.
-
-        Entries are ``(value, fresh_until, usable_until)`` in monotonic seconds; least recently used go first.
+        """A cached read: fresh entry, else the store, else (store down) an entry within ``max_stale``.
 
         Raises:
-            DependencyUnavailable: Redis unreachable, slow or holding a corrupt record, with no usable entry.
+            DependencyUnavailable: the store unreachable, slow or holding a corrupt record, with no usable entry.
         """
-        fresh = self._peek(cache, key)
+        fresh = cache.get(key)
         if fresh is not None:
             return fresh
-        now = self._clock()
-        entry = cache.get(key)
         generation = self.invalidations
         try:
             value = await fetch()
-        except (TimeoutError, RedisError, OSError) as exc:
-            if entry is not None and now < entry[2]:
-                log.warning("redis unavailable (%s); deciding from a cached entry", type(exc).__name__)
-                return entry[0]
-            raise DependencyUnavailable("redis", f"{type(exc).__name__}: {exc}") from None
+        except StoreUnavailable as exc:
+            stale = cache.get_stale(key)
+            if stale is not None:
+                log.warning("registry store unavailable (%s); deciding from a cached entry", exc.detail)
+                return stale
+            raise DependencyUnavailable("redis", exc.detail) from None
         except CorruptRecord as exc:
             log.error("registry record is corrupt: %s", exc)
             raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
-        if generation != self.invalidations:
-            # An invalidation arrived while Redis was answering: the answer may predate that write, so it is
-            # used for this request but not cached (else the stale value would outlive the invalidation).
-            return value
-        lifetime = ttl(value)
-        cache[key] = (value, now + lifetime, now + lifetime + self._max_stale)
-        cache.move_to_end(key)
-        while len(cache) > self._size:
-            cache.popitem(last=False)
+        if generation == self.invalidations:
+            cache.put(key, value, ttl(value))
+        # else: an invalidation arrived while the store was answering: the answer may predate that write, so it
+        # is used for this request but not cached (else the stale value would outlive the invalidation).
         return value
 
     async def is_revoked(self, key_manager: str, token_id: str) -> bool:
@@ -187,27 +166,20 @@ class RegistryCache:
         delay = 0.1
         failures = 0  # a Redis Cluster subscriber moves to the next node after each failure
         while True:
-            pubsub = None
+            events = None
             try:
-                pubsub = await self._store.pubsub(failures)
-                await pubsub.subscribe(self._store.channel)
+                events = await self._store.events(failures)
                 # Subscribed: anything cached before may have missed events.
                 self.clear()
                 delay = 0.1
                 while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None:
+                    if await events.wait(1.0):
                         self.clear()
-            except asyncio.CancelledError:
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        await pubsub.aclose()
-                raise
-            except (RedisError, OSError) as exc:
+            except StoreUnavailable as exc:
                 failures += 1
-                log.warning("registry invalidation channel lost (%s); reconnecting", type(exc).__name__)
-            if pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                log.warning("registry invalidation channel lost (%s); reconnecting", exc.detail)
+            finally:
+                if events is not None:
+                    await events.aclose()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -39,7 +39,7 @@ from authz.registry.admin import (
     check_tier,
     check_token_id,
 )
-from authz.registry.redis_store import SCHEMA_VERSION, RegistryError
+from authz.registry.store import SCHEMA_VERSION, RegistryError, client_taken
 
 
 class _Doc(BaseModel):
@@ -213,8 +213,8 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
             owner = await store.client_owner(client.key_manager, client.client_id)
             if owner is not None and owner != app.id:
                 other = await store.get_application(owner)
-                raise RegistryError("already_exists", f"{where}.clients[{c_index}]: client ID {client.client_id} "
-                                    f"is already used by application {other.name if other else owner}")
+                taken = client_taken(client.client_id, client.key_manager, other.name if other else owner)
+                raise RegistryError(taken.kind, f"{where}.clients[{c_index}]: {taken}")
             steps.append((f"attach client {client.key_manager}:{client.client_id} ({client.key_type.value}) to {app.name}",
                           _bind(admin.add_client, app.id, client.client_id, key_manager=client.key_manager,
                                 key_type=client.key_type.value)))

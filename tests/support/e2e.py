@@ -17,8 +17,10 @@ from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKe
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore, connect
-from tests.conftest import AUDIENCE, AuthzProcess, settings_dict
+from authz.registry.redis_conn import connect
+from authz.registry.redis_store import RedisStore
+from tests.support.config import AUDIENCE, settings_dict
+from tests.support.processes import AuthzProcess
 
 
 def run_admin(doc: dict[str, Any], action):  # noqa: ANN001, ANN201
@@ -124,9 +126,8 @@ def running_stack(
         gateway: starts Envoy for ``(tmp, authz config document, upstream port)``.
         configure: edits the authz config document before authz starts.
     """
-    km = KeyManager("http://issuer.invalid", AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid=kid)])
+    km = KeyManager(AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid=kid)])
     km.start()
-    km.issuer = km.url
     upstream = EchoUpstream()
     upstream.start()
     doc = settings_dict(km, redis_server.url, prefix)

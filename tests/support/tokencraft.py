@@ -22,6 +22,7 @@ from authz.config import Settings
 from authz.decide.identity import TokenValidator
 from authz.dev.keymanager import KeyManager, SigningKey
 from authz.keys.jwks_cache import JwksCache
+from authz.keys.static import StaticKeys
 
 _NO_KID = object()
 
@@ -100,17 +101,21 @@ def hs256_forged(secret: bytes, payload: dict[str, Any], kid: str | None = "k1")
 
 @asynccontextmanager
 async def running_validator(settings: Settings):  # type: ignore[no-untyped-def]
-    """A :class:`TokenValidator` over real, started :class:`JwksCache` objects (one per key manager).
+    """A :class:`TokenValidator` over real, started key sources: a :class:`JwksCache` fetching from the key
+    manager on loopback, or :class:`StaticKeys` for a key manager with ``certificates``.
 
     Yields:
-        ``(validator, caches)`` with ``caches`` keyed by key manager name; closed on exit.
+        ``(validator, sources)`` with ``sources`` keyed by key manager name; closed on exit.
     """
     client = httpx.AsyncClient()
-    caches = {km.name: JwksCache(km, client) for km in settings.key_managers}
+    caches: dict[str, Any] = {
+        km.name: StaticKeys(km.name, km.certificates) if km.certificates else JwksCache(km, client)
+        for km in settings.key_managers
+    }
     try:
         for cache in caches.values():
             await cache.start()
-        yield TokenValidator(settings, caches), caches
+        yield TokenValidator(settings.key_managers, caches, settings.tokens), caches
     finally:
         for cache in caches.values():
             await cache.close()

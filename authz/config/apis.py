@@ -1,0 +1,130 @@
+"""The ``apis[]`` section: the APIs published through Envoy, their resources and scopes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from authz.config.base import (
+    API_ID,
+    HOSTNAME,
+    HTTP_METHODS,
+    IPV6_LITERAL,
+    TEMPLATE_SEGMENT,
+    ConfigModel,
+    check_literal_segment,
+    header_name,
+    scope_token,
+)
+
+
+class ResourceSettings(ConfigModel):
+    """One resource of an API: a path template under the API's context path, its methods and scopes."""
+
+    path: str
+    """Template relative to the context, e.g. ``/items``, ``/items/{id}``, ``/files/*`` (one segment),
+    ``/files/**`` (any rest, last only)."""
+    methods: Annotated[list[str], Field(min_length=1)] = ["*"]
+    scopes: list[Annotated[str, Field(min_length=1)]] = []
+    """Scopes the token must carry; see ``scope_match``. Empty: no scope needed."""
+    scope_match: Literal["any", "all"] = "any"
+    auth: Literal["required", "none"] = "required"
+    """``none``: a public resource; a request without credentials is allowed (and logged) without any
+    identity, registry or scope check. A credential that is sent is still validated (invalid: 401)."""
+
+    @model_validator(mode="after")
+    def _public_has_no_scopes(self) -> ResourceSettings:
+        if self.auth == "none" and self.scopes:
+            raise ValueError("a public resource (auth: none) cannot require scopes")
+        return self
+
+    @field_validator("path")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        segments = value.split("/")[1:]
+        if value != "/":
+            for i, seg in enumerate(segments):
+                if not TEMPLATE_SEGMENT.match(seg):
+                    check_literal_segment(seg)
+                if seg == "**" and i != len(segments) - 1:
+                    raise ValueError("'**' is allowed as the last segment only")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        return [scope_token(v) for v in value]
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        out = []
+        for method in value:
+            m = method.upper()
+            if m != "*" and m not in HTTP_METHODS:
+                raise ValueError(f"unknown HTTP method {method!r}")
+            out.append(m)
+        return out
+
+
+class ApiBackendJwtSettings(ConfigModel):
+    """Per-API backend JWT switch (``apis[].backend_jwt``); the signing keys are the top-level ``backend_jwt``."""
+
+    audience: Annotated[str, Field(min_length=1)] | None = None
+    """``aud`` of the backend JWT; None: ``backend_jwt.audience``, else the API id."""
+
+
+class ApiSettings(ConfigModel):
+    """An API published through Envoy, which applications subscribe to."""
+
+    id: str
+    name: Annotated[str, Field(min_length=1)]
+    context: str
+    """Base path, e.g. ``/orders/v1``; matched segment by segment."""
+    version: str = ""
+    hosts: list[str] = []
+    """Hosts (``:authority`` without port) served; empty: any host."""
+    resources: Annotated[list[ResourceSettings], Field(min_length=1)]
+    headers_to_remove: list[Annotated[str, Field(min_length=1)]] | None = None
+    """Headers stripped from this API's upstream requests (``OkHttpResponse.headers_to_remove``);
+    None: ``headers.remove``."""
+    backend_jwt: ApiBackendJwtSettings | None = None
+    """Send a backend JWT signed by authz to this API's upstream (needs the top-level ``backend_jwt``)."""
+
+    @field_validator("headers_to_remove")
+    @classmethod
+    def _headers_to_remove(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [header_name(v) for v in value]
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not API_ID.match(value):
+            raise ValueError("must be 1-128 characters of letters, digits, '.', '_', ':', '-'")
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, value: str) -> str:
+        if not value.startswith("/") or (value != "/" and value.endswith("/")) or "//" in value:
+            raise ValueError("must start with '/', have no trailing '/' and no empty segment")
+        if value != "/":
+            for seg in value.split("/")[1:]:
+                check_literal_segment(seg, templates=False)
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        out = []
+        for host in value:
+            h = host.lower()
+            if not (HOSTNAME.match(h) or IPV6_LITERAL.match(h)):
+                raise ValueError(f"{host!r} is not a host name or IP address (no port, no wildcard)")
+            out.append(h)
+        return out
+
+

@@ -1,0 +1,44 @@
+"""Config documents for tests: one key manager on loopback, the demo APIs, fast JWKS timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from authz.dev.keymanager import KeyManager
+from authz.dev.procs import free_port
+
+AUDIENCE = "authz-test"
+NO_REDIS = "redis://127.0.0.1:9/0"
+"""The Redis URL of settings whose test never reaches Redis (port 9, discard: nothing answers there)."""
+
+
+def settings_dict(idp: KeyManager, redis_url: str = NO_REDIS, prefix: str = "t:", **overrides: Any) -> dict[str, Any]:
+    """A config document for tests: one key manager (``idp``), the demo APIs, fast JWKS timings.
+
+    Args:
+        idp: the key manager (its issuer, JWKS URL and audience).
+        redis_url: the registry's Redis (default :data:`NO_REDIS`, for tests that never reach it).
+        prefix: the registry key prefix.
+        overrides: replace top-level sections; ``km`` updates the key manager entry.
+    """
+    km = {
+        "name": "test-km",
+        "issuer": idp.issuer,
+        "jwks_uri": f"{idp.url}/oauth2/jwks",
+        "audiences": [AUDIENCE],
+        "algorithms": ["RS256", "PS256", "ES256", "EdDSA"],
+        "leeway": 60,
+        "jwks": {"refresh_interval": 300, "kid_refetch_cooldown": 30, "timeout": 2, "retry_interval": 0.2},
+    }
+    km.update(overrides.pop("km", {}))
+    doc: dict[str, Any] = {
+        "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1},
+        "redis": {"url": redis_url, "key_prefix": prefix, "socket_timeout": 0.5},
+        "key_managers": [km],
+        "apis": yaml.safe_load(Path("config/authz.yaml").read_text())["apis"],
+    }
+    doc.update(overrides)
+    return doc
