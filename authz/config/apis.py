@@ -23,15 +23,17 @@ class ResourceSettings(ConfigModel):
     """One resource of an API: a path template under the API's context path, its methods and scopes."""
 
     path: str
-    """Template relative to the context, e.g. ``/items``, ``/items/{id}``, ``/files/*`` (one segment),
-    ``/files/**`` (any rest, last only)."""
+    """Template below the context: `/items`, `/items/{id}` (one segment), `/files/*` (one segment), `/files/**`
+    (any rest, last only). The most specific template matches first. One trailing `/` on the request is
+    ignored."""
     methods: Annotated[list[str], Field(min_length=1)] = ["*"]
+    """HTTP methods, `*` for any."""
     scopes: list[Annotated[str, Field(min_length=1)]] = []
-    """Scopes the token must carry; see ``scope_match``. Empty: no scope needed."""
+    """Scopes the token must carry; empty: none needed."""
     scope_match: Literal["any", "all"] = "any"
+    """`any`: one of the scopes suffices (as WSO2 does); `all`: every scope is needed."""
     auth: Literal["required", "none"] = "required"
-    """``none``: a public resource; a request without credentials is allowed (and logged) without any
-    identity, registry or scope check. A credential that is sent is still validated (invalid: 401)."""
+    """`none`: a public resource (see below); it cannot list `scopes`."""
 
     @model_validator(mode="after")
     def _public_has_no_scopes(self) -> ResourceSettings:
@@ -74,25 +76,32 @@ class ApiBackendJwtSettings(ConfigModel):
     """Per-API backend JWT switch (``apis[].backend_jwt``); the signing keys are the top-level ``backend_jwt``."""
 
     audience: Annotated[str, Field(min_length=1)] | None = None
-    """``aud`` of the backend JWT; None: ``backend_jwt.audience``, else the API id."""
+    """`aud` of this API's backend JWT."""
 
 
 class ApiSettings(ConfigModel):
     """An API published through Envoy, which applications subscribe to."""
 
     id: str
+    """The API ID: what Envoy routes name in `context_extensions.api_id` and what applications subscribe to."""
     name: Annotated[str, Field(min_length=1)]
+    """Display name."""
     context: str
-    """Base path, e.g. ``/orders/v1``; matched segment by segment."""
+    """Base path, e.g. `/orders/v1` (no trailing `/`). Matched segment by segment: `/orders/v1` does not match
+    `/orders/v1x`."""
     version: str = ""
+    """Informational; forwarded when `headers.api_version` is set."""
     hosts: list[str] = []
-    """Hosts (``:authority`` without port) served; empty: any host."""
+    """Hosts (`:authority` without port) this API is served on; empty: any. Used only when the route sets no
+    `api_id`."""
     resources: Annotated[list[ResourceSettings], Field(min_length=1)]
+    """At least one."""
     headers_to_remove: list[Annotated[str, Field(min_length=1)]] | None = None
-    """Headers stripped from this API's upstream requests (``OkHttpResponse.headers_to_remove``);
-    None: ``headers.remove``."""
+    """Headers stripped from this API's upstream requests (`OkHttpResponse.headers_to_remove`), replacing
+    `headers.remove` for this API. It cannot name a header authz sets."""
     backend_jwt: ApiBackendJwtSettings | None = None
-    """Send a backend JWT signed by authz to this API's upstream (needs the top-level ``backend_jwt``)."""
+    """`{}` or `{audience: ...}`: send a [backend JWT](backend-jwt.md) to this API's upstream. Needs the
+    top-level `backend_jwt` section."""
 
     @field_validator("headers_to_remove")
     @classmethod

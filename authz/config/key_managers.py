@@ -16,23 +16,25 @@ class JwksSettings(ConfigModel):
     """JWKS cache of one key manager (RFC 7517). All durations in seconds."""
 
     refresh_interval: PositiveSeconds = 300.0
-    """Background refresh period of the key set."""
+    """Background refresh period of the key set when the JWKS response has no `Cache-Control: max-age`."""
     kid_refetch_cooldown: PositiveSeconds = 30.0
-    """Minimum time between two forced refetches caused by an unknown ``kid`` (single-flight)."""
+    """A token with an unknown `kid` forces a refetch at most once per this many seconds (single-flight,
+    whatever the number of distinct kids)."""
     max_stale: PositiveSeconds = 3600.0
-    """How long the last good key set keeps being used after refreshes start failing; then 503."""
+    """After refreshes start failing, seconds (past `refresh_interval`) the last good key set is still used;
+    then checks answer 503."""
     timeout: PositiveSeconds = 5.0
-    """Timeout of one JWKS HTTP fetch."""
+    """Seconds for one JWKS fetch (and for one discovery fetch)."""
     retry_interval: PositiveSeconds = 5.0
-    """Delay before retrying a failed background fetch (doubles up to ``refresh_interval``)."""
+    """Delay before retrying a failed fetch; doubles up to `refresh_interval`."""
     forced_refetch_wait: PositiveSeconds = 0.2
-    """How long a check with an unknown ``kid`` waits for the forced refetch before answering 401
-    (the fetch itself goes on); keep it below ``server.decision_timeout``."""
+    """How long a check with an unknown `kid` waits for the forced refetch; past it the check is 401 (a token
+    problem, never a 503) and the fetch goes on in the background. Keep it below `server.decision_timeout`."""
     min_refresh_interval: PositiveSeconds = 60.0
-    """Lower bound applied to a JWKS response's ``Cache-Control: max-age`` (also used for ``no-cache``,
-    ``no-store`` and ``max-age=0``)."""
+    """Lower bound of the period taken from `Cache-Control: max-age` (minus `Age`); `no-cache`, `no-store` and
+    `max-age=0` give this bound."""
     max_refresh_interval: PositiveSeconds = 3600.0
-    """Upper bound applied to a JWKS response's ``Cache-Control: max-age``."""
+    """Upper bound of the period taken from `Cache-Control: max-age`. Must not be below `min_refresh_interval`."""
 
     @model_validator(mode="after")
     def _bounds(self) -> JwksSettings:
@@ -66,37 +68,56 @@ class KeyManagerSettings(ConfigModel):
     """An external OAuth2 / OIDC key manager (identity provider) whose access tokens authz accepts."""
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    """Identifier (letters, digits, `.`, `_`, `-`); client IDs are registered per key manager."""
     preset: Literal["keycloak", "auth0", "okta", "entra-v1", "entra-v2", "asgardeo"] | None = None
-    """Defaults for the token shape of a known identity provider (``authz.keys.presets``); explicit fields win."""
+    """`keycloak`, `auth0`, `okta`, `entra-v1`, `entra-v2` or `asgardeo`: defaults for `client_id_claims`,
+    `scope_claims`, `algorithms` and (when no key source is given) `discovery: oidc`. Fields given explicitly
+    win, field by field. See [key-managers/](key-managers/README.md)."""
     issuer: Annotated[str, Field(min_length=1)]
-    """Exact ``iss`` of its tokens (one trailing ``/`` is ignored on both sides)."""
+    """Exact `iss` of its tokens. One trailing `/` is ignored on both sides (`https://idp/` = `https://idp`);
+    nothing else is normalized (no case folding). The key manager of a token is chosen by `iss` before any
+    network call."""
     jwks_uri: Annotated[str, Field(pattern=r"^https?://")] | None = None
-    """URL of the JWK Set. Exactly one of ``jwks_uri``, ``discovery`` and ``certificates`` is set."""
+    """`http(s)://` URL of its JWK Set (RFC 7517)."""
     discovery: Literal["oidc", "oauth"] | None = None
-    """Find ``jwks_uri`` in the issuer's metadata: ``oidc`` = ``{issuer}/.well-known/openid-configuration``
-    (OpenID Connect Discovery 1.0), ``oauth`` = RFC 8414 ``/.well-known/oauth-authorization-server``."""
+    """`oidc`: take `jwks_uri` from `{issuer}/.well-known/openid-configuration`; `oauth`: from the RFC 8414
+    metadata `/.well-known/oauth-authorization-server{issuer path}`. The metadata's `issuer` must equal
+    `issuer` (trailing `/` rule), else the key manager is unusable: its tokens get 503 and an error is
+    logged, retried in the background."""
     certificates: list[CertificateFile] = []
-    """Static PEM certificates or public keys used instead of a JWKS."""
+    """Static keys instead of a JWKS: PEM files (X.509 certificate or public key), each a path or `{path, kid}`
+    (`kid` optional). Read and checked by `check-config` and at start."""
     audiences: list[Annotated[str, Field(min_length=1)]] = []
-    """Accepted ``aud`` values (any-of). Empty: ``aud`` is not checked."""
+    """Accepted `aud` values, any-of; the token's `aud` may be a string or a list. Empty: `aud` is not checked
+    (not recommended)."""
     algorithms: Annotated[list[str], Field(min_length=1)] = ["RS256"]
+    """Allow-list of JWS algorithms: `RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA`. `none` and
+    HMAC (`HS*`) are refused by the validator."""
     client_id_claims: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] = [
         "azp", "client_id",
     ]
+    """Ordered claim names holding the OAuth2 client ID; the first present wins. Keycloak `[azp]`, Okta `[cid]`,
+    Entra v1 `[appid]`, Auth0/Asgardeo `[azp, client_id]`. A token with none of them is denied (401)."""
     scope_claims: list[Annotated[str, Field(min_length=1)]] = ["scope", "scp"]
+    """Ordered claim names holding scopes: a space-separated string or a list. The first present wins (never a
+    union)."""
     leeway: Annotated[float, Field(ge=0, le=600)] = 60.0
-    """Clock-skew allowance in seconds on ``exp``, ``nbf`` and ``iat``."""
+    """Seconds of clock skew allowed on `exp`, `nbf` and `iat` (0-600)."""
     verify_tls: bool = True
+    """Verify the TLS certificate of the JWKS and discovery servers."""
     ca_bundle: str | None = None
-    """PEM file of CA certificates trusted for the JWKS fetch (default: the system store)."""
+    """PEM file of CAs trusted for the JWKS and discovery fetches instead of httpx's default bundle (certifi)."""
     jwks: JwksSettings = JwksSettings()
+    """The JWKS cache of this key manager (RFC 7517); all durations in seconds."""
     typ: list[Annotated[str, Field(min_length=1)]] = []
-    """Accepted JWS ``typ`` header values (RFC 9068 ``at+jwt``); compared case-insensitively with an optional
-    ``application/`` prefix (RFC 7515 section 4.1.9). Empty: ``typ`` is not checked."""
+    """Accepted JWS `typ` header values, e.g. `[at+jwt]` (RFC 9068); case-insensitive, `application/` prefix
+    optional. Empty: not checked. Another or a missing `typ` is 401."""
     required_claims: list[Annotated[str, Field(min_length=1)]] = []
-    """Claims every token must carry (present and not null), besides ``exp`` and ``iss``."""
+    """Claims every token must carry, present and not null (besides `exp` and `iss`, always required). Missing:
+    401."""
     max_token_lifetime: PositiveSeconds | None = None
-    """Seconds: a token whose ``exp`` lies further than this in the future is denied (401). None: no limit."""
+    """Seconds. A token whose `exp` lies further in the future is denied (401) before any key lookup. None: no
+    limit."""
 
     @field_validator("algorithms")
     @classmethod

@@ -88,19 +88,29 @@ class RedisSettings(ConfigModel):
     """The registry store and the local cache in front of it."""
 
     url: str = "redis://127.0.0.1:6379/0"
+    """`redis://[user:password@]host:port/db`, `rediss://...` (TLS; `?ssl_ca_certs=/path/ca.pem` for a private
+    CA), `unix:///path/redis.sock?db=0`, or
+    `redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]` (Sentinel; `rediss+sentinel://`
+    for TLS), or `redis+cluster://[[user]:password@]host:port[,host:port...]/` (Redis Cluster, database 0
+    only; `rediss+cluster://` for TLS; needs a hash-tagged `key_prefix`)
+    ([registry.md](registry.md#redis-url-forms))."""
     key_prefix: str = "authz:"
+    """Prefix of every key and of the `events` channel; several deployments can share one Redis. With a
+    `redis+cluster://` URL it must contain a hash tag, e.g. `{authz}:`, so every key is in one slot (else
+    refused: `redis.key_prefix: 'authz:' has no hash tag: ...`)."""
     socket_timeout: PositiveSeconds = 0.25
-    """Seconds for one Redis command before it counts as an outage."""
+    """Seconds to connect and for each command; past it the call counts as an outage."""
     cache_ttl: PositiveSeconds = 30.0
-    """Seconds a registry entry stays in the local cache (writes also invalidate it through pub/sub)."""
+    """Seconds a registry lookup stays in the local cache. Writes invalidate it at once through pub/sub; the TTL
+    bounds staleness if an event is lost."""
     negative_cache_ttl: PositiveSeconds = 5.0
-    """Seconds an absent entry (no mapping, no subscription) stays cached."""
+    """Same for lookups that found nothing (unknown client, no subscription)."""
     cache_size: Annotated[int, Field(gt=0)] = 100_000
     """Most registry lookups (key manager, client ID, API) in the local cache (LRU)."""
     revocation_cache_size: Annotated[int, Field(gt=0)] = 100_000
     """Most revocation answers (key manager, ``jti``) in the local cache (LRU)."""
     max_stale: Annotated[float, Field(ge=0)] = 60.0
-    """During a Redis outage, how long past its TTL a cached entry may still decide; then 503."""
+    """During a Redis outage, seconds past its TTL a cached entry may still decide; then 503."""
 
     @field_validator("url")
     @classmethod
@@ -132,11 +142,13 @@ class AdminSettings(ConfigModel):
     """The registry admin gRPC API (``authz.admin.v1.RegistryAdmin``, docs/admin-api.md)."""
 
     listen: ListenAddress | None = None
-    """``host:port`` of the admin API; None (default): not served."""
+    """`host:port` of the admin API; not served when unset. With `--workers N` only worker 0 serves it. Keep it
+    on a private interface."""
     token: SecretStr | None = None
-    """Bearer token every admin call must send (``authorization: Bearer ...``); env ``AUTHZ_ADMIN_TOKEN``
-    overrides it. At least 16 characters; required to serve the API (:func:`serving_errors`), not to read
-    the config (the registry CLI reads it without the secret)."""
+    r"""Bearer token every admin call must send (`authorization: Bearer <token>`): at least 16 printable ASCII
+    characters, no spaces, no `"` or `\`. Required to serve when `listen` is set (`authz serve` and
+    `check-config` refuse without it; the registry CLI reads the file without it); prefer `AUTHZ_ADMIN_TOKEN`
+    over the file. Never logged."""
 
     @field_validator("token")
     @classmethod
@@ -152,35 +164,38 @@ class ServerSettings(ConfigModel):
     """The gRPC server."""
 
     listen: ListenAddress = "127.0.0.1:9191"
-    """``host:port`` of the ``envoy.service.auth.v3.Authorization`` gRPC service (worker 0; worker I listens
-    on the port + I)."""
+    """`host:port` of the gRPC `envoy.service.auth.v3.Authorization` service (also Health and reflection)."""
     workers: Annotated[int, Field(ge=0, le=64)] = 0
     """Worker processes, each on its own port; 0: one per CPU."""
     route_cache_size: Annotated[int, Field(ge=0)] = 10_000
-    """Most (path, method, host, api_id) route resolutions kept per worker (LRU); 0 disables the cache."""
+    """Most (path, method, host, `api_id`) route resolutions kept per worker (LRU); `0` disables the cache."""
     decision_cache_size: Annotated[int, Field(ge=0)] = 10_000
     """Most allow decisions memoized per worker (LRU), each with its rendered answer in each front end; 0
     disables the memo. An entry lives only as long as the cached token, registry entry and route it was made
     from."""
     max_receive_message_bytes: Annotated[int, Field(ge=64 * 1024)] = 8 * 1024 * 1024
+    """Largest CheckRequest accepted (8 MiB). Envoy should not send request bodies to authz (no
+    `with_request_body`): a larger message is a transport error to Envoy."""
     decision_timeout: PositiveSeconds = 0.4
-    """Budget in seconds of one Check; past it authz denies with 503 (keep it below Envoy's ext_authz timeout)."""
+    """Budget of one Check. Past it authz denies with 503 (never allows). Keep it below Envoy's ext_authz
+    `timeout`."""
     grace_period: Annotated[float, Field(ge=0)] = 5.0
-    """Seconds in-flight calls get to finish on SIGTERM/SIGINT."""
+    """On SIGTERM/SIGINT, seconds in-flight checks get to finish."""
     http_listen: ListenAddress | None = None
-    """``host:port`` of the Envoy HTTP ext_authz (``http_service``) listener, next to the gRPC one (worker I
-    listens on the port + I); None: not served. See docs/operations.md "Envoy HTTP ext_authz mode"."""
+    """`host:port` of the HTTP/1.1 listener for Envoy's HTTP ext_authz mode (`http_service`), served next to the
+    gRPC one by the same pipeline; not served when unset. With `--workers N`, worker I listens on the port +
+    I. See [operations](operations.md#envoy-http-ext_authz-mode)."""
 
 
 class TokenSettings(ConfigModel):
     """Limits of token validation that do not depend on the key manager."""
 
     max_size: Annotated[int, Field(ge=256, le=1024 * 1024)] = 16 * 1024
-    """Bytes; longer bearer tokens are denied before parsing."""
+    """Bytes. A longer bearer token is denied (401) before any parsing."""
     cache_size: Annotated[int, Field(ge=0)] = 10_000
-    """Verified tokens kept in memory (LRU); 0 disables the cache."""
+    """Verified tokens kept (LRU, keyed by the exact token string); `0` disables the cache."""
     cache_max_ttl: PositiveSeconds = 300.0
-    """Seconds a verified token stays cached at most (never past its ``exp``)."""
+    """Seconds a verified token stays cached at most; never past its `exp` (+ leeway)."""
 
 
 BACKEND_JWT_RESERVED_CLAIMS = frozenset({
@@ -194,10 +209,12 @@ class BackendJwtKeySettings(ConfigModel):
     """One signing key of the backend JWT (``backend_jwt.keys[]``)."""
 
     kid: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+    """Key ID (`kid` of the JWS header and the JWK); unique."""
     algorithm: Literal["RS256", "ES256"] = "RS256"
+    """`RS256` (RSA, at least 2048 bits) or `ES256` (EC P-256)."""
     key_file: Annotated[str, Field(min_length=1)]
-    """PEM file of the private key (PKCS#8 or traditional, unencrypted): RSA of at least 2048 bits for
-    RS256, EC P-256 for ES256."""
+    """PEM file of the private key, unencrypted (PKCS#8 or traditional). Checked by `authz check-config`; its
+    content is never printed."""
 
     _private_key: Any = PrivateAttr(default=None)
 
@@ -216,20 +233,22 @@ class BackendJwtSettings(ConfigModel):
     """The backend JWT authz signs for upstreams of APIs with ``backend_jwt`` set, and its public JWKS."""
 
     keys: Annotated[list[BackendJwtKeySettings], Field(min_length=1)]
-    """Signing keys: the first signs, all are published in the JWKS (list a new key second, publish, then
-    move it first; drop the old one after ``ttl``)."""
+    """At least one. The first signs; all are published (rotation: add the new key second, wait for upstream
+    JWKS caches, move it first, drop the old one after `ttl`)."""
     issuer: Annotated[str, Field(min_length=1)] = "authz"
+    """`iss` claim."""
     audience: Annotated[str, Field(min_length=1)] | None = None
-    """Default ``aud``; None: the API id. ``apis[].backend_jwt.audience`` overrides it."""
+    """Default `aud`; none: the API `id`."""
     ttl: Annotated[float, Field(gt=0, le=3600)] = 300.0
-    """Seconds from ``iat`` to ``exp`` (never past the access token's ``exp``)."""
+    """Seconds from `iat` to `exp` (at most 3600); never past the access token's `exp`."""
     header: HeaderName = "x-jwt-assertion"
+    """Request header carrying the JWT. Removed from upstream requests of APIs without a backend JWT."""
     claims: list[Annotated[str, Field(min_length=1)]] = []
-    """Allow-list of the access token's claims copied into the backend JWT (when present)."""
+    """Allow-list of access token claims copied when present. Claims authz sets itself cannot be listed."""
     cache_size: Annotated[int, Field(ge=0)] = 10_000
-    """Backend JWTs kept per (access token, API), LRU; 0 disables the cache."""
+    """Signed JWTs kept per (access token, API), LRU, reused until shortly before they expire; `0` disables."""
     jwks_listen: ListenAddress | None = None
-    """``host:port`` of the HTTP server publishing ``/.well-known/jwks.json``; None: not served."""
+    """`host:port` of the HTTP server serving `GET /.well-known/jwks.json`; none: not served."""
 
     @field_validator("header")
     @classmethod

@@ -24,15 +24,41 @@ class Settings(ConfigModel):
     """The whole configuration file."""
 
     server: ServerSettings = ServerSettings()
+    """The Check servers (gRPC, and Envoy's HTTP ext_authz mode), their budget, caches and process model."""
     realm: str = "authz"
-    """``realm`` of the ``WWW-Authenticate`` challenge (RFC 6750 characters: printable ASCII but ``"`` and ``\\``)."""
+    """The `realm` of the `WWW-Authenticate: Bearer` challenge (RFC 6750 section 3). No quotes, backslashes or
+    control characters."""
     redis: RedisSettings = RedisSettings()
+    """The registry's Redis and the local cache in front of it. The revoked-token cache (`jti` per key manager)
+    uses the same `cache_ttl` and `max_stale`, and its own `revocation_cache_size`."""
     admin: AdminSettings = AdminSettings()
+    """The registry admin gRPC API ([admin-api.md](admin-api.md)), served by `authz serve` on its own port."""
     tokens: TokenSettings = TokenSettings()
+    """Limits of token validation that do not depend on the key manager."""
     key_managers: Annotated[list[KeyManagerSettings], Field(min_length=1)]
+    """One entry per trusted OAuth2 / OIDC identity provider. At least one. Exactly one of `jwks_uri`, `discovery`
+    and `certificates` says where its keys come from. Presets, discovery, static keys and one page per IdP:
+    [key-managers/](key-managers/README.md)."""
     apis: Annotated[list[ApiSettings], Field(min_length=1)]
+    """The APIs published through Envoy. At least one (a config with key managers only is refused with `apis:
+    field required`). A request that matches no API or resource is denied 403 (900906) once the caller is
+    authenticated.
+
+    **Public resources** (`auth: none`): a request without an `authorization` header is allowed without any
+    token, application, subscription or scope check, and logged (`allow public GET /path api=...` at INFO on the
+    `authz.decisions` logger). No identity is forwarded: every configured identity header and the backend JWT
+    header are removed from the upstream request, and the dynamic metadata carries only `{"api_id", "auth":
+    "none"}`. A credential that *is* sent is still validated: an invalid, expired or non-Bearer credential is a 401
+    (C19: an invalid credential is never silently ignored); a valid token is allowed without registry or scope
+    checks and forwards no identity either. Matching is segment-aware and on the canonical path, so
+    `/public/../items` is the protected `/items` and `/publicity` is not `/public`."""
     headers: HeadersSettings = HeadersSettings()
+    """Names of the headers set on allowed requests (`OkHttpResponse.headers`, overwriting client-sent copies).
+    `null` disables one. Names must be lower case. A value containing a control character (CR, LF, NUL...) is
+    never forwarded."""
     backend_jwt: BackendJwtSettings | None = None
+    """Optional. The keys and claims of the [backend JWT](backend-jwt.md) sent to the upstreams of APIs with
+    `apis[].backend_jwt`, and the HTTP server publishing its public keys."""
 
     @model_validator(mode="after")
     def _api_headers(self) -> Settings:
