@@ -25,18 +25,16 @@ from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
 
-def _envoy(tmp: Path, authz_port: int, upstream_port: int, *, failure_mode_allow: bool = False) -> tuple[
+def _envoy(tmp: Path, doc: dict, upstream_port: int, *, failure_mode_allow: bool = False) -> tuple[
         ManagedProcess, str]:
-    return start_gateway(tmp, "envoy-failopen" if failure_mode_allow else "envoy",
-                         authz_endpoints=[("127.0.0.1", authz_port)], upstream_port=upstream_port,
+    return start_gateway(tmp, "envoy-failopen" if failure_mode_allow else "envoy", doc, upstream_port,
                          failure_mode_allow=failure_mode_allow)
 
 
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(redis_server, tmp_path_factory.mktemp("e2e"), "e2e:", "e2e",
-                       lambda tmp, doc, upstream_port: _envoy(tmp, int(doc["server"]["listen"].rsplit(":", 1)[1]),
-                                                              upstream_port)) as stack:
+                       lambda tmp, doc, upstream_port: _envoy(tmp, doc, upstream_port)) as stack:
         yield stack
 
 
@@ -173,7 +171,7 @@ def test_subscription_changes_are_enforced_without_restart(stack: Stack) -> None
 
 def test_with_fail_open_envoy_every_bad_token_is_still_denied(stack: Stack) -> None:
     """C24: denials carry gRPC 7/16 and an explicit HTTP status, so failure_mode_allow never lets them through."""
-    envoy, gateway = _envoy(stack.tmp, stack.authz.port, stack.upstream.port, failure_mode_allow=True)
+    envoy, gateway = _envoy(stack.tmp, stack.doc, stack.upstream.port, failure_mode_allow=True)
     try:
         before = len(stack.upstream.received)
         cases = {
@@ -199,7 +197,7 @@ def test_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_
     d = stack.tmp / "authz-down"
     d.mkdir()
     authz = AuthzProcess(doc, d).start()
-    envoy, gateway = _envoy(stack.tmp / "authz-down", authz.port, stack.upstream.port)
+    envoy, gateway = _envoy(stack.tmp / "authz-down", doc, stack.upstream.port)
     try:
         assert httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {stack.token()}"},
                          timeout=5).status_code == 200

@@ -21,8 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _http_envoy(tmp: Path, doc: dict, upstream_port: int) -> tuple[ManagedProcess, str]:
-    return start_gateway(tmp, "envoy-http", authz_endpoints=[], upstream_port=upstream_port, authz_mode="http",
-                         authz_http_endpoints=[("127.0.0.1", int(doc["server"]["http_listen"].rsplit(":", 1)[1]))])
+    return start_gateway(tmp, "envoy-http", doc, upstream_port, authz_mode="http")
 
 
 def _listen_http(doc: dict) -> None:

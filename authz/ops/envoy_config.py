@@ -53,7 +53,7 @@ MODES = ("grpc", "http")
 ``server.http_listen``)."""
 AUTHZ_SERVICE = "authz"
 """authz's DNS name in the compose and kubernetes targets (compose service, headless Service)."""
-TIMEOUT_MARGIN = 0.1
+TIMEOUT_MARGIN = 0.25
 """Seconds the ext_authz timeout exceeds ``server.decision_timeout``, so authz's own 503 arrives first."""
 
 _DEFAULTS: Mapping[str, tuple[str, str]] = {
@@ -114,14 +114,14 @@ def authz_endpoints(settings: Settings, options: EnvoyOptions) -> list[HostPort]
     endpoints (``options.authz``) replace these.
 
     Raises:
-        EnvoyConfigError: HTTP mode without ``server.http_listen``.
+        EnvoyConfigError: HTTP mode without ``server.http_listen`` (and no ``options.authz``).
     """
+    if options.authz:
+        return list(options.authz)
     http_mode = options.authz_mode == "http"
     if http_mode and settings.server.http_listen is None:
         raise EnvoyConfigError("server.http_listen: required by --authz-mode http (authz's HTTP ext_authz listener)")
     base = HostPort.parse(settings.server.http_listen if http_mode else settings.server.listen)
-    if options.authz:
-        return list(options.authz)
     if options.target == "local":
         return _worker_ports(base, settings.server.workers or default_workers())
     return [HostPort(AUTHZ_SERVICE, base.port)]

@@ -154,13 +154,13 @@ def ext_authz(listening: Listening) -> ExtAuthz:
                 allowed_client_headers=_exact(HTTP_CLIENT_HEADERS),
                 dynamic_metadata_from_headers=_exact(_metadata_keys()),
             ),
-            retry_policy=authz_retry_policy(),
+            retry_policy=authz_retry_policy(listening.timeout),
         )
         config.allowed_headers = _exact(HTTP_REQUEST_HEADERS)
     else:
         config.grpc_service = GrpcService(
             envoy_grpc=GrpcServiceEnvoyGrpc(cluster_name=AUTHZ_CLUSTER), timeout=seconds(listening.timeout),
-            retry_policy=authz_retry_policy())
+            retry_policy=authz_retry_policy(listening.timeout))
     return config
 
 
