@@ -5,10 +5,15 @@ locustfile run headless against a local stack. Real Envoy, real ``authz serve``,
 from __future__ import annotations
 
 import csv
+import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -113,6 +118,58 @@ def test_http_mode_envoy_names_the_route_to_authz_and_hides_it_from_the_upstream
             envoy.stop()
         authz.stop()
         upstream.stop()
+
+
+class _ContractAllow(BaseHTTPRequestHandler):
+    """An HTTP ext_authz allow shaped as docs/http-contract says authz's HTTP front end answers: 200, the identity
+    header, and one header per dynamic metadata key named exactly as the key (underscores included)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.send_response(200)
+        for name, value in (("x-application-id", "demo-app"), ("application_id", "demo-app"),
+                            ("application_tier", "Gold"), ("api_id", "orders-v1"), ("content-length", "0")):
+            self.send_header(name, value)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_http_mode_envoy_files_underscored_response_headers_as_metadata_for_log_and_rate_limit(
+        tmp_path: Path) -> None:
+    """Envoy 1.40 keeps header names with ``_`` from the HTTP authorization response: they become the ext_authz
+    dynamic metadata (access log, the tier rate-limit descriptor) while a client-sent copy counts for nothing.
+    The responder plays the contract's authz side (the HTTP front end's own e2e comes with it)."""
+    responder = ThreadingHTTPServer(("127.0.0.1", 0), _ContractAllow)
+    threading.Thread(target=responder.serve_forever, daemon=True).start()
+    upstream = EchoUpstream()
+    upstream.start()
+    envoy = None
+    try:
+        doc = {"server": {"listen": "127.0.0.1:9"}, "key_managers": [
+            {"name": "km", "issuer": "http://127.0.0.1:9", "jwks_uri": "http://127.0.0.1:9/jwks", "audiences": ["a"]}],
+            "apis": [{"id": "orders-v1", "name": "Orders", "context": "/orders/v1", "resources": [{"path": "/x"}]}]}
+        envoy, gateway = start_gateway(tmp_path, "envoy", doc, upstream.port, authz_mode="http", tier_limits={"Gold": 1},
+                                       authz=(HostPort("127.0.0.1", responder.server_address[1]),))
+        codes = [httpx.get(gateway + "/orders/v1/items", headers={"application_tier": "Bronze"}, timeout=5).status_code
+                 for _ in range(2)]
+        assert codes == [200, 429]  # the Gold bucket (1 per minute) from the metadata, not the client's header
+        assert upstream.received[0]["headers"]["x-application-id"] == "demo-app"
+        deadline = time.monotonic() + 3
+        while not (lines := [line for line in envoy.log_text().splitlines() if line.startswith("{")]):
+            assert time.monotonic() < deadline, "no access log line"
+            envoy.signal(signal.SIGUSR1)  # reopen (flush) the access logs
+            time.sleep(0.1)
+        first = json.loads(lines[0])
+        assert (first["authz_application_id"], first["authz_application_tier"], first["authz_api_id"]) == (
+            "demo-app", "Gold", "orders-v1")
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        upstream.stop()
+        responder.shutdown()
 
 
 # ---- the load profile ------------------------------------------------------------------------------------------
