@@ -57,14 +57,14 @@ def test_admin_listen_needs_a_token_to_serve_which_the_environment_can_supply(
 @pytest.fixture
 async def stub(make_redis_settings: Callable[..., Settings]) -> AsyncIterator[admin_pb2_grpc.RegistryAdminStub]:
     settings = make_redis_settings(admin={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN})
-    client = connect(settings.redis.url, 2.0)
-    server = await start_admin_server(settings, RedisStore(client, settings.redis.key_prefix))
+    store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, 2.0)
+    server = await start_admin_server(settings, store)
     assert server is not None and settings.admin.listen is not None
     channel = grpc.aio.insecure_channel(settings.admin.listen)
     yield admin_pb2_grpc.RegistryAdminStub(channel)
     await channel.close()
     await server.stop(0)
-    await client.aclose()
+    await store.aclose()
 
 
 AUTH = (("authorization", f"Bearer {TOKEN}"),)

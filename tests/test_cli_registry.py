@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,19 +14,15 @@ import yaml
 
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer, free_port
+from tests.support.cli import run_cli
 from tests.support.config import settings_dict
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def runner(config: Path) -> Run:
-    env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_REDIS_URL", "AUTHZ_LISTEN", "AUTHZ_CONFIG")}
-
     def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "authz", "registry", "--config", str(config), *args],
-            capture_output=True, text=True, timeout=60, env=env,
-        )
+        result = run_cli("registry", "--config", str(config), *args)
         assert "Traceback" not in result.stdout + result.stderr, result.stderr
         if ok:
             assert result.returncode == 0, result.stderr
@@ -165,21 +160,15 @@ def test_config_option_is_accepted_after_the_subcommand_too(
 ) -> None:
     path = tmp_path / "late.yaml"
     path.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, key_prefix)), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "AUTHZ_CONFIG"}
-    created = subprocess.run(
-        [sys.executable, "-m", "authz", "registry", "app", "create", "Late App", "--id", "late", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, env=env,
-    )
+    created = run_cli("registry", "app", "create", "Late App", "--id", "late", "--config", str(path))
     assert created.returncode == 0, created.stderr
-    listed = subprocess.run(
-        [sys.executable, "-m", "authz", "registry", "app", "list", "--json", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, env=env,
-    )
+    listed = run_cli("registry", "app", "list", "--json", "--config", str(path))
     assert listed.returncode == 0, listed.stderr
     assert [a["name"] for a in json.loads(listed.stdout)] == ["Late App"]
 
 
 def test_a_missing_config_file_is_named_once(tmp_path: Path) -> None:
+    """Through the console entry point (``python -m authz``), as a user runs it."""
     missing = tmp_path / "nope.yaml"
     result = subprocess.run(
         [sys.executable, "-m", "authz", "registry", "--config", str(missing), "app", "list"],
@@ -254,11 +243,7 @@ def test_the_registry_cli_reads_a_serving_config_without_the_admin_secret(
     doc["admin"] = {"listen": f"127.0.0.1:{free_port()}"}  # its token comes from AUTHZ_ADMIN_TOKEN when serving
     path = tmp_path / "serving.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_ADMIN_TOKEN", "AUTHZ_CONFIG")}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "authz", *args], capture_output=True, text=True, timeout=60,
-                              env=env)
+    run = run_cli
 
     listed = run("registry", "--config", str(path), "app", "list")
     assert listed.returncode == 0, listed.stderr
