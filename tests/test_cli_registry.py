@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,39 +13,27 @@ import yaml
 
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer, free_port
-from tests.support.cli import run_cli
+from tests.support.cli import Run, registry_cli, run_cli
 from tests.support.config import settings_dict
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def runner(config: Path) -> Run:
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = run_cli("registry", "--config", str(config), *args)
-        assert "Traceback" not in result.stdout + result.stderr, result.stderr
-        if ok:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    return run
 
 
 @pytest.fixture
 def cli(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> Run:
     path = tmp_path / "authz.yaml"
     path.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, key_prefix)), encoding="utf-8")
-    return runner(path)
+    return registry_cli(path)
 
 
 def test_app_create_add_client_subscribe_and_list(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
     out = cli("app", "create", "Demo App", "--owner", "dev", "--tier", "Gold", "--id", "app-demo").stdout
     assert out.strip() == "created application Demo App (id app-demo)"
     out = cli("app", "add-client", "Demo App", "demo-client").stdout
-    assert out.strip() == "client ID demo-client of key manager test-km attached to application Demo App"
+    assert out.splitlines()[0] == "client ID demo-client of key manager test-km attached to application Demo App"
     out = cli("app", "add-client", "app-demo", "sbx-client", "--key-type", "sandbox").stdout
-    assert out.strip() == "client ID sbx-client of key manager test-km attached to application Demo App"
+    assert out.splitlines()[0] == "client ID sbx-client of key manager test-km attached to application Demo App"
     out = cli("app", "add-client", "Demo App", "demo-client").stdout
-    assert out.strip() == "client ID demo-client of key manager test-km already attached to application Demo App"
+    assert out.splitlines()[0] == (
+        "client ID demo-client of key manager test-km already attached to application Demo App")
     out = cli("subscribe", "Demo App", "orders-v1", "--tier", "Bronze").stdout
     assert out.strip() == "subscribed Demo App to orders-v1 (ACTIVE, tier Bronze)"
     assert raw.hgetall(f"{key_prefix}client:test-km:demo-client") == {"app_id": "app-demo", "key_type": "PRODUCTION"}
@@ -111,7 +98,7 @@ def test_other_refusals_exit_1_with_a_message(cli: Run) -> None:
     cli("app", "create", "Demo App")
     cases = [
         (("app", "create", "Demo App"), "error: application name 'Demo App' is already used by "),
-        (("app", "add-client", "Ghost", "c1"), "error: no application with ID or name 'Ghost'"),
+        (("app", "add-client", "Ghost", "c1"), "error: no application with ID or name 'Ghost'; applications: Demo App\n"),
         (("subscription", "set-status", "Demo App", "orders-v1", "PAUSED"),
          "error: unknown subscription status 'PAUSED'"),
         (("unsubscribe", "Demo App", "orders-v1"), "error: application Demo App is not subscribed to orders-v1"),
@@ -137,7 +124,7 @@ def test_unreachable_redis_exits_3_with_a_clear_message(idp: KeyManager, key_pre
     url = f"redis://127.0.0.1:{free_port()}/0"
     path = tmp_path / "authz.yaml"
     path.write_text(yaml.safe_dump(settings_dict(idp, url, key_prefix)), encoding="utf-8")
-    run = runner(path)
+    run = registry_cli(path)
     for args in (("app", "list"), ("app", "create", "Demo App"), ("subscribe", "x", "orders-v1")):
         result = run(*args, ok=False)
         assert result.returncode == 3, args
@@ -149,7 +136,7 @@ def test_unreachable_redis_exits_3_with_a_clear_message(idp: KeyManager, key_pre
 def test_invalid_config_file_exits_1(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("key_managers: []\n", encoding="utf-8")
-    result = runner(path)("app", "list", ok=False)
+    result = registry_cli(path)("app", "list", ok=False)
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == f"{path}: invalid configuration:"
     assert "  key_managers: list should have at least 1 item after validation, not 0" in result.stderr
@@ -218,7 +205,7 @@ def test_export_then_import_with_dry_run_into_another_prefix(
     file.write_text(exported, encoding="utf-8")
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, f"other{free_port()}:")), encoding="utf-8")
-    copy = runner(other)
+    copy = registry_cli(other)
     dry = copy("import", str(file), "--dry-run").stdout.strip().splitlines()
     assert dry == [
         "create application Demo App (id demo)",

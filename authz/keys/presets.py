@@ -26,6 +26,7 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
         "scope_claims": ("scope",),
         "algorithms": ("RS256",),
         "discovery": "oidc",
+        "audience_parameter": "audience",  # the API identifier is asked for with the 'audience' parameter
     }),
     # Okta (custom authorization servers): 'cid'; scopes are the list 'scp'. Issuer https://<org>/oauth2/<id>.
     "okta": MappingProxyType({
