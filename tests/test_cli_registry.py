@@ -242,3 +242,59 @@ def test_the_registry_cli_reads_a_serving_config_without_the_admin_secret(
     assert served.returncode == 1
     assert "cannot serve:" in served.stderr and "admin.token: is required" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def test_app_show_and_add_client_say_so_when_the_key_manager_has_no_token_endpoint(cli: Run, idp: KeyManager) -> None:
+    cli("app", "create", "Demo App", "--id", "demo-app", "--owner", "dev")
+    cli("subscribe", "Demo App", "payments-v1")
+    out = cli("app", "add-client", "Demo App", "c1").stdout
+    lines = out.splitlines()
+    assert lines[2:9] == [
+        "Key manager test-km:",
+        f"  issuer            {idp.issuer}",
+        "  token endpoint    unknown (see below)",
+        f"  JWKS URI          {idp.url}/oauth2/jwks",
+        "  grant types       not stated",
+        "  from              the config",
+        "  note: no token endpoint: key manager test-km has neither discovery nor token_endpoint in the config; "
+        "ask its administrator for the token endpoint (or set key_managers[].token_endpoint)",
+    ]
+    assert ("    POST to the key manager's token endpoint (unknown) the form parameters grant_type=password "
+            "username=<USER_NAME> password=<USER_PASSWORD> client_id=c1 client_secret=<CLIENT_SECRET> "
+            "scope=payments:read payments:write") in lines
+    assert "curl" in out  # the gateway call is still shown
+    assert cli("app", "show", "demo-app").stdout.splitlines()[:6] == [
+        "Demo App  id=demo-app  owner=dev  tier=Unlimited  status=ACTIVE",
+        "",
+        "Subscriptions:",
+        "  payments-v1  Payments  ACTIVE  tier=Unlimited",
+        "    GET     /payments/v1/charges  scope payments:read",
+        "    POST    /payments/v1/charges  scope payments:write",
+    ]
+    data = json.loads(cli("app", "add-client", "Demo App", "c1", "--json").stdout)
+    assert (data["added"], data["id"], [c["client_id"] for c in data["clients"]]) == (False, "demo-app", ["c1"])
+    assert data["clients"][0]["connection"]["token_endpoint"] is None
+    assert data["gateway_call"]["url"] == "<GATEWAY_URL>/payments/v1/charges"
+
+
+def test_api_list_and_show_explore_the_configured_apis(cli: Run) -> None:
+    assert cli("api", "list").stdout.splitlines()[0] == (
+        "orders-v1  Orders  v1  context /orders/v1  hosts any  key managers test-km")
+    shown = json.loads(cli("api", "show", "payments-v1", "--json").stdout)
+    assert (shown["id"], shown["scopes"], shown["subscription"]) == (
+        "payments-v1", ["payments:read", "payments:write"], None)
+
+
+def test_developer_reads_refuse_unknown_names_with_did_you_mean(cli: Run) -> None:
+    cli("app", "create", "Demo App")
+    for args, message in (
+        (("app", "show", "Demo"), "error: no application with ID or name 'Demo'; did you mean 'Demo App'? "
+                                  "applications: Demo App\n"),
+        (("api", "list", "--app", "Ghost"), "error: no application with ID or name 'Ghost'; applications: Demo App\n"),
+        (("api", "show", "payment-v1"), "error: unknown API id 'payment-v1'; did you mean 'payments-v1'? "
+                                        "configured: orders-v1, payments-v1\n"),
+        (("subscribe", "Demo App", "Payments"), "error: unknown API id 'Payments'; did you mean 'payments-v1'? "
+                                                "configured: orders-v1, payments-v1\n"),
+    ):
+        result = cli(*args, ok=False)
+        assert (result.returncode, result.stderr) == (1, message)

@@ -46,7 +46,9 @@ def unknown(message: str, name: str, candidates: Sequence[str], listed: Sequence
     parts = [message]
     guesses = [g for g in (near_misses(name, candidates) if guesses is None else guesses) if g != name]
     if guesses:
-        parts.append(f"; did you mean {' or '.join(repr(g) for g in guesses)}?")
+        quoted = [repr(g) for g in guesses]
+        either = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+        parts.append(f"; did you mean {either}?")
     if not listed:
         parts.append(f"; there are no {kind}" if kind != "configured" else "; none configured")
     else:
