@@ -298,3 +298,19 @@ def test_developer_reads_refuse_unknown_names_with_did_you_mean(cli: Run) -> Non
     ):
         result = cli(*args, ok=False)
         assert (result.returncode, result.stderr) == (1, message)
+
+
+def test_the_readmes_add_client_output_is_what_the_make_run_config_prints(
+    redis_server: RedisServer, key_prefix: str, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(Path("config/authz.yaml").read_text(encoding="utf-8"))
+    doc["redis"] = {"url": redis_server.url, "key_prefix": key_prefix}
+    path = tmp_path / "authz.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    run = registry_cli(path)
+    run("app", "create", "Demo App", "--id", "demo-app")
+    run("app", "add-client", "Demo App", "demo-client")
+    run("subscribe", "Demo App", "orders-v1")
+    readme = Path("README.md").read_text(encoding="utf-8")
+    block = readme.split('$ .venv/bin/authz registry app add-client "Demo App" demo-client\n', 1)[1].split("```", 1)[0]
+    assert run("app", "add-client", "Demo App", "demo-client").stdout == block

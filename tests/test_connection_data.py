@@ -172,9 +172,10 @@ def test_connection_fields_are_validated_and_auth0_asks_for_the_audience(
 ) -> None:
     with pytest.raises(ConfigError) as info:
         make_settings(**_km(idp, token_endpoint="ftp://idp.test/token", audience_parameter="a b",
-                            scope_prefix="api://x y/"))
+                            requested_scope="api://x/.default  two"))
     assert [e.split(":")[0] for e in info.value.errors] == [
-        "key_managers[0].token_endpoint", "key_managers[0].audience_parameter", "key_managers[0].scope_prefix"]
+        "key_managers[0].token_endpoint", "key_managers[0].audience_parameter",
+        "key_managers[0].requested_scope"]
     km = make_settings(key_managers=[{"name": "auth0", "preset": "auth0", "issuer": "https://acme.eu.auth0.com/",
                                       "audiences": ["orders-api"]}]).key_managers[0]
     assert (km.audience_parameter, km.discovery) == ("audience", "oidc")

@@ -55,13 +55,11 @@ def test_auth0_asks_for_the_audience_with_its_parameter(idp: KeyManager, make_se
     assert password.notes == ("asks for the first of the accepted audiences (https://orders.example.test, orders-api)",)
 
 
-def test_entra_scopes_get_the_application_id_uri_and_client_credentials_ask_for_default(
-    idp: KeyManager, make_settings: Callable[..., Settings]
-) -> None:
-    km = _km(make_settings, scope_prefix="api://orders-api/", client_credentials_scope="api://orders-api/.default")
-    password, credentials = token_requests(km, _connection(), "4f6a", ["orders.read", "orders.write"])
-    assert password.parameters["scope"] == "api://orders-api/orders.read api://orders-api/orders.write"
-    assert credentials.parameters["scope"] == "api://orders-api/.default"
+def test_entra_asks_for_default_with_both_grants(idp: KeyManager, make_settings: Callable[..., Settings]) -> None:
+    km = _km(make_settings, requested_scope="api://orders-api/.default")
+    password, credentials = token_requests(km, _connection(), "4f6a", ["orders.read", "orders.read.all"])
+    assert password.parameters["scope"] == credentials.parameters["scope"] == "api://orders-api/.default"
+    assert password.notes == ()
 
 
 def test_basic_client_authentication_when_the_endpoint_does_not_take_the_secret_in_the_form(
@@ -100,3 +98,18 @@ def test_curl_words_survive_the_shell_exactly() -> None:
         "--data-urlencode", "x=é=&",
     ]
     assert render_curl("DELETE", "https://gw.test/x", include_headers=True) == "curl -sS -i -X DELETE https://gw.test/x"
+
+
+def test_the_configured_client_authentication_wins_and_okta_defaults_to_basic(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    both = _connection(token_endpoint_auth_methods_supported=("client_secret_basic", "client_secret_post"))
+    okta = make_settings(key_managers=[{"name": "okta", "preset": "okta",
+                                        "issuer": "https://acme.okta.com/oauth2/default"}]).key_managers[0]
+    assert okta.token_endpoint_auth_method == "client_secret_basic"
+    password, _ = token_requests(okta, both, "0oa1", ["orders:read"])
+    assert (password.client_authentication, "client_secret" in password.parameters) == ("client_secret_basic", False)
+    assert "  -u '0oa1:<CLIENT_SECRET>' \\\n" in (password.curl or "")
+    only_basic = _connection(token_endpoint_auth_methods_supported=("client_secret_basic",))
+    post = _km(make_settings, token_endpoint_auth_method="client_secret_post")
+    assert token_requests(post, only_basic, "c", [])[0].parameters["client_secret"] == "<CLIENT_SECRET>"

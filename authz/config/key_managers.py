@@ -71,7 +71,8 @@ class KeyManagerSettings(ConfigModel):
     """Identifier (letters, digits, `.`, `_`, `-`); client IDs are registered per key manager."""
     preset: Literal["keycloak", "auth0", "okta", "entra-v1", "entra-v2", "asgardeo"] | None = None
     """`keycloak`, `auth0`, `okta`, `entra-v1`, `entra-v2` or `asgardeo`: defaults for `client_id_claims`,
-    `scope_claims`, `algorithms`, `audience_parameter` (Auth0) and (when no key source is given) `discovery: oidc`. Fields given explicitly
+    `scope_claims`, `algorithms`, `audience_parameter` (Auth0), `token_endpoint_auth_method` (Okta) and (when no key
+    source is given) `discovery: oidc`. Fields given explicitly
     win, field by field. See [key-managers/](key-managers/README.md)."""
     issuer: Annotated[str, Field(min_length=1)]
     """Exact `iss` of its tokens. One trailing `/` is ignored on both sides (`https://idp/` = `https://idp`);
@@ -132,14 +133,15 @@ class KeyManagerSettings(ConfigModel):
     """Token-request parameter that asks for the audience (the first of `audiences`) in the token requests shown
     to developers: `audience` for Auth0 (its preset sets it), `resource` for RFC 8707 servers. None: the key
     manager puts the audience in its tokens by itself (Keycloak's audience mapper, Okta's authorization server)."""
-    scope_prefix: Annotated[str, Field(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]*$")] = ""
-    """Prefix of every scope in the token requests shown to developers, e.g. Entra ID's Application ID URI and a
-    `/` (`api://orders-api/`): the IdP is asked for `api://orders-api/orders.read` and puts `orders.read` in
-    `scp`. Empty: scopes are requested as the APIs name them."""
-    client_credentials_scope: Annotated[str, Field(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")] | None = None
-    """The scope of the client-credentials request shown to developers, instead of the APIs' scopes: Entra ID's
-    `api://orders-api/.default` (application permissions then come as `roles`). None: the APIs' scopes (with
-    `scope_prefix`)."""
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] | None = None
+    """How clients authenticate in the token requests shown to developers (RFC 7591 names): `client_secret_post`
+    (`client_id` and `client_secret` form parameters) or `client_secret_basic` (HTTP Basic, Okta's default; its
+    preset sets it). None: `client_secret_post`, unless the metadata's `token_endpoint_auth_methods_supported`
+    lists only `client_secret_basic`."""
+    requested_scope: Annotated[str, Field(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$")] | None = None
+    """The `scope` of the token requests shown to developers (both grants), instead of the scopes the application's
+    APIs require: Entra ID's `api://orders-api/.default` (the permissions granted to the client: delegated ones in
+    `scp` for a user, application ones in `roles` for client credentials). None: the APIs' scopes."""
 
     @field_validator("algorithms")
     @classmethod

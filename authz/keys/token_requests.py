@@ -50,20 +50,16 @@ class TokenRequest:
     notes: tuple[str, ...] = field(default=())
 
 
-def scope_value(settings: KeyManagerSettings, scopes: Sequence[str], grant_type: str) -> str:
+def scope_value(settings: KeyManagerSettings, scopes: Sequence[str]) -> str:
     """The ``scope`` parameter of a token request (RFC 6749 section 3.3, space-separated).
 
     Args:
-        settings: the key manager (``scope_prefix``, ``client_credentials_scope``).
+        settings: the key manager (``requested_scope``).
         scopes: the scopes the APIs require, as authz's config names them.
-        grant_type: ``password`` or ``client_credentials``.
     Returns:
-        ``client_credentials_scope`` for the client-credentials grant when configured, else each scope with
-        ``scope_prefix``; empty when there is nothing to ask for.
+        ``requested_scope`` when configured, else ``scopes`` joined; empty when there is nothing to ask for.
     """
-    if grant_type == "client_credentials" and settings.client_credentials_scope:
-        return settings.client_credentials_scope
-    return " ".join(f"{settings.scope_prefix}{scope}" for scope in scopes)
+    return settings.requested_scope or " ".join(scopes)
 
 
 def token_requests(
@@ -72,8 +68,8 @@ def token_requests(
     """The password-grant and client-credentials requests of ``client_id``.
 
     Args:
-        settings: the key manager (``audiences`` and ``audience_parameter``, ``scope_prefix``,
-            ``client_credentials_scope``).
+        settings: the key manager (``audiences`` and ``audience_parameter``, ``requested_scope``,
+            ``token_endpoint_auth_method``).
         connection: its connection data (token endpoint, grants and client authentication methods stated).
         client_id: the OAuth2 client ID.
         scopes: the scopes to ask for (those the application's APIs require), in order.
@@ -81,7 +77,10 @@ def token_requests(
         One :class:`TokenRequest` per grant of :data:`GRANTS`.
     """
     methods = connection.token_endpoint_auth_methods_supported
-    basic = bool(methods) and "client_secret_post" not in methods and "client_secret_basic" in methods
+    if settings.token_endpoint_auth_method is not None:
+        basic = settings.token_endpoint_auth_method == "client_secret_basic"
+    else:
+        basic = bool(methods) and "client_secret_post" not in methods and "client_secret_basic" in methods
     auth = "client_secret_basic" if basic else "client_secret_post"
     out = []
     for grant in GRANTS:
@@ -91,7 +90,7 @@ def token_requests(
         if not basic:
             params.update(client_id=client_id, client_secret=CLIENT_SECRET)
         notes = []
-        scope = scope_value(settings, scopes, grant)
+        scope = scope_value(settings, scopes)
         if scope:
             params["scope"] = scope
         else:
@@ -104,9 +103,9 @@ def token_requests(
             notes.append(f"key manager {connection.key_manager} does not list the {grant} grant "
                          f"(it lists {', '.join(connection.grant_types_supported)}): enable it at the IdP first")
         if basic:
-            notes.append("the client authenticates with HTTP Basic (the token endpoint does not list "
-                         "client_secret_post); a client ID or secret with reserved characters must be "
-                         "form-urlencoded first (RFC 6749 section 2.3.1)")
+            notes.append("the client authenticates with HTTP Basic (client_secret_basic); a client ID or secret "
+                         "with characters such as '+', '%' or ':' must be form-urlencoded first "
+                         "(RFC 6749 section 2.3.1)")
         curl = None
         if connection.token_endpoint is not None:
             curl = render_curl("POST", connection.token_endpoint, form=params,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the registry and key modules are imported when a command ru
     )
 
 LEGEND = (
-    "Replace <CLIENT_SECRET> with the client's secret at the key manager, <USER_NAME> and <USER_PASSWORD> with a "
+    "Replace <CLIENT_SECRET> with the client's secret at the key manager, <USER_NAME> and <USER_PASSWORD> with a\n"
     "user's credentials, and <ACCESS_TOKEN> with the access_token of the token response: authz never sees them."
 )
 GRANT_TITLES = {
