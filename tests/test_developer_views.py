@@ -11,7 +11,7 @@ import pytest
 from authz.config import Settings
 from authz.dev.keymanager import KeyManager
 from authz.keys.connection import ConnectionDirectory
-from authz.model import Application
+from authz.model import Application, KeyType
 from authz.registry.admin import RegistryAdmin
 from authz.registry.developer import DeveloperViews, GatewayCall, as_data, gateway_call
 from authz.registry.memory import MemoryStore
@@ -151,3 +151,19 @@ def test_gateway_call_uses_gateway_url_and_the_apis_host(idp: KeyManager, make_s
     assert gateway_call(settings, catalog).headers == {"Authorization": "Bearer <ACCESS_TOKEN>"}
     status = settings.api("status")
     assert status is not None and gateway_call(settings, status).url == "https://catalog.example.test/status"
+
+
+async def test_a_client_id_of_a_key_manager_removed_from_the_config_is_said_so(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(apis=APIS)
+    views, admin = _views(settings)
+    await _seed(admin)
+    app = await admin.application("demo-app")
+    await admin.store.add_client(app, "retired-km", "old-client", KeyType.PRODUCTION)  # as an older config allowed
+    details = await views.application("demo-app")
+    old = next(c for c in details.clients if c.client_id == "old-client")
+    assert (old.connection.token_endpoint, old.token_requests, old.connection.problems) == (
+        None, (), ("key manager retired-km is not in the configuration any more: tokens of this client ID are "
+                   "refused",))
+    assert [c.client_id for c in details.clients] == ["old-client", "demo-client"]  # by key manager, then ID

@@ -177,13 +177,13 @@ def test_api_list_shows_both_demo_apis_with_scopes_and_demo_apps_subscription(cl
         ("orders-v1", ["orders:read", "orders:write"], "BLOCKED"), ("payments-v1", ["payments:read", "payments:write"], None)]
 
 
-async def test_admin_api_describe_application_gives_the_clis_commands(stack: Stack, cli: Run) -> None:
+def test_admin_api_describe_application_gives_the_clis_commands(stack: Stack, cli: Run) -> None:
     shown = json.loads(cli("app", "show", "Demo App", "--json").stdout)
     auth = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
-    async with grpc.aio.insecure_channel(stack.doc["admin"]["listen"]) as channel:
+    with grpc.insecure_channel(stack.doc["admin"]["listen"]) as channel:  # the admin API of `authz serve`
         stub = admin_pb2_grpc.RegistryAdminStub(channel)
-        d = await stub.DescribeApplication(pb.DescribeApplicationRequest(application="Demo App"), metadata=auth)
-        apis = await stub.ListApis(pb.ListApisRequest(application="demo-app"), metadata=auth)
+        d = stub.DescribeApplication(pb.DescribeApplicationRequest(application="Demo App"), metadata=auth, timeout=10)
+        apis = stub.ListApis(pb.ListApisRequest(application="demo-app"), metadata=auth, timeout=10)
     assert (d.application.id, [c.client.client_id for c in d.clients]) == ("demo-app", ["demo-client"])
     assert d.clients[0].connection.token_endpoint == f"{stack.km.url}/oauth2/token"
     assert [r.curl for r in d.clients[0].token_requests] == [r["curl"] for r in shown["clients"][0]["token_requests"]]

@@ -230,13 +230,11 @@ class DeveloperViews:
         self.directory = directory
 
     def _api(self, id_or_name: str) -> ApiSettings:
-        api = self.settings.api(id_or_name)
+        named = [a for a in self.settings.apis if a.name == id_or_name]
+        api = self.settings.api(id_or_name) or (named[0] if len(named) == 1 else None)
         if api is None:
-            named = [a for a in self.settings.apis if a.name == id_or_name]
-            if len(named) == 1:
-                return named[0]
-            self.admin.api_id(id_or_name)  # raises with the did-you-mean message
-        assert api is not None
+            self.admin.api_id(id_or_name)  # raises RegistryError with the did-you-mean message
+            raise AssertionError("unreachable: api_id refuses an unknown API")
         return api
 
     async def apis(self, application: str | None = None) -> list[ApiView]:
@@ -283,8 +281,7 @@ class DeveloperViews:
         subs = await self.admin.store.subscriptions_of(app.id)
         clients = await self.admin.store.clients_of(app.id)
         if client_id is not None:
-            km = self.admin.key_manager_name(key_manager) if key_manager or len(self.settings.key_managers) == 1 \
-                else None
+            km = self.admin.key_manager_name(key_manager) if key_manager else None
             clients = [c for c in clients if c[1] == client_id and km in (None, c[0])]
             if not clients:
                 raise RegistryError("not_found", f"client ID {client_id} is not attached to application {app.name}")
@@ -296,6 +293,10 @@ class DeveloperViews:
         )
 
     async def _client(self, km: str, client_id: str, key_type: str, apis: Sequence[ApiView]) -> ClientDetails:
+        if km not in {k.name for k in self.settings.key_managers}:  # registered, then removed from the config
+            gone = ConnectionData(km, "", None, None, problems=(
+                f"key manager {km} is not in the configuration any more: tokens of this client ID are refused",))
+            return ClientDetails(km, client_id, key_type, gone, (), ())
         connection = await self.directory.get(km)
         accepting = [v for v in apis if km in v.key_managers]
         notes = tuple(f"API {v.id} does not accept tokens of key manager {km} (it accepts "
