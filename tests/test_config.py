@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 import yaml
 
 from authz.config import ConfigError, load_config, parse_config
+from tests.support.cli import run_cli
 
 SHIPPED = Path("config/authz.yaml")
 
@@ -29,12 +28,7 @@ def errors_of(doc: Any, env: dict[str, str] | None = None) -> list[str]:
 
 
 def check_config(path: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "authz", "check-config", str(path)],
-        capture_output=True, text=True, timeout=60, env=full_env,
-    )
+    return run_cli("check-config", str(path), env=env)
 
 
 def write(tmp_path: Path, doc: Any, name: str = "authz.yaml") -> Path:

@@ -23,6 +23,7 @@ from authz.dev.keymanager import DEMO_CLIENTS
 from authz.dev.procs import RedisServer, free_port
 from authz.dev.upstream import EchoUpstream
 from authz.ops.envoy_proto import HostPort
+from tests.support.cli import run_cli
 from tests.support.e2e import Stack, running_stack, start_gateway
 from tests.support.processes import AuthzProcess
 
@@ -31,9 +32,10 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parent.parent
 
 
-def authz_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def authz_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m authz ARGS`` as a process: the defaults read from the environment at start (AUTHZ_CONFIG)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
-    full_env.update(env or {})
+    full_env.update(env)
     return subprocess.run([sys.executable, "-m", "authz", *args], capture_output=True, text=True, timeout=60,
                           env=full_env, cwd=REPO)
 
@@ -41,15 +43,15 @@ def authz_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
 def test_authz_health_exits_0_when_serving_and_1_otherwise(start_authz: Callable[..., AuthzProcess]) -> None:
     port = free_port()
     authz = start_authz(server={"listen": f"0.0.0.0:{port}", "workers": 1, "grace_period": 1})
-    assert authz_cli("health", "--address", f"127.0.0.1:{port}").stdout == f"127.0.0.1:{port}: SERVING\n"
+    assert run_cli("health", "--address", f"127.0.0.1:{port}").stdout == f"127.0.0.1:{port}: SERVING\n"
     # Without --address: the config's server.listen ($AUTHZ_CONFIG), its wildcard host on loopback.
-    by_config = authz_cli("health", env={"AUTHZ_CONFIG": str(authz.config)})
+    by_config = authz_process("health", env={"AUTHZ_CONFIG": str(authz.config)})
     assert (by_config.returncode, by_config.stdout) == (0, f"127.0.0.1:{port}: SERVING\n")
     assert authz.stop() == 0
-    down = authz_cli("health", "--address", f"127.0.0.1:{port}", "--timeout", "0.5")
+    down = run_cli("health", "--address", f"127.0.0.1:{port}", "--timeout", "0.5")
     assert down.returncode == 1
     assert down.stderr == f"127.0.0.1:{port}: not serving (NOT_SERVING, unreachable or no answer within 0.5s)\n"
-    missing = authz_cli("health", env={"AUTHZ_CONFIG": str(authz.config.parent / "nope.yaml")})
+    missing = authz_process("health", env={"AUTHZ_CONFIG": str(authz.config.parent / "nope.yaml")})
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
 
 

@@ -38,6 +38,7 @@ from authz.ops.envoy_config import (
     render_yaml,
 )
 from authz.ops.envoy_proto import HostPort
+from tests.support import cli
 from tests.support.envoy_validate import failures, validate_all
 
 REPO = Path(__file__).resolve().parent.parent
@@ -365,20 +366,12 @@ def test_what_cannot_make_a_bootstrap_is_a_precise_error() -> None:
 
 
 @pytest.fixture
-def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
-    """``authz envoy-config ARGS`` in this process (its imports cost seconds per process), from the repository
-    root, without AUTHZ_* variables; returns ``(exit status, stdout, stderr)``."""
-    monkeypatch.chdir(REPO)
-    for name in [n for n in os.environ if n.startswith("AUTHZ_")]:
-        monkeypatch.delenv(name)
-
+def run_cli():  # noqa: ANN201
+    """``authz envoy-config ARGS`` in this process (its imports cost seconds per process); returns ``(exit status,
+    stdout, stderr)``."""
     def run(*args: str) -> tuple[int, str, str]:
-        try:
-            code = main(["envoy-config", *args])
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
+        done = cli.run_cli("envoy-config", *args)
+        return done.returncode, done.stdout, done.stderr
 
     return run
 

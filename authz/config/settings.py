@@ -59,6 +59,10 @@ class Settings(ConfigModel):
     backend_jwt: BackendJwtSettings | None = None
     """Optional. The keys and claims of the [backend JWT](backend-jwt.md) sent to the upstreams of APIs with
     `apis[].backend_jwt`, and the HTTP server publishing its public keys."""
+    gateway_url: Annotated[str, Field(pattern=r"^https?://[^/?#@]+(/[^?#]*)?$")] | None = None
+    """Base URL at which developers call the APIs through Envoy (`https://api.example.com`), used in the call
+    through the gateway shown with token instructions (`authz registry app add-client`, `app show`, the admin
+    API's `DescribeApplication`). No query, fragment or user info. None: the call shows `<GATEWAY_URL>`."""
 
     @model_validator(mode="after")
     def _api_headers(self) -> Settings:

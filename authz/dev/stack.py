@@ -186,7 +186,8 @@ Try it yourself:
   curl -i {GATEWAY}/orders/v1/items                                          # 401, no token
   .venv/bin/authz registry subscribe "Demo App" payments-v1                 # subscribed: now the 403 is for scope
   # get a token with -d scope="orders:read payments:read" and /payments/v1/charges answers 200
-  .venv/bin/authz registry app list
+  .venv/bin/authz registry app show "Demo App"              # token endpoint, token requests, a gateway call
+  .venv/bin/authz registry api list --app "Demo App"        # explore APIs: resources, scopes, subscription
 Logs: {run_dir}/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
 (each start puts the demo applications back in their documented state; `make clean` removes .run/)
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,24 +17,9 @@ from authz.dev.upstream import EchoUpstream
 from authz.ops.envoy_config import EnvoyOptions, build_bootstrap, render_yaml
 from authz.ops.envoy_proto import HostPort
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_conn import connect
-from authz.registry.redis_store import RedisStore
 from tests.support.config import AUDIENCE, settings_dict
 from tests.support.processes import AuthzProcess
-
-
-def run_admin(doc: dict[str, Any], action):  # noqa: ANN001, ANN201
-    """Run ``await action(RegistryAdmin)`` against the registry of the config document ``doc``."""
-    settings = parse_config(doc)
-
-    async def run():  # noqa: ANN202
-        client = connect(settings.redis.url, 2.0)
-        try:
-            return await action(RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
+from tests.support.registry import run_admin
 
 
 def json_body(r: httpx.Response) -> dict:
@@ -66,6 +50,7 @@ class Stack:
     gateway: str
     doc: dict
     tmp: Path
+    mode: str = "grpc"
 
     def token(self, client_id: str = "demo-client", scope: str = "orders:read", **claims: object) -> str:
         return self.km.issue_token(client_id, "demo", scope, extra_claims=claims or None)
@@ -98,6 +83,23 @@ def seed(admin: RegistryAdmin):  # noqa: ANN202
     return go()
 
 
+
+
+MODES = ("grpc", "http")
+"""Envoy's two ext_authz modes: ``grpc_service`` to ``server.listen``, ``http_service`` to ``server.http_listen``."""
+
+
+def listen_http(doc: dict[str, Any]) -> None:
+    """Give the authz config document an HTTP ext_authz listener (``server.http_listen``) on a free port."""
+    doc["server"]["http_listen"] = f"127.0.0.1:{free_port()}"
+
+
+def mode_gateway(
+    tmp: Path, doc: dict[str, Any], upstream_port: int, mode: str, *, failure_mode_allow: bool = False,
+) -> tuple[ManagedProcess, str]:
+    """A real Envoy in ext_authz ``mode`` (``grpc`` or ``http``) in front of the authz of config ``doc``."""
+    name = f"envoy-{mode}{'-failopen' if failure_mode_allow else ''}"
+    return start_gateway(tmp, name, doc, upstream_port, authz_mode=mode, failure_mode_allow=failure_mode_allow)
 
 
 def write_gateway_config(path: Path, doc: dict[str, Any], upstream_port: int, **options: Any) -> tuple[int, int]:
