@@ -40,8 +40,7 @@ def _configure(doc: dict[str, Any]) -> None:
 @pytest.fixture(scope="module")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     def gateway(tmp: Path, doc: dict[str, Any], upstream_port: int):  # noqa: ANN202
-        port = int(doc["server"]["listen"].rsplit(":", 1)[1])
-        return start_gateway(tmp, "envoy", authz_endpoints=[("127.0.0.1", port)], upstream_port=upstream_port)
+        return start_gateway(tmp, "envoy", doc, upstream_port)
 
     with running_stack(redis_server, tmp_path_factory.mktemp("dev"), "dev15:", "dev15", gateway,
                        configure=_configure) as stack:

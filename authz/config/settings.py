@@ -105,6 +105,12 @@ class Settings(ConfigModel):
                     f"apis[{index}].context: {api.context!r} on the same hosts is already used by apis[{seen[key]}]"
                 )
             seen.setdefault(key, index)
+        production = {host: index for index, api in enumerate(self.apis) for host in api.hosts}
+        for index, api in enumerate(self.apis):
+            for j, host in enumerate(api.sandbox.hosts if api.sandbox else ()):
+                if host in production:
+                    problems.append(f"apis[{index}].sandbox.hosts[{j}]: {host!r} is a production host of "
+                                    f"apis[{production[host]}]; a host serves one environment")
         if problems:
             raise ValueError("\n".join(problems))
         return self

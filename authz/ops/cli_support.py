@@ -15,9 +15,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from authz.config import ConfigError, Settings, load_config
+from authz.config import ENV_CONFIG, ConfigError, Settings, load_config
 
-DEFAULT_CONFIG = os.environ.get("AUTHZ_CONFIG", "config/authz.yaml")
+DEFAULT_CONFIG = os.environ.get(ENV_CONFIG, "config/authz.yaml")
+"""The config file of every command: ``$AUTHZ_CONFIG``, else ``config/authz.yaml`` (relative to the current directory)."""
 
 
 def setup_logging(level: str) -> None:

@@ -14,7 +14,7 @@ from unittest import mock
 
 from authz.ops.cli import main
 
-CLEAN_ENV = ("AUTHZ_LISTEN", "AUTHZ_REDIS_URL", "AUTHZ_CONFIG", "AUTHZ_ADMIN_TOKEN")
+CLEAN_ENV = ("AUTHZ_LISTEN", "AUTHZ_HTTP_LISTEN", "AUTHZ_REDIS_URL", "AUTHZ_CONFIG", "AUTHZ_ADMIN_TOKEN")
 """Environment overrides a test must not inherit from the shell that runs the suite."""
 
 
