@@ -22,6 +22,7 @@ from authz.config.sections import (
     BackendJwtKeySettings,
     BackendJwtSettings,
     HeadersSettings,
+    LoggingSettings,
     RedisSettings,
     ServerSettings,
     TokenSettings,
@@ -32,6 +33,6 @@ __all__ = [
     "ASYMMETRIC_ALGORITHMS", "BACKEND_JWT_RESERVED_CLAIMS", "ENV_ADMIN_TOKEN", "ENV_LISTEN", "ENV_REDIS_URL",
     "HTTP_METHODS", "AdminSettings", "ApiBackendJwtSettings", "ApiSettings", "BackendJwtKeySettings",
     "BackendJwtSettings", "CertificateFile", "ConfigError", "HeadersSettings", "JwksSettings", "KeyManagerSettings",
-    "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
+    "LoggingSettings", "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
     "normalize_issuer", "parse_config", "serving_errors",
 ]

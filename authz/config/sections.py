@@ -1,4 +1,4 @@
-"""The service sections: ``server``, ``redis``, ``admin``, ``tokens``, ``headers`` and ``backend_jwt``."""
+"""The service sections: ``server``, ``redis``, ``admin``, ``logging``, ``tokens``, ``headers`` and ``backend_jwt``."""
 
 from __future__ import annotations
 
@@ -185,6 +185,24 @@ class ServerSettings(ConfigModel):
     """`host:port` of the HTTP/1.1 listener for Envoy's HTTP ext_authz mode (`http_service`), served next to the
     gRPC one by the same pipeline; not served when unset. With `--workers N`, worker I listens on the port +
     I. See [operations](operations.md#envoy-http-ext_authz-mode)."""
+    metrics_listen: ListenAddress | None = None
+    """`host:port` serving the Prometheus metrics at `/metrics` ([operations](operations.md#metrics)); not served
+    when unset. With `--workers N` the supervisor serves it and every scrape shows the sum over all workers
+    (prometheus-client's multiprocess mode; a worker's counts reach it within a second); with one worker the
+    worker serves it itself."""
+
+
+class LoggingSettings(ConfigModel):
+    """What authz logs (to stderr) and in which format."""
+
+    format: Literal["text", "json"] = "text"
+    """`text`: one human-readable line per record. `json`: one JSON object per line for every record, decision
+    lines included ([operations](operations.md#logs)); values that come from a request are escaped in both, so a
+    request cannot forge a log line."""
+    decisions: Literal["all", "denies", "none"] = "denies"
+    """Which decisions get a decision line (logger `authz.decisions`, INFO): `all` (every check: costs a few
+    microseconds per allowed check), `denies` (every denial, and every allow of a public resource called without
+    credentials), or `none`."""
 
 
 class TokenSettings(ConfigModel):

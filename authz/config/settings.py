@@ -14,6 +14,7 @@ from authz.config.sections import (
     AdminSettings,
     BackendJwtSettings,
     HeadersSettings,
+    LoggingSettings,
     RedisSettings,
     ServerSettings,
     TokenSettings,
@@ -33,6 +34,9 @@ class Settings(ConfigModel):
     uses the same `cache_ttl` and `max_stale`, and its own `revocation_cache_size`."""
     admin: AdminSettings = AdminSettings()
     """The registry admin gRPC API ([admin-api.md](admin-api.md)), served by `authz serve` on its own port."""
+    logging: LoggingSettings = LoggingSettings()
+    """The log format and which decisions are logged ([operations](operations.md#logs)). Tokens and secrets are
+    never logged: a decision line names a token by the first 12 hex digits of its SHA-256."""
     tokens: TokenSettings = TokenSettings()
     """Limits of token validation that do not depend on the key manager."""
     key_managers: Annotated[list[KeyManagerSettings], Field(min_length=1)]

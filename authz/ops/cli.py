@@ -1,7 +1,7 @@
-"""Command line: ``authz serve | check-config | registry ... | dev ...``.
+"""Command line: ``authz serve | check-config | explain | registry ... | dev ...``.
 
-Each group of subcommands has its module (``authz registry``: :mod:`authz.ops.cli_registry`); exit statuses are
-those of :mod:`authz.ops.cli_support`.
+Each group of subcommands has its module (``authz registry``: :mod:`authz.ops.cli_registry`; ``authz explain``:
+:mod:`authz.ops.cli_explain`); exit statuses are those of :mod:`authz.ops.cli_support` (``explain`` has its own).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from authz.config import ConfigError, load_config, serving_errors
-from authz.ops import cli_registry
+from authz.ops import cli_explain, cli_registry
 from authz.ops.cli_support import DEFAULT_CONFIG, load, run, setup_logging
 
 
@@ -27,6 +27,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     settings = load(args.config)
+    setup_logging(args.log_level, settings.logging.format)
     problems = serving_errors(settings)
     if problems:
         print(f"{args.config}: cannot serve:", file=sys.stderr)
@@ -35,15 +36,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
-        return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0))
+        return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0,
+                         supervised=args.worker_index is not None))
     from authz.ops.health import wait_serving  # noqa: PLC0415
+    from authz.ops.metrics_http import SupervisedMetrics, envoy_mode  # noqa: PLC0415
 
+    listen = settings.server.metrics_listen
     supervisor = Supervisor(
         worker_command(args.config, args.log_level),
         settings.server.listen,
         workers or default_workers(),
         grace_period=settings.server.grace_period,
         wait_ready=wait_serving,
+        metrics=SupervisedMetrics(listen, envoy_mode(settings)) if listen is not None else None,
     )
     return supervisor.run()
 
@@ -92,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_check_config)
 
+    cli_explain.add_parser(sub)
     cli_registry.add_parser(sub)
 
     dev = sub.add_parser("dev", help="development aids").add_subparsers(dest="dev_command", required=True)

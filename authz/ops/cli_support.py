@@ -8,22 +8,16 @@ Exit statuses of every command: 0 success; 1 invalid input (config error, refusa
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Awaitable
 
 from authz.config import ConfigError, Settings, load_config
+from authz.ops.logs import setup_logging
 
 DEFAULT_CONFIG = os.environ.get("AUTHZ_CONFIG", "config/authz.yaml")
 
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+__all__ = ["DEFAULT_CONFIG", "load", "run", "setup_logging"]
 
 
 def load(path: str) -> Settings:
