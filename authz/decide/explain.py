@@ -238,6 +238,7 @@ def _resource(check: Check, error: Exception | None) -> list[Step]:
 
 
 def _registry(check: Check, error: Exception | None) -> list[Step]:
+    """What the registry holds for the token's client ID and the API (the policy phase judges it)."""
     lookup = check.lookup
     identity = check.identity
     if lookup is None:
@@ -246,11 +247,10 @@ def _registry(check: Check, error: Exception | None) -> list[Step]:
     binding, app, sub = lookup.binding, lookup.application, lookup.subscription
     who = f"client {identity.client_id} of key manager {identity.key_manager}" if identity else "client"
     return [Step("client", f"{who} -> " + (f"application {binding.application_id}, {binding.key_type.value} key"
-                                           if binding else "not registered"), "read from the registry", None),
-            Step("application", f"{app.name}: {app.status.value}, tier {app.tier}" if app else "-",
-                 "read from the registry", None),
-            Step("subscription", f"to {api}: " + (f"{sub.status.value}, tier {sub.tier}" if sub else "none"),
-                 "read from the registry", None)]
+                                           if binding else "not registered"), "", None),
+            Step("application", f"{app.name}: {app.status.value}, tier {app.tier}" if app else "-", "", None),
+            Step("subscription", f"to {api}: " + (f"{sub.status.value}, tier {sub.tier}" if sub else "none"), "",
+                 None)]
 
 
 _FINDINGS = {"route": _route, "public": _public, "credentials": _credentials, "identity": _identity,
