@@ -149,6 +149,7 @@ class MetricsUpdater:
         self._caches: weakref.WeakKeyDictionary[BoundedCache[object, object], tuple[int, int]] = (
             weakref.WeakKeyDictionary())
         self._seen: dict[tuple[str, ...], float] = {}
+        self._cache_names: set[str] = set()
 
     def _advance(self, key: tuple[str, ...], total: float) -> float:
         """How much ``total`` grew since the last call for ``key``."""
@@ -198,6 +199,7 @@ class MetricsUpdater:
             m.cache_misses.labels(cache.name).inc(max(cache.misses - misses, 0))
             self._caches[cache] = (cache.hits, cache.misses)
             entries[cache.name] = entries.get(cache.name, 0) + len(cache)
-        for name, count in entries.items():
-            m.cache_entries.labels(name).set(count)
+        self._cache_names.update(entries)
+        for name in self._cache_names:  # a cache that is gone holds nothing
+            m.cache_entries.labels(name).set(entries.get(name, 0))
 

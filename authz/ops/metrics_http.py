@@ -45,7 +45,7 @@ class MetricsEndpoint:
 
     Args:
         listen: ``host:port`` (port 0 picks a free one; see :attr:`port` after :meth:`start`).
-        render: returns the exposition text (Prometheus text format 0.0.4).
+        render: returns the exposition (the Prometheus text format).
     """
 
     def __init__(self, listen: str, render: Callable[[], bytes]) -> None:
