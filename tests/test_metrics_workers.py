@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,21 +27,10 @@ from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
 from authz.registry.admin import RegistryAdmin
 from authz.registry.redis_store import RedisStore
-from tests.support.config import settings_dict
+from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape, wait_for
 
 CHECKS = "authz_checks_total"
-
-
-def _consecutive_ports() -> int:
-    while True:
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
 
 
 def _check(target: str, token: str | None) -> int:
@@ -77,7 +65,7 @@ def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
 
     def start(workers: int, **overrides: Any) -> tuple[ManagedProcess, dict[str, Any]]:
         doc = settings_dict(idp, redis_server.url, key_prefix, **overrides)
-        doc["server"].update(listen=f"127.0.0.1:{_consecutive_ports()}", metrics_listen=f"127.0.0.1:{free_port()}",
+        doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", metrics_listen=f"127.0.0.1:{free_port()}",
                              workers=workers)
         _seed(doc)
         config = tmp_path / f"authz{len(started)}.yaml"

@@ -123,7 +123,10 @@ class DecisionRecorder:
         if not log.isEnabledFor(logging.INFO):
             return
         fields = decision_fields(self.mode, check, denial, elapsed, phase)
-        log.info("%s", TextLine(fields), extra={"fields": fields})
+        # makeRecord + handle: what log.info does, without looking up the caller's frame (a decision line names
+        # no source line), which would cost more than building the line.
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s", (TextLine(fields),), None,
+                                  extra={"fields": fields}))
 
 
 def decision_fields(

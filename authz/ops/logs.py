@@ -30,15 +30,22 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record (see the module docstring)."""
+    """One JSON object per record (see the module docstring); ``time`` is ISO 8601 UTC with milliseconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._prefix = ""
+
+    def _time(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # the date and time of day change once a second
+            self._second, self._prefix = second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"),
-            "level": record.levelname,
-            "logger": record.name,
-        }
+        out: dict[str, object] = {"time": self._time(record.created), "level": record.levelname,
+                                  "logger": record.name}
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             out.update(fields)

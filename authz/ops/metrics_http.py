@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from authz.config import Settings
-from authz.ops.http_logging import quiet_client_errors
+from authz.ops.http_site import start_site
 from authz.ops.metrics import UPDATE_INTERVAL, BuildInfo, Metrics, MetricSources, MetricsUpdater
 from authz.ops.supervisor import ENV_MULTIPROC_DIR
 
@@ -64,22 +64,9 @@ class MetricsEndpoint:
         Raises:
             OSError: the address cannot be bound.
         """
-        quiet_client_errors()
         app = web.Application()
         app.router.add_get(METRICS_PATH, self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self.port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(app, self._host, self.port)
         log.info("metrics at http://%s:%d%s", self._host, self.port, METRICS_PATH)
         return self.port
 
