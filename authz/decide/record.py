@@ -52,18 +52,20 @@ class DecisionRecorder:
         counting: whether decisions are counted (metrics served); when False the hot path only reads the clock.
 
     Attributes:
-        counts: ``(api id, code) -> checks`` since the last :meth:`take` (code :data:`ALLOW_CODE` for an allow;
-            api ``""`` when no API matched).
+        allows: ``api id -> allowed checks`` since the last :meth:`take`.
+        denials: ``(api id, code) -> denied checks`` since the last :meth:`take` (api ``""`` when no API matched).
         buckets: checks per :data:`DURATION_BUCKETS` bucket since the last :meth:`take` (the last one: +Inf).
         seconds: total duration of those checks, in seconds.
     """
 
-    __slots__ = ("mode", "counting", "counts", "buckets", "seconds", "_log_allows", "_log_public", "_log_denies")
+    __slots__ = ("mode", "counting", "allows", "denials", "buckets", "seconds", "_log_allows", "_log_public",
+                 "_log_denies")
 
     def __init__(self, mode: str, decisions: str = "denies", counting: bool = True) -> None:
         self.mode = mode
         self.counting = counting
-        self.counts: dict[tuple[str, int], int] = {}
+        self.allows: dict[str, int] = {}
+        self.denials: dict[tuple[str, int], int] = {}
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.seconds = 0.0
         self._log_allows = decisions == "all"
@@ -79,9 +81,9 @@ class DecisionRecorder:
         """
         elapsed = perf_counter() - started
         if self.counting:
-            key = (check.route.api.id, ALLOW_CODE)  # type: ignore[union-attr]  # an allow always has a route
-            counts = self.counts
-            counts[key] = counts.get(key, 0) + 1
+            api = check.route.api.id  # type: ignore[union-attr]  # an allow always has a route
+            allows = self.allows
+            allows[api] = allows.get(api, 0) + 1
             self.buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
             self.seconds += elapsed
         if self._log_allows or (self._log_public and check.phase == "public"):
@@ -100,21 +102,26 @@ class DecisionRecorder:
         if self.counting:
             route = check.route if check is not None else None
             key = (route.api.id if route is not None else "", denial.reason.info.code)
-            counts = self.counts
-            counts[key] = counts.get(key, 0) + 1
+            denials = self.denials
+            denials[key] = denials.get(key, 0) + 1
             self.buckets[bisect_left(DURATION_BUCKETS, elapsed)] += 1
             self.seconds += elapsed
         if self._log_denies:
             self._log(check, denial, elapsed, phase)
 
+    @property
+    def counts(self) -> dict[tuple[str, int], int]:
+        """``(api id, code) -> checks`` since the last :meth:`take` (code :data:`ALLOW_CODE` for an allow)."""
+        return {**{(api, ALLOW_CODE): n for api, n in self.allows.items()}, **self.denials}
+
     def take(self) -> tuple[dict[tuple[str, int], int], list[int], float]:
         """The counts since the last call, which start again from zero.
 
         Returns:
-            ``(counts, buckets, seconds)`` as in the attributes.
+            ``(counts, buckets, seconds)``: :attr:`counts`, :attr:`buckets` and :attr:`seconds`.
         """
         taken = (self.counts, self.buckets, self.seconds)
-        self.counts = {}
+        self.allows, self.denials = {}, {}
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.seconds = 0.0
         return taken
