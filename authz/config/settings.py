@@ -49,8 +49,8 @@ class Settings(ConfigModel):
     authenticated.
 
     **Public resources** (`auth: none`): a request without an `authorization` header is allowed without any
-    token, application, subscription or scope check, and logged (`allow public GET /path api=...` at INFO on the
-    `authz.decisions` logger). No identity is forwarded: every configured identity header and the backend JWT
+    token, application, subscription or scope check, and logged (a decision line with `phase=public`, under
+    `logging.decisions` `denies` or `all`). No identity is forwarded: every configured identity header and the backend JWT
     header are removed from the upstream request, and the dynamic metadata carries only `{"api_id", "auth":
     "none"}`. A credential that *is* sent is still validated: an invalid, expired or non-Bearer credential is a 401
     (C19: an invalid credential is never silently ignored); a valid token is allowed without registry or scope
