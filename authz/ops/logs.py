@@ -65,6 +65,8 @@ def setup_logging(level: str, fmt: str = "text") -> None:
         level: a level name (``debug``, ``info``, ``warning``...); unknown names mean ``info``.
         fmt: ``text`` or ``json`` (``logging.format``).
     """
+    # No format of authz shows the thread or process of a record: not looking them up makes every record cheaper.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == _HANDLER), None)
     if handler is None:
