@@ -200,9 +200,10 @@ class LoggingSettings(ConfigModel):
     lines included ([operations](operations.md#logs)); values that come from a request are escaped in both, so a
     request cannot forge a log line."""
     decisions: Literal["all", "denies", "none"] = "denies"
-    """Which decisions get a decision line (logger `authz.decisions`, INFO): `all` (every check: costs a few
-    microseconds per allowed check), `denies` (every denial, and every allow of a public resource called without
-    credentials), or `none`."""
+    """Which decisions get a decision line (logger `authz.decisions`, INFO): `all` (every check: tens of
+    microseconds of CPU per allowed check, see [performance](performance.md#metrics-and-decision-log-cost)),
+    `denies` (every denial, and every allow of a public resource called without credentials), or `none`. Every
+    decision is counted in the metrics whatever this says."""
 
 
 class TokenSettings(ConfigModel):
