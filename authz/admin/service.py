@@ -20,10 +20,13 @@ import grpc
 from authz.admin.explain import request_of, response_of
 from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
+from authz.admin.views import api_message, application_description
 from authz.config import Settings
 from authz.decide.explain import Explanation
+from authz.keys.connection import ConnectionDirectory
 from authz.model import Application, Request, Subscription
 from authz.registry.admin import ClientView, RegistryAdmin, Revocation
+from authz.registry.developer import DeveloperViews
 from authz.registry.store import CorruptRecord, RegistryError, RegistryStore, StoreUnavailable
 
 log = logging.getLogger("authz.admin")
@@ -134,11 +137,14 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
 
     Args:
         admin: the validated registry operations.
+        views: the developer views (default: over ``admin``, with its own cache of key manager metadata).
         explain: makes the explanation of a request (``Explain``); None: ``Explain`` is UNIMPLEMENTED.
     """
 
-    def __init__(self, admin: RegistryAdmin, explain: Explain | None = None) -> None:
+    def __init__(self, admin: RegistryAdmin, views: DeveloperViews | None = None,
+                 explain: Explain | None = None) -> None:
         self.admin = admin
+        self.views = views or DeveloperViews(admin, ConnectionDirectory(admin.settings.key_managers))
         self._explain = explain
 
     # ---- applications ----------------------------------------------------------------------------
@@ -268,6 +274,25 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
         await self.admin.unrevoke(_required(request.jti, "jti"), key_manager=request.key_manager or None)
         return pb.DeleteRevocationResponse()
 
+    # ---- developer views -------------------------------------------------------------------------
+
+    @_rpc
+    async def DescribeApplication(self, request: pb.DescribeApplicationRequest, context: Any) -> pb.ApplicationDescription:  # noqa: N802
+        details = await self.views.application(
+            _required(request.application, "application"), client_id=request.client_id or None,
+            key_manager=request.key_manager or None,
+        )
+        return application_description(details)
+
+    @_rpc
+    async def ListApis(self, request: pb.ListApisRequest, context: Any) -> pb.ListApisResponse:  # noqa: N802
+        views = await self.views.apis(request.application or None)
+        return pb.ListApisResponse(apis=[api_message(v) for v in views])
+
+    @_rpc
+    async def GetApi(self, request: pb.GetApiRequest, context: Any) -> pb.Api:  # noqa: N802
+        return api_message(await self.views.api(_required(request.api_id, "api_id"), request.application or None))
+
 
     # ---- explain -------------------------------------------------------------------------------------
 
@@ -303,7 +328,7 @@ async def start_admin_server(
         options=[("grpc.so_reuseport", 0)],
     )
     admin_pb2_grpc.add_RegistryAdminServicer_to_server(
-        RegistryAdminServicer(RegistryAdmin(store, settings), explain), server)
+        RegistryAdminServicer(RegistryAdmin(store, settings), explain=explain), server)
     port = server.add_insecure_port(settings.admin.listen)
     await server.start()
     log.info("admin API listening on %s:%d (gRPC %s)", settings.admin.listen.rpartition(":")[0], port, SERVICE_NAME)
