@@ -207,7 +207,8 @@ def test_unknown_preset_is_a_config_error(idp: KeyManager, make_settings: Callab
     with pytest.raises(ConfigError) as info:
         make_settings(key_managers=[_preset_km(idp, "ping", "https://idp.example.test")])
     assert info.value.errors == [
-        "key_managers[0].preset: input should be 'keycloak', 'auth0', 'okta', 'entra-v1', 'entra-v2' or 'asgardeo'"
+        "key_managers[0].preset: input should be 'keycloak', 'auth0', 'okta', 'entra', 'entra-v1', 'entra-v2', "
+        "'asgardeo' or 'rfc9068'"
     ]
 
 
