@@ -58,8 +58,9 @@ class Settings(ConfigModel):
     `/public/../items` is the protected `/items` and `/publicity` is not `/public`."""
     headers: HeadersSettings = HeadersSettings()
     """Names of the headers set on allowed requests (`OkHttpResponse.headers`, overwriting client-sent copies).
-    `null` disables one. Names must be lower case. A value containing a control character (CR, LF, NUL...) is
-    never forwarded."""
+    `null` disables one. Names must be lower case. Values are percent-encoded UTF-8 when not printable ASCII, and
+    `%` always (`Zoë` -> `Zo%C3%AB`, `100%` -> `100%25`): upstreams percent-decode them
+    ([security.md](security.md#forwarded-values-one-reversible-encoding))."""
     backend_jwt: BackendJwtSettings | None = None
     """Optional. The keys and claims of the [backend JWT](backend-jwt.md) sent to the upstreams of APIs with
     `apis[].backend_jwt`, and the HTTP server publishing its public keys."""
