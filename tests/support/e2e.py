@@ -75,7 +75,8 @@ def seed(admin: RegistryAdmin):  # noqa: ANN202
             ("blocked-app", "Blocked App", "blocked-client", ["orders-v1"]),
         ):
             await admin.create_application(name, owner="e2e", app_id=app_id)
-            await admin.add_client(app_id, client_id)
+            # the stack's own key manager, the first (a module may configure more)
+            await admin.add_client(app_id, client_id, key_manager=admin.settings.key_managers[0].name)
             for api in apis:
                 await admin.subscribe(app_id, api)
         await admin.set_subscription_status("blocked-app", "orders-v1", "BLOCKED")
