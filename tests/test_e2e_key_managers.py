@@ -10,7 +10,6 @@ manager ``partner`` shares its key set under a third issuer; ``orders-v1`` accep
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,15 @@ import pytest
 from authz.dev.envoy_config import DEMO_ROUTES, build_envoy_config, render_yaml
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.registry.store import RegistryError
-from tests.support.e2e import MODES, Stack, json_body, listen_http, mode_gateway, running_stack
+from tests.support.e2e import (
+    MODES,
+    Stack,
+    http_mode_view,
+    json_body,
+    listen_http,
+    mode_gateway,
+    running_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -61,11 +68,8 @@ def grpc_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def http_stack(grpc_stack: Stack) -> Iterator[Stack]:
-    envoy, gateway = mode_gateway(grpc_stack.tmp, grpc_stack.doc, grpc_stack.upstream.port, "http")
-    try:
-        yield dataclasses.replace(grpc_stack, envoy=envoy, gateway=gateway, mode="http")
-    finally:
-        envoy.stop()
+    with http_mode_view(grpc_stack) as stack:
+        yield stack
 
 
 @pytest.fixture(params=MODES)
@@ -77,6 +81,17 @@ def _received(stack: Stack) -> int:
     return len(stack.upstream.received)
 
 
+def _invalid_token(stack: Stack, path: str, token: str, description: str, **get: Any) -> None:
+    """The call is a 401 ``invalid_token`` (900901) with ``description``, and never reaches the upstream."""
+    before = _received(stack)
+    r = stack.get(path, token, **get)
+    assert r.status_code == 401
+    body = json_body(r)
+    assert (body["code"], body["error"], body["description"]) == (900901, "invalid_token", description)
+    assert 'error="invalid_token"' in r.headers["www-authenticate"]
+    assert _received(stack) == before
+
+
 # ---- strict token syntax -----------------------------------------------------------------------------------------
 
 
@@ -86,27 +101,18 @@ def test_a_padded_signature_segment_is_401_while_the_token_itself_is_200(stack: 
     head, payload, signature = token.split(".")
     padded = f"{head}.{payload}.{signature}{'=' * (-len(signature) % 4)}"
     assert padded != token
-    before = _received(stack)
-    r = stack.get("/orders/v1/items", padded)
-    assert r.status_code == 401
-    body = json_body(r)
-    assert (body["code"], body["error"]) == (900901, "invalid_token")
-    assert body["description"] == ("The access token is not a well-formed JWT: its signature segment has base64 "
-                                   "padding '=' (base64url in a JWS is unpadded)")
-    assert 'error="invalid_token"' in r.headers["www-authenticate"]
-    assert _received(stack) == before
+    _invalid_token(stack, "/orders/v1/items", padded, "The access token is not a well-formed JWT: its signature "
+                   "segment has base64 padding '=' (base64url in a JWS is unpadded)")
 
 
 # ---- token size ----------------------------------------------------------------------------------------------------
 
 
+TOO_LARGE = "The access token is too large (larger than 16384 bytes)"
+
+
 def test_a_token_over_tokens_max_size_is_401_too_large(stack: Stack) -> None:
-    before = _received(stack)
-    r = stack.get("/orders/v1/items", "a" * 20 * KiB)  # over 16 KiB, under Envoy's 60 KiB header limit
-    assert r.status_code == 401
-    body = json_body(r)
-    assert (body["code"], body["description"]) == (900901, "The access token is too large (larger than 16384 bytes)")
-    assert _received(stack) == before
+    _invalid_token(stack, "/orders/v1/items", "a" * 20 * KiB, TOO_LARGE)  # under Envoy's 60 KiB header limit
 
 
 def test_envoy_itself_answers_431_for_headers_over_its_default_60_kib(stack: Stack) -> None:
@@ -152,12 +158,7 @@ def big_gateways(grpc_stack: Stack) -> Iterator[dict[str, str]]:
 def test_a_token_that_alone_overflows_the_header_limit_is_401_in_both_modes(
     stack: Stack, big_gateways: dict[str, str], token_bytes: int
 ) -> None:
-    before = _received(stack)
-    r = stack.get("/orders/v1/items", "a" * token_bytes, gateway=big_gateways[stack.mode])
-    assert r.status_code == 401
-    body = json_body(r)
-    assert (body["code"], body["description"]) == (900901, "The access token is too large (larger than 16384 bytes)")
-    assert _received(stack) == before
+    _invalid_token(stack, "/orders/v1/items", "a" * token_bytes, TOO_LARGE, gateway=big_gateways[stack.mode])
 
 
 def test_other_oversized_headers_are_400_in_grpc_mode_and_never_sent_to_authz_in_http_mode(
@@ -202,22 +203,15 @@ def test_each_issuer_of_the_key_manager_is_accepted_and_no_other(stack: Stack) -
     base = _base(stack.doc)
     for iss in (stack.km.issuer, base + SECOND_ISSUER_PATH, base + SECOND_ISSUER_PATH.rstrip("/")):
         assert stack.get("/orders/v1/items", stack.token(iss=iss)).status_code == 200, iss
-    r = stack.get("/orders/v1/items", stack.token(iss=base + "/sts/another-tenant/"))
-    assert r.status_code == 401
-    assert json_body(r)["description"] == "The access token's issuer is not accepted"
+    _invalid_token(stack, "/orders/v1/items", stack.token(iss=base + "/sts/another-tenant/"),
+                   "The access token's issuer is not accepted")
 
 
 def test_a_key_manager_the_api_does_not_accept_is_401_naming_it(stack: Stack) -> None:
     partner = stack.token("partner-client", "orders:read payments:read", iss=f"{_base(stack.doc)}/partner")
     assert stack.get("/payments/v1/charges", partner).status_code == 200  # payments-v1 accepts every key manager
-    before = _received(stack)
-    r = stack.get("/orders/v1/items", partner)
-    assert r.status_code == 401
-    body = json_body(r)
-    assert (body["code"], body["error"]) == (900901, "invalid_token")
-    assert body["description"] == ("The access token was issued by key manager 'partner', which API 'orders-v1' does "
-                                   "not accept")
-    assert _received(stack) == before
+    _invalid_token(stack, "/orders/v1/items", partner,
+                   "The access token was issued by key manager 'partner', which API 'orders-v1' does not accept")
 
 
 def test_the_registry_refuses_a_subscription_the_application_could_never_use(grpc_stack: Stack) -> None:
