@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from authz.errors import Denial, Reason
 
 
-def token_too_large(max_size: int) -> Denial:
-    """The 401 ``INVALID_CREDENTIALS`` for a bearer token longer than ``max_size`` bytes (``tokens.max_size``),
+def token_too_large(max_token_bytes: int) -> Denial:
+    """The 401 ``INVALID_CREDENTIALS`` for a bearer token longer than ``max_token_bytes`` (``tokens.max_size``),
     given before any parsing by the credentials and the identity phases alike."""
-    return Denial(Reason.INVALID_CREDENTIALS, f"The access token is too large (larger than {max_size} bytes)")
+    return Denial(Reason.INVALID_CREDENTIALS, f"The access token is too large (larger than {max_token_bytes} bytes)")
 
 # RFC 6750 section 2.1: credentials = "Bearer" 1*SP b64token; the scheme is case-insensitive (RFC 7235).
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")

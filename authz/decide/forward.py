@@ -149,17 +149,17 @@ def build_allow(
     values = identity_values(identity, application, binding, route)
     out: list[tuple[str, str]] = []
     remove = _removed(route, headers)
-    for name, field in headers.identity_headers().items():
+    for forwarded_as, field in headers.identity_headers().items():
         value = encode_header_value(values[field])
         if len(value) > MAX_HEADER_VALUE_BYTES:
             if field not in _TOKEN_FIELDS:  # registry and config values are bounded well below: a bug, 503
-                raise RuntimeError(f"header {name} ({field}) would be longer than {MAX_HEADER_VALUE_BYTES} bytes")
+                raise RuntimeError(f"header {forwarded_as} ({field}) would be longer than {MAX_HEADER_VALUE_BYTES} bytes")
             raise Denial(Reason.INVALID_CREDENTIALS, f"The access token's {_TOKEN_FIELDS[field]} is too long to "
-                         f"forward (more than {MAX_HEADER_VALUE_BYTES} bytes in header {name})")
+                         f"forward (more than {MAX_HEADER_VALUE_BYTES} bytes in header {forwarded_as})")
         if value:
-            out.append((name, value))
-        elif name not in remove:
-            remove.append(name)  # strip any client-sent copy rather than let it through
+            out.append((forwarded_as, value))
+        elif forwarded_as not in remove:
+            remove.append(forwarded_as)  # strip any client-sent copy rather than let it through
     if route.api.backend_jwt is not None and backend_jwt is None:
         # Fail closed: an API that expects a backend JWT never gets a request without one.
         raise RuntimeError(f"API {route.api.id!r} needs a backend JWT but no signer is configured")
