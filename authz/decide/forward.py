@@ -153,7 +153,8 @@ def build_allow(
         value = encode_header_value(values[field])
         if len(value) > MAX_HEADER_VALUE_BYTES:
             if field not in _TOKEN_FIELDS:  # registry and config values are bounded well below: a bug, 503
-                raise RuntimeError(f"header {forwarded_as} ({field}) would be longer than {MAX_HEADER_VALUE_BYTES} bytes")
+                raise RuntimeError(
+                    f"header {forwarded_as} ({field}) would be longer than {MAX_HEADER_VALUE_BYTES} bytes")
             raise Denial(Reason.INVALID_CREDENTIALS, f"The access token's {_TOKEN_FIELDS[field]} is too long to "
                          f"forward (more than {MAX_HEADER_VALUE_BYTES} bytes in header {forwarded_as})")
         if value:
