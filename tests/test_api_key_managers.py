@@ -15,9 +15,9 @@ from authz.config import ConfigError, Settings
 from authz.dev.keymanager import KeyManager
 from authz.errors import Denial, Reason
 from authz.model import Allow, Request
-from authz.registry.admin import unusable_subscription
 from authz.registry.memory import MemoryStore
 from authz.registry.store import RegistryError
+from authz.registry.subscriptions import unusable_subscription
 from authz.registry.yaml_io import import_yaml
 from tests.support.pipeline import PipelineUnderTest, running_pipeline
 from tests.support.tokencraft import claims, sign

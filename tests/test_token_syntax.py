@@ -1,7 +1,7 @@
 """Strict JWS compact syntax in the identity phase (RFC 7515 sections 2 and 7.1, RFC 4648 sections 5 and 3.5).
 
-pyjwt accepts a token whose signature segment carries ``=`` padding (up to two, "used by some issuers"); releases
-before 2.12 also skipped characters outside the alphabet and ignored the unused bits of the last character.
+pyjwt accepts a token whose signature segment carries ``=`` padding (up to two, "used by some issuers"); older
+releases also skipped characters outside the alphabet and ignored the unused bits of the last character.
 Such spellings of a valid token verify (the signature covers the header and payload text, not the signature
 segment's spelling) and got cache entries of their own. authz checks the syntax itself, whatever pyjwt does.
 Every segment x every kind of variant is pinned here: 401 ``invalid_token`` naming the segment, no cache entry,

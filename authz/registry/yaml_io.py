@@ -38,9 +38,9 @@ from authz.registry.admin import (
     check_client_id,
     check_tier,
     check_token_id,
-    unusable_subscription,
 )
 from authz.registry.store import SCHEMA_VERSION, RegistryError, client_taken
+from authz.registry.subscriptions import unusable_subscription
 
 
 class _Doc(BaseModel):
