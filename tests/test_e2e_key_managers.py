@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+import yaml
 
-from authz.dev.envoy_config import DEMO_ROUTES, build_envoy_config, render_yaml
-from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
+from authz.dev.procs import ManagedProcess, RedisServer, start_envoy
 from authz.registry.store import RegistryError
 from tests.support.e2e import (
     MODES,
@@ -28,6 +28,7 @@ from tests.support.e2e import (
     listen_http,
     mode_gateway,
     running_stack,
+    write_gateway_config,
 )
 
 pytestmark = pytest.mark.e2e
@@ -126,19 +127,19 @@ def test_envoy_itself_answers_431_for_headers_over_its_default_60_kib(stack: Sta
 
 
 def _big_headers_gateway(stack: Stack, mode: str) -> tuple[ManagedProcess, str]:
-    """An Envoy in ``mode`` whose listener accepts 1 MiB of request headers (``max_request_headers_kb: 1024``)."""
-    listen, admin = free_port(), free_port()
-    if mode == "grpc":
-        endpoints: dict[str, Any] = {"authz_endpoints": [("127.0.0.1", stack.authz.port)]}
-    else:
-        port = int(stack.doc["server"]["http_listen"].rsplit(":", 1)[1])
-        endpoints = {"authz_endpoints": [], "authz_mode": "http", "authz_http_endpoints": [("127.0.0.1", port)]}
-    config = build_envoy_config(listen_port=listen, admin_port=admin, upstream_port=stack.upstream.port,
-                                routes=list(DEMO_ROUTES), **endpoints)
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["max_request_headers_kb"] = 1024
+    """An Envoy in ``mode`` (the ``authz envoy-config`` bootstrap) whose listener accepts 1 MiB of request headers
+    (``max_request_headers_kb: 1024`` set on its HTTP connection manager)."""
     path = Path(stack.tmp) / f"envoy-big-{mode}.yaml"
-    path.write_text(render_yaml(config), encoding="utf-8")
+    listen, admin = write_gateway_config(path, stack.doc, stack.upstream.port, authz_mode=mode)
+    text = path.read_text(encoding="utf-8")
+    hcm_type = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    config = yaml.safe_load(text)
+    managers = [f["typed_config"] for listener in config["static_resources"]["listeners"]
+                for chain in listener["filter_chains"] for f in chain["filters"]
+                if f["typed_config"].get("@type") == hcm_type]
+    assert len(managers) == 1
+    managers[0]["max_request_headers_kb"] = 1024
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     log_dir = Path(stack.tmp) / f"envoy-big-{mode}"
     log_dir.mkdir(exist_ok=True)
     return start_envoy(path, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"
