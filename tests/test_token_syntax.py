@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from authz.config import Settings
-from authz.decide.identity import TokenValidator, compact_jws_problem
+from authz.decide.identity import TokenValidator
+from authz.decide.jws_syntax import compact_jws_problem
 from authz.dev.keymanager import KeyManager
 from authz.errors import Denial, Reason
 from tests.support.pipeline import running_pipeline
