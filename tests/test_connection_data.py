@@ -47,8 +47,21 @@ async def test_discovery_gives_issuer_token_endpoint_jwks_uri_and_grants(
         jwks_uri=f"{idp.url}/oauth2/jwks", grant_types_supported=("password", "client_credentials"),
         scopes_supported=("openid", "orders:read"),  # non-strings dropped
         token_endpoint_auth_methods_supported=("client_secret_basic", "client_secret_post"),
-        metadata_url=f"{idp.url}{OIDC}", source="discovery", problems=(),
+        metadata_url=f"{idp.url}{OIDC}", source="discovery", problems=(), issuers=(idp.issuer,),
     )
+
+
+async def test_with_several_issuers_the_connection_data_reads_the_first_and_lists_them_all(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    from authz.ops.cli_developer import connection_text
+
+    second = f"{idp.url}/sts/tenant/"  # like Entra's v1.0 issuer next to its v2.0 one
+    settings = make_settings(**_discovery(idp, issuer=[idp.issuer, second]))
+    data = await ConnectionDirectory(settings.key_managers).get("test-km")
+    assert (data.issuer, data.issuers, data.metadata_url) == (idp.issuer, (idp.issuer, second), f"{idp.url}{OIDC}")
+    assert data.token_endpoint == f"{idp.url}/oauth2/token"
+    assert connection_text(data)[0] == f"  issuer            {idp.issuer}, {second}"
 
 
 async def test_metadata_is_cached_for_its_max_age_and_fetched_once_for_concurrent_callers(

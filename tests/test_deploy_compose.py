@@ -128,7 +128,7 @@ def test_keycloak_realm_matches_the_authz_config_and_the_registry_seed() -> None
     realm = json.loads(REALM.read_text())
     settings = load_config(REPO / "deploy/compose/authz.yaml", env={})
     [km] = settings.key_managers
-    issuer = urlsplit(km.issuer)
+    issuer = urlsplit(km.discovery_issuer)  # its only issuer
     assert issuer.path == f"/realms/{realm['realm']}"
     keycloak = compose()["services"]["keycloak"]
     assert f"{issuer.scheme}://{issuer.netloc}" == keycloak["environment"]["KC_HOSTNAME"]
@@ -166,7 +166,7 @@ def test_keycloak_realm_matches_the_authz_config_and_the_registry_seed() -> None
     assert {s["api_id"] for app in seed["applications"] for s in app["subscriptions"]} <= {a.id for a in settings.apis}
     assert set(clients) - {c for _, c in seeded} == {"unregistered-client"}
     load = compose()["services"]["load"]["environment"]
-    assert load["AUTHZ_LOAD_TOKEN_URL"] == f"{km.issuer}/protocol/openid-connect/token"
+    assert load["AUTHZ_LOAD_TOKEN_URL"] == f"{km.discovery_issuer}/protocol/openid-connect/token"
     assert (load["AUTHZ_LOAD_USERNAME"], load["AUTHZ_LOAD_PASSWORD"]) == ("demo", "demo")
 
 

@@ -105,6 +105,34 @@ async def test_metadata_naming_another_issuer_makes_the_key_manager_unusable_unt
         assert (await v.validate(token)).client_id == "app-123"
 
 
+async def test_with_several_issuers_discovery_reads_the_first_and_every_issuer_validates(
+    realm_idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    second = f"{realm_idp.url}/sts/tenant/"  # like Entra's v1.0 issuer next to its v2.0 one
+    settings = make_settings(**_discovery_km(realm_idp, "oidc", issuer=[realm_idp.issuer, second]))
+    async with running_validator(settings) as (v, caches):
+        for iss in (realm_idp.issuer, second):
+            identity = await v.validate(sign(realm_idp.signing_key, claims(realm_idp, iss=iss)))
+            assert (identity.key_manager, identity.issuer) == ("test-km", iss)
+        assert caches["test-km"].discovery_count == 1
+        assert realm_idp.requests[OIDC] == 1  # the first issuer's metadata
+        assert realm_idp.requests["/sts/tenant/.well-known/openid-configuration"] == 0
+        assert realm_idp.requests[JWKS] == 1
+
+
+async def test_with_several_issuers_the_metadata_must_name_the_first(
+    realm_idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    second = f"{realm_idp.url}/sts/tenant/"
+    realm_idp.discovery_overrides["issuer"] = second  # another issuer of the same key manager: still a mismatch
+    settings = make_settings(**_discovery_km(realm_idp, "oidc", issuer=[realm_idp.issuer, second]))
+    async with running_validator(settings) as (v, caches):
+        with pytest.raises(DependencyUnavailable):
+            await v.validate(sign(realm_idp.signing_key, claims(realm_idp, iss=second)))
+        assert (caches["test-km"].last_error or "").startswith("IssuerMismatch: ")
+        assert realm_idp.requests[JWKS] == 0
+
+
 @pytest.mark.parametrize("jwks_uri", ["ftp://127.0.0.1/jwks", "/relative/jwks", 42, None], ids=repr)
 async def test_metadata_without_a_usable_jwks_uri_is_a_failed_discovery(
     jwks_uri: Any, realm_idp: KeyManager, make_settings: Callable[..., Settings]
@@ -178,6 +206,8 @@ async def test_failed_jwks_fetch_reads_the_metadata_again_and_follows_a_moved_jw
         ({"jwks_uri": None, "discovery": "webfinger"}, "key_managers[0].discovery: input should be 'oidc' or 'oauth'"),
         ({"jwks_uri": None, "discovery": "oidc", "issuer": "urn:example:idp"},
          "key_managers[0]: discovery needs an http(s) issuer URL"),
+        ({"jwks_uri": None, "discovery": "oidc", "issuer": ["urn:example:idp", "https://idp.example.test"]},
+         "key_managers[0]: discovery needs an http(s) issuer URL (the first issuer's metadata is read)"),
     ],
 )
 def test_key_source_settings_are_validated(km: dict[str, Any], line: str, make_settings: Callable[..., Settings]) -> None:

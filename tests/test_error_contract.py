@@ -19,6 +19,12 @@ REVIEWED = {
     "api.settings.id", "api_id", "method", "path[:256]", "app.name", "sub.status.value",
     "route.resource.scope_match", "needed", "claim", "', '.join(claims)", "exc.claim", "self._max_size",
     "km.max_token_lifetime",
+    # issue 10: tokens.max_size; the JWS syntax problem (built from segment names, constants and a segment
+    # count, never token text); a constant claim label; the configured header name and its length limit; the
+    # configured key manager name and API id of a refused key manager.
+    "max_token_bytes", "syntax_problem", "claim_label", "_TOKEN_FIELDS[field]", "forwarded_as",
+    "MAX_HEADER_VALUE_BYTES",
+    "identity.key_manager", "route.api.id",
 }
 _FORBIDDEN = re.compile(r"secret|password|private|pem|jwk|payload|header|redis|prefix|url|str\(|repr\(")
 

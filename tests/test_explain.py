@@ -20,7 +20,7 @@ from authz.model import Step
 from authz.ops.server import explainer
 from tests.support.pipeline import PipelineUnderTest, running_pipeline
 
-PHASES = ["route", "public", "credentials", "identity", "revocation", "resource", "registry", "policy"]
+PHASES = ["route", "public", "credentials", "identity", "key_manager", "revocation", "resource", "registry", "policy"]
 
 
 @asynccontextmanager
@@ -63,8 +63,8 @@ async def test_an_allowed_call_shows_every_phase_and_what_the_upstream_gets(
     assert route["resource"].seen == "GET /items (auth: required) for /orders/v1/items"
     assert route["scopes required"].seen == "any of: orders:read"
     identity = _steps(e, "identity")
-    assert list(identity) == ["size", "header", "key manager", "alg", "typ", "key", "signature", "iss", "aud", "exp",
-                              "nbf", "iat", "client_id", "scopes", "identity"]
+    assert list(identity) == ["size", "syntax", "header", "key manager", "alg", "typ", "key", "signature", "iss", "aud",
+                              "exp", "nbf", "iat", "client_id", "scopes", "identity"]
     assert identity["header"].seen == 'alg="RS256" kid="k1" typ="at+jwt"'
     assert identity["key manager"].seen == f'iss="{idp.issuer}" -> test-km' and identity["key manager"].ok
     assert identity["key"].seen.startswith("kid='k1' alg=RS256: found in the cached key set (fetched ")
@@ -103,6 +103,8 @@ DENIALS = [
      {"method": "POST"}, "policy", "900910", "scopes"),
     ("sandbox route", lambda idp: idp.issue_token("demo-client", "a", "orders:read"),
      {"environment": "sandbox"}, "policy", "900908", "key type"),
+    ("padded signature", lambda idp: idp.issue_token("demo-client", "a", "orders:read") + "==",  # 342 + 2 characters
+     {}, "identity", "900901", "syntax"),
     ("no token", lambda idp: None, {}, "credentials", "900902", "bearer token"),
     ("no resource", lambda idp: idp.issue_token("demo-client", "a", "orders:read"),
      {"path": "/orders/v1/nothing"}, "resource", "900906", "route"),
@@ -152,3 +154,28 @@ async def test_a_key_manager_that_cannot_be_reached_leaves_it_undecided_with_exi
     assert (e.result, e.phase, e.exit_status, e.http_status, e.code) == ("undecided", "identity", 2, 503, "900950")
     assert e.detail.startswith("jwks:test-km unavailable: ")
     assert _steps(e, "identity")["key"].ok is False
+
+
+async def test_a_key_manager_the_api_does_not_accept_is_denied_by_the_key_manager_phase(
+    make_settings: Callable[..., Settings], idp: KeyManager
+) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from tests.support.config import settings_dict
+
+    doc = settings_dict(idp)
+    partner = {**doc["key_managers"][0], "name": "partner", "issuer": f"{idp.url}/partner"}
+    apis = yaml.safe_load(Path("config/authz.yaml").read_text(encoding="utf-8"))["apis"]
+    apis[0]["key_managers"] = ["test-km"]
+    settings = make_settings(key_managers=[doc["key_managers"][0], partner], apis=apis)
+    async with running_pipeline(settings) as p:
+        run = explainer(settings, p.keys, p.store, None)
+        token = idp.issue_token("demo-client", "a", "orders:read", extra_claims={"iss": f"{idp.url}/partner"})
+        e = await run(described_request("GET", "/orders/v1/items", token=token, api_id="orders-v1"))
+    assert (e.result, e.phase, e.code) == ("deny", "key_manager", "900901")
+    assert e.description == "The access token was issued by key manager 'partner', which API 'orders-v1' does not accept"
+    step = _steps(e, "key_manager")["key manager"]
+    assert (step.seen, step.rule, step.ok) == ("partner", "one API orders-v1 accepts (apis[].key_managers): test-km",
+                                               False)

@@ -69,9 +69,10 @@ def test_the_allowed_call_exits_0_and_prints_every_phase_in_order(
     done = _explain(config, tmp_path, token, "--method", "GET", "--path", "/orders/v1/items", "--api-id", "orders-v1")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    headings = [line for line in out.splitlines() if line[:2] in {f"{i}." for i in range(1, 9)}]
+    headings = [line for line in out.splitlines() if line[:2] in {f"{i}." for i in range(1, 10)}]
     assert headings == ["1. route: passed", "2. public: passed", "3. credentials: passed", "4. identity: passed",
-                        "5. revocation: passed", "6. resource: passed", "7. registry: passed", "8. policy: allowed"]
+                        "5. key_manager: passed", "6. revocation: passed", "7. resource: passed", "8. registry: passed",
+                        "9. policy: allowed"]
     assert "   ok   key manager: iss=" in out and "-> test-km" in out
     assert "   ok   subscription: to orders-v1: ACTIVE, tier Unlimited" in out
     assert "decision: ALLOW (phase policy)" in out
@@ -121,7 +122,8 @@ def test_json_output_and_exit_2_when_the_registry_cannot_be_reached(
     result = json.loads(done.stdout)
     assert (result["result"], result["phase"], result["code"]) == ("undecided", "revocation", "900950")
     assert result["detail"].startswith("redis unavailable: ")
-    assert [p["outcome"] for p in result["phases"]][3:5] == ["passed", "unavailable"]
+    # identity, key_manager, revocation
+    assert [p["outcome"] for p in result["phases"]][3:6] == ["passed", "passed", "unavailable"]
 
 
 def test_an_unreadable_config_or_token_file_is_exit_2_with_the_reason(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
-"""Key shapes in a JWKS (``authz.keys.jwks_cache.parse_jwks``): ``x5c``-only keys and EC keys with short coordinates, each
-also verified end to end with a real token against a JWKS served on loopback."""
+"""Key shapes in a JWKS (``authz.keys.jwk.parse_jwks``): ``x5c``-only keys, and EC keys whose coordinates are shorter
+or longer (leading zero bytes) than the curve size, on every curve and both coordinates, each also verified end to
+end with a real token against a JWKS served on loopback; EC keys that are not a point of their curve are skipped
+one by one."""
 
 from __future__ import annotations
 
@@ -73,41 +75,93 @@ def test_unusable_x5c_skips_only_that_key(x5c: Any, rsa_key: SigningKey) -> None
     assert [k.kid for k in keys] == ["k1"]
 
 
-# ------------------------------------------------------------------------------ short EC coordinates
-
-
-def _ec_key_with_short_x(curve: ec.EllipticCurve, size: int) -> SigningKey:
-    """An EC key whose x coordinate has a leading zero byte (1 in 256 keys)."""
-    for _ in range(20_000):
-        private = ec.generate_private_key(curve)
-        if private.public_key().public_numbers().x < 1 << (8 * (size - 1)):
-            return SigningKey(kid="short", alg={32: "ES256", 48: "ES384", 66: "ES512"}[size], private_key=private)
-    raise AssertionError("no key with a short x coordinate found")
+# ------------------------------------------------- EC coordinates shorter or longer than the curve size
 
 
 def _b64(n: int) -> str:
     return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
 
 
-@pytest.mark.parametrize(("curve", "crv", "size"), [(ec.SECP256R1(), "P-256", 32), (ec.SECP384R1(), "P-384", 48)])
-async def test_ec_jwk_with_coordinates_shorter_than_the_curve_is_left_padded(
-    curve: ec.EllipticCurve, crv: str, size: int, idp: KeyManager, make_settings: Callable[..., Settings]
+CURVES = [(ec.SECP256R1(), "P-256", 32, "ES256"), (ec.SECP384R1(), "P-384", 48, "ES384"),
+          (ec.SECP521R1(), "P-521", 66, "ES512")]
+EC_ALGORITHMS = {"km": {"algorithms": ["RS256", "ES256", "ES384", "ES512"]}}
+
+
+def _coordinate(value: int, size: int, prefix: bytes = b"") -> str:
+    """``value`` as ``size`` big-endian bytes after ``prefix``, base64url without padding."""
+    return base64.urlsafe_b64encode(prefix + value.to_bytes(size, "big")).rstrip(b"=").decode()
+
+
+def _ec_jwk(numbers: ec.EllipticCurvePublicNumbers, crv: str, size: int, kid: str) -> dict[str, Any]:
+    return {"kty": "EC", "crv": crv, "kid": kid, "use": "sig", "x": _coordinate(numbers.x, size),
+            "y": _coordinate(numbers.y, size)}
+
+
+@pytest.mark.parametrize("zeros", [1, 2])
+@pytest.mark.parametrize("member", ["x", "y"])
+@pytest.mark.parametrize(("curve", "crv", "size", "alg"), CURVES, ids=[c[1] for c in CURVES])
+async def test_ec_jwk_with_a_coordinate_over_long_by_leading_zeros_is_accepted(
+    curve: ec.EllipticCurve, crv: str, size: int, alg: str, member: str, zeros: int,
+    idp: KeyManager, make_settings: Callable[..., Settings],
 ) -> None:
-    key = _ec_key_with_short_x(curve, size)
-    numbers = key.private_key.public_key().public_numbers()
-    jwk = {"kty": "EC", "crv": crv, "kid": "short", "use": "sig", "x": _b64(numbers.x), "y": _b64(numbers.y)}
-    assert len(base64.urlsafe_b64decode(jwk["x"] + "==")) < size
-    # pyjwt alone refuses such a key: the padding is ours.
+    private = ec.generate_private_key(curve)
+    numbers = private.public_key().public_numbers()
+    jwk = _ec_jwk(numbers, crv, size, "long")
+    jwk[member] = _coordinate(getattr(numbers, member), size, b"\0" * zeros)  # e.g. 33 bytes for P-256
+    assert len(base64.urlsafe_b64decode(jwk[member] + "==")) == size + zeros
+    # pyjwt alone refuses such a key: the stripping is ours.
     with pytest.raises(jwt.InvalidKeyError, match=f"Coords should be {size} bytes"):
         jwt.PyJWK(jwk)
     (loaded,) = parse_jwks({"keys": [jwk]}, "test")
     assert loaded.key.public_numbers() == numbers
-    settings = make_settings(km={"algorithms": ["ES256", "ES384"]})
-    await _accepts(idp, {"keys": [jwk]}, key, settings)
+    await _accepts(idp, {"keys": [jwk]}, SigningKey(kid="long", alg=alg, private_key=private),
+                   make_settings(**EC_ALGORITHMS))
 
 
-def test_ec_jwk_with_coordinates_longer_than_the_curve_is_skipped() -> None:
-    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
-    long_x = base64.urlsafe_b64encode(b"\0" + key.x.to_bytes(32, "big")).rstrip(b"=").decode()
-    jwk = {"kty": "EC", "crv": "P-256", "kid": "long", "x": long_x, "y": _b64(key.y)}
-    assert parse_jwks({"keys": [jwk]}, "test") == ()
+@pytest.mark.parametrize("member", ["x", "y"])
+@pytest.mark.parametrize(("curve", "crv", "size", "alg"), CURVES, ids=[c[1] for c in CURVES])
+async def test_ec_jwk_with_a_coordinate_shorter_than_the_curve_is_accepted(
+    curve: ec.EllipticCurve, crv: str, size: int, alg: str, member: str,
+    idp: KeyManager, make_settings: Callable[..., Settings],
+) -> None:
+    for _ in range(20_000):  # a coordinate with a leading zero byte: 1 key in 256 (P-521: 1 in 2)
+        private = ec.generate_private_key(curve)
+        numbers = private.public_key().public_numbers()
+        if getattr(numbers, member) < 1 << (8 * (size - 1)):
+            break
+    jwk = _ec_jwk(numbers, crv, size, "short")
+    jwk[member] = _b64(getattr(numbers, member))
+    assert len(base64.urlsafe_b64decode(jwk[member] + "==")) < size
+    (loaded,) = parse_jwks({"keys": [jwk]}, "test")
+    assert loaded.key.public_numbers() == numbers
+    await _accepts(idp, {"keys": [jwk]}, SigningKey(kid="short", alg=alg, private_key=private),
+                   make_settings(**EC_ALGORITHMS))
+
+
+def _not_a_point(numbers: ec.EllipticCurvePublicNumbers, member: str, size: int) -> str:
+    """The coordinate with its last bit flipped, over-long by one zero byte: strips fine, lands off the curve."""
+    return _coordinate(getattr(numbers, member) ^ 1, size, b"\0")
+
+
+@pytest.mark.parametrize("fault", ["non-zero excess byte", "zero excess but not on the curve", "short and not on the curve",
+                                   "three bytes over"])
+@pytest.mark.parametrize("member", ["x", "y"])
+@pytest.mark.parametrize(("curve", "crv", "size", "alg"), CURVES, ids=[c[1] for c in CURVES])
+async def test_ec_jwk_that_is_not_a_point_of_its_curve_skips_that_key_only(
+    curve: ec.EllipticCurve, crv: str, size: int, alg: str, member: str, fault: str,
+    idp: KeyManager, rsa_key: SigningKey, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture,
+) -> None:
+    numbers = ec.generate_private_key(curve).public_key().public_numbers()
+    bad = _ec_jwk(numbers, crv, size, "bad")
+    value = getattr(numbers, member)
+    bad[member] = {
+        "non-zero excess byte": _coordinate(value, size, b"\x01"),
+        "zero excess but not on the curve": _not_a_point(numbers, member, size),
+        "short and not on the curve": _b64((value ^ 1) & ((1 << (8 * (size - 1))) - 1)),
+        "three bytes over": _coordinate(value, size, b"\0\0\x07"),
+    }[fault]
+    caplog.set_level(logging.WARNING, logger="authz.jwks")
+    jwks = {"keys": [bad, rsa_key.public_jwk()]}
+    assert [k.kid for k in parse_jwks(jwks, "test")] == ["k1"]  # never the whole set
+    assert "jwks test: key 0 skipped:" in caplog.text
+    await _accepts(idp, jwks, rsa_key, make_settings(**EC_ALGORITHMS))

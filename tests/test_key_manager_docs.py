@@ -22,10 +22,11 @@ CONFIGURED: dict[str, dict[str, Any]] = {
     "keycloak": {"preset": "keycloak"},
     "auth0": {"preset": "auth0", "audiences": ["https://orders.example.test"]},
     "okta": {"preset": "okta"},
+    "entra": {"preset": "entra", "requested_scope": "api://orders-api/.default"},
     "entra-v2": {"preset": "entra-v2", "requested_scope": "api://orders-api/.default"},
     "entra-v1": {"preset": "entra-v1", "requested_scope": "api://orders-api/.default"},
     "asgardeo": {"preset": "asgardeo"},
-    "rfc9068": {"audiences": ["https://orders.example.test"], "audience_parameter": "resource"},
+    "rfc9068": {"preset": "rfc9068", "audiences": ["https://orders.example.test"], "audience_parameter": "resource"},
 }
 
 
@@ -58,7 +59,7 @@ def test_the_pages_curls_are_what_authz_prints(
         grant = re.search(r"grant_type=(\w+)", block).group(1)  # type: ignore[union-attr]
         client = re.search(r"client_id=([\w.-]+)|-u '([\w.-]+):", block)
         assert client is not None, block
-        connection = ConnectionData(key_manager=page, issuer=km.issuer, token_endpoint=url, jwks_uri=None)
+        connection = ConnectionData(key_manager=page, issuer=km.discovery_issuer, token_endpoint=url, jwks_uri=None)
         printed = {r.grant_type: r.curl for r in token_requests(km, connection, client.group(1) or client.group(2),
                                                                 SCOPES)}
         assert block == printed[grant], f"{page}.md {grant}"

@@ -32,17 +32,19 @@ def test_the_phases_run_in_the_documented_order() -> None:
     from authz.decide import pipeline as module
 
     names = [cls.name for cls in (module.RoutePhase, module.PublicPhase, module.CredentialsPhase,
-                                  module.IdentityPhase, module.RevocationPhase, module.ResourcePhase,
-                                  module.RegistryPhase, module.PolicyPhase)]
-    assert names == ["route", "public", "credentials", "identity", "revocation", "resource", "registry", "policy"]
-    assert "route -> public -> credentials -> identity -> revocation -> resource -> registry -> policy" in (
-        module.__doc__ or "")
+                                  module.IdentityPhase, module.KeyManagerPhase, module.RevocationPhase,
+                                  module.ResourcePhase, module.RegistryPhase, module.PolicyPhase)]
+    assert names == ["route", "public", "credentials", "identity", "key_manager", "revocation", "resource",
+                     "registry", "policy"]
+    assert ("route -> public -> credentials -> identity -> key_manager -> revocation -> resource -> registry -> "
+            "policy") in (module.__doc__ or "")
 
 
 async def test_pipeline_phase_list_is_that_order(make_settings: Callable[..., Settings]) -> None:
     async with running_pipeline(make_settings()) as p:
         assert [phase.name for phase in p.pipeline.phases] == [
-            "route", "public", "credentials", "identity", "revocation", "resource", "registry", "policy"]
+            "route", "public", "credentials", "identity", "key_manager", "revocation", "resource", "registry",
+            "policy"]
 
 
 async def test_a_repeated_allowed_request_reuses_the_same_decision_until_the_registry_changes(
@@ -126,7 +128,8 @@ async def test_each_phase_answers_from_its_cache_only_after_the_full_path_filled
 
         assert walk() == []  # the route was never resolved
         allow = await p.pipeline.decide(request)
-        assert walk() == ["route", "public", "credentials", "identity", "revocation", "resource", "registry", "policy"]
+        assert walk() == ["route", "public", "credentials", "identity", "key_manager", "revocation", "resource",
+                          "registry", "policy"]
         assert p.pipeline.decide_cached(request) is allow
         reads = p.store.reads
         assert await p.pipeline.decide(request) is allow and p.store.reads == reads  # no store read

@@ -100,6 +100,16 @@ def _asgardeo(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
     }
 
 
+def _rfc9068(iss: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    # An RFC 9068 access token as oidc-provider (Node.js) or Glewlwyd issue them: typ at+jwt, client_id, scope.
+    now = _times()
+    return {"typ": "at+jwt"}, {
+        "iss": iss, "sub": "alice", "aud": "orders-api", "iat": now["iat"], "exp": now["exp"],
+        "jti": "uJ3Vq5E5Qm0bS1cHqk2fX", "client_id": "orders-cli", "scope": "openid orders:read",
+        "auth_time": now["iat"] - 5, "acr": "urn:mace:incommon:iap:silver",
+    }
+
+
 CASES = {
     # preset: (issuer, token shape, expected client ID, expected scopes)
     "keycloak": ("https://sso.example.test/realms/demo", _keycloak, "orders-web",
@@ -108,6 +118,8 @@ CASES = {
     "auth0-rfc9068": ("https://acme.eu.auth0.com/", _auth0_rfc9068, "orders-web",
                       {"openid", "profile", "orders:read"}),
     "okta": ("https://acme.okta.com/oauth2/default", _okta, "0oa1b2c3d4E5F6g7H8i9", {"openid", "orders:read"}),
+    "entra": (f"https://login.microsoftonline.com/{TENANT}/v2.0", _entra_v2, CLIENT_GUID, {"orders.read.all"}),
+    "rfc9068": ("https://op.example.test", _rfc9068, "orders-cli", {"openid", "orders:read"}),
     "entra-v1": (f"https://sts.windows.net/{TENANT}/", _entra_v1, CLIENT_GUID,
                  {"orders.read", "user_impersonation"}),
     "entra-v2": (f"https://login.microsoftonline.com/{TENANT}/v2.0", _entra_v2, CLIENT_GUID, {"orders.read.all"}),
@@ -147,9 +159,11 @@ async def test_preset_accepts_a_token_shaped_like_its_idps(
         ("keycloak", ["azp"], ["scope"]),
         ("auth0", ["azp", "client_id"], ["scope"]),
         ("okta", ["cid"], ["scp"]),
+        ("entra", ["azp", "appid"], ["scp", "roles"]),
         ("entra-v1", ["appid"], ["scp", "roles"]),
         ("entra-v2", ["azp"], ["scp", "roles"]),
         ("asgardeo", ["azp", "client_id"], ["scope"]),
+        ("rfc9068", ["client_id"], ["scope"]),
     ],
 )
 def test_preset_defaults(preset: str, client_claims: list[str], scope_claims: list[str],
@@ -158,6 +172,7 @@ def test_preset_defaults(preset: str, client_claims: list[str], scope_claims: li
     assert (km.client_id_claims, km.scope_claims, km.algorithms) == (client_claims, scope_claims, ["RS256"])
     assert km.jwks_uri == f"{idp.url}/oauth2/jwks"
     assert km.discovery is None  # an explicit jwks_uri replaces the preset's discovery
+    assert km.typ == (["at+jwt"] if preset == "rfc9068" else [])
 
 
 def test_preset_without_a_key_source_uses_oidc_discovery(idp: KeyManager, make_settings: Callable[..., Settings]) -> None:
@@ -207,7 +222,8 @@ def test_unknown_preset_is_a_config_error(idp: KeyManager, make_settings: Callab
     with pytest.raises(ConfigError) as info:
         make_settings(key_managers=[_preset_km(idp, "ping", "https://idp.example.test")])
     assert info.value.errors == [
-        "key_managers[0].preset: input should be 'keycloak', 'auth0', 'okta', 'entra-v1', 'entra-v2' or 'asgardeo'"
+        "key_managers[0].preset: input should be 'keycloak', 'auth0', 'okta', 'entra', 'entra-v1', 'entra-v2', "
+        "'asgardeo' or 'rfc9068'"
     ]
 
 
@@ -219,3 +235,111 @@ def test_every_preset_has_a_test_case_and_a_docs_page() -> None:
         page = Path(f"docs/key-managers/{name}.md").read_text(encoding="utf-8")
         assert f"preset: {name}" in page
         assert '"alg": "RS256"' in page  # the sample decoded header
+
+
+# ---- Entra ID: one key manager for v1.0 and v2.0 tokens of one tenant -------------------------------------------
+
+
+async def test_entra_preset_accepts_v1_and_v2_tokens_of_one_tenant_in_one_key_manager(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    v2, v1 = f"https://login.microsoftonline.com/{TENANT}/v2.0", f"https://sts.windows.net/{TENANT}/"
+    entry = _preset_km(idp, "entra", [v2, v1], audiences=[f"api://{API_GUID}", API_GUID])
+    async with running_validator(make_settings(key_managers=[entry])) as (v, _):
+        for iss, shape, aud, scopes in ((v1, _entra_v1, f"api://{API_GUID}", {"orders.read", "user_impersonation"}),
+                                        (v2, _entra_v2, API_GUID, {"orders.read.all"})):
+            header, payload = shape(iss)
+            payload["aud"] = aud  # v1.0: the App ID URI; v2.0: the API's application (client) ID
+            identity = await v.validate(sign(idp.signing_key, payload, header=header))
+            assert (identity.key_manager, identity.issuer, identity.client_id) == ("entra", iss, CLIENT_GUID)
+            assert identity.scopes == frozenset(scopes)
+        # another tenant's tokens are not this key manager's
+        header, payload = _entra_v2(v2.replace(TENANT, "11111111-1111-1111-1111-111111111111"))
+        with pytest.raises(Denial) as info:
+            await v.validate(sign(idp.signing_key, payload, header=header))
+        assert info.value.description == "The access token's issuer is not accepted"
+    assert idp.requests["/oauth2/jwks"] == 1  # one key set
+
+
+# ---- RFC 9068 ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("change", "description"), [
+    ({"header": {"typ": "JWT"}}, "The access token's type ('typ' header) is not accepted"),
+    ({"header": {"typ": None}}, "The access token's type ('typ' header) is not accepted"),
+    ({"drop": "aud"}, "The access token's audience ('aud') is missing or empty"),
+    ({"claims": {"aud": "other-api"}}, "The access token's audience ('aud') is not accepted"),
+    ({"drop": "client_id", "claims": {"azp": "orders-cli"}},
+     "The access token has no client identifier (looked for: client_id)"),
+], ids=["typ JWT", "no typ", "no aud", "other aud", "azp only"])
+async def test_rfc9068_preset_enforces_the_profile(
+    change: dict[str, Any], description: str, idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    issuer = "https://op.example.test"
+    header, payload = _rfc9068(issuer)
+    header.update(change.get("header", {}))
+    payload.update(change.get("claims", {}))
+    payload.pop(change.get("drop", ""), None)
+    async with running_validator(make_settings(key_managers=[_preset_km(idp, "rfc9068", issuer)])) as (v, _):
+        with pytest.raises(Denial) as info:
+            await v.validate(sign(idp.signing_key, payload, header=header))
+        assert (info.value.reason, info.value.description) == (Reason.INVALID_CREDENTIALS, description)
+
+
+@pytest.mark.parametrize(("fields", "errors"), [
+    ({"typ": ["JWT"]}, ["key_managers[0].typ: preset rfc9068 accepts only typ at+jwt, got ['JWT'] (RFC 9068 section "
+                        "2.1: an access token's typ is at+jwt)"]),
+    ({"typ": ["at+jwt", "JWT"]}, ["key_managers[0].typ: preset rfc9068 accepts only typ at+jwt, got ['at+jwt', "
+                                  "'JWT'] (RFC 9068 section 2.1: an access token's typ is at+jwt)"]),
+    ({"typ": []}, ["key_managers[0].typ: preset rfc9068 accepts only typ at+jwt, got [] (RFC 9068 section 2.1: an "
+                   "access token's typ is at+jwt)"]),
+    ({"audiences": []}, ["key_managers[0].audiences: preset rfc9068 needs at least one value in audiences (RFC 9068 "
+                         "section 4: aud is required and must be checked against the resource's audiences)"]),
+    ({"audiences": None}, ["key_managers[0].audiences: preset rfc9068 needs at least one value in audiences (RFC "
+                           "9068 section 4: aud is required and must be checked against the resource's audiences)"]),
+    ({"client_id_claims": ["azp"]}, ["key_managers[0].client_id_claims: preset rfc9068 needs client_id_claims to "
+                                     "include client_id, got ['azp'] (RFC 9068 section 2.2: the client is the "
+                                     "client_id claim)"]),
+    ({"scope_claims": ["scp"]}, ["key_managers[0].scope_claims: preset rfc9068 needs scope_claims to include scope, "
+                                 "got ['scp'] (RFC 9068 section 2.2.3: scopes are the space-separated scope claim)"]),
+], ids=repr)
+def test_rfc9068_fields_overridden_into_a_contradiction_are_refused(
+    fields: dict[str, Any], errors: list[str], idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    entry = _preset_km(idp, "rfc9068", "https://op.example.test", **fields)
+    entry = {k: v for k, v in entry.items() if v is not None}  # None: the field left out
+    with pytest.raises(ConfigError) as info:
+        make_settings(key_managers=[entry])
+    assert info.value.errors == errors
+
+
+@pytest.mark.parametrize("fields", [
+    {"typ": ["application/at+jwt"]}, {"typ": ["AT+JWT", "at+jwt"]}, {"client_id_claims": ["client_id", "azp"]},
+    {"scope_claims": ["scope", "scp"]}, {"algorithms": ["ES256", "RS256"]}, {"required_claims": ["sub", "jti"]},
+    {"audiences": ["a", "b"]},
+], ids=repr)
+def test_rfc9068_overrides_that_keep_the_profile_are_accepted(
+    fields: dict[str, Any], idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    km = make_settings(key_managers=[_preset_km(idp, "rfc9068", "https://op.example.test", **fields)]).key_managers[0]
+    for name, value in fields.items():
+        assert getattr(km, name) == value
+
+
+def test_rfc9068_preset_names_no_key_source(idp: KeyManager, make_settings: Callable[..., Settings]) -> None:
+    entry = _preset_km(idp, "rfc9068", "https://op.example.test")
+    del entry["jwks_uri"]
+    with pytest.raises(ConfigError) as info:
+        make_settings(key_managers=[entry])
+    assert info.value.errors == ["key_managers[0]: set exactly one of jwks_uri, discovery, certificates"]
+
+
+def test_every_preset_requirement_names_a_preset_and_a_key_manager_field() -> None:
+    from authz.config import KeyManagerSettings
+    from authz.keys.presets import REQUIREMENTS
+
+    assert set(REQUIREMENTS) <= set(PRESETS)
+    for requirements in REQUIREMENTS.values():
+        for requirement in requirements:
+            assert requirement.field in KeyManagerSettings.model_fields
+            assert requirement.why.startswith("RFC ")

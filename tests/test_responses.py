@@ -176,20 +176,6 @@ def test_build_allow_sets_every_configured_header_and_metadata(settings: Setting
     }
 
 
-@pytest.mark.parametrize("bad", ["user\r\nx-admin: 1", "user\nx", "user\rx", "nul\x00", "tab\tx", "del\x7f",
-                                 "esc\x1b[0m", "x" * 8193])
-def test_values_with_control_characters_are_never_forwarded(settings: Settings, bad: str) -> None:
-    allow = allow_for(settings, subject=bad, app_name=bad)
-    names = dict(allow.headers)
-    assert "x-subject" not in names
-    assert "x-application-name" not in names
-    # the client's own copy of a header authz could not set is stripped, not passed through (C20)
-    assert "x-subject" in allow.headers_to_remove
-    assert "x-application-name" in allow.headers_to_remove
-    assert names["x-client-id"] == "demo-client"
-    assert all("\r" not in v and "\n" not in v and "\x00" not in v for v in names.values())
-
-
 def test_configured_header_without_a_value_is_removed_so_a_client_copy_cannot_pass(settings: Settings) -> None:
     allow = allow_for(settings, subject="")
     assert "x-subject" not in dict(allow.headers)

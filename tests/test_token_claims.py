@@ -127,6 +127,30 @@ async def test_c17_huge_exp_is_accepted_when_no_max_token_lifetime_is_set(
         assert (await v.validate(sign(idp.signing_key, raw))).expires_at == 1e20
 
 
+# ------------------------------------------------------------------------ forwarded claims are text
+
+
+@pytest.mark.parametrize(("overrides", "what"), [
+    ({"sub": "user-\ud800"}, "subject ('sub')"),
+    ({"sub": "\udfff"}, "subject ('sub')"),
+    ({"azp": "app-\udc80", "client_id": "app-\udc80"}, "client identifier"),
+    ({"scope": "orders:read bad\ud83d"}, "scope"),
+], ids=repr)
+async def test_a_forwarded_claim_with_a_lone_surrogate_is_401_not_a_503(
+    overrides: dict[str, str], what: str, idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    """JSON's ``\\ud800`` escape decodes to a lone surrogate, which has no UTF-8 form: no header encoding and no
+    protobuf string (the dynamic metadata) can carry it. It used to fail while rendering the allow (503)."""
+    token = sign(idp.signing_key, claims(idp, **overrides))
+    assert "\\ud" in json.dumps(claims(idp, **overrides))  # the escape really is in the signed payload
+    async with running_validator(make_settings()) as (v, _):
+        assert await _invalid_description(v, token) == f"The access token's {what} is not valid Unicode text"
+        assert v.cached_tokens == 0
+        # Valid non-ASCII text (a surrogate *pair* is one character) is fine.
+        ok = await v.validate(sign(idp.signing_key, claims(idp, sub="Zoë \ud83d\udc4d", scope="lire:é")))
+        assert (ok.subject, ok.scopes) == ("Zoë 👍", frozenset({"lire:é"}))
+
+
 # ----------------------------------------------------------------------------------------- config
 
 

@@ -15,6 +15,7 @@ from authz.config.base import (
     ENV_OVERRIDES,
     ENV_REDIS_URL,
     HTTP_METHODS,
+    media_type,
     normalize_issuer,
 )
 from authz.config.key_managers import CertificateFile, JwksSettings, KeyManagerSettings
@@ -38,5 +39,5 @@ __all__ = [
     "HTTP_METHODS", "AdminSettings", "ApiBackendJwtSettings", "ApiSettings", "BackendJwtKeySettings",
     "BackendJwtSettings", "CertificateFile", "ConfigError", "HeadersSettings", "JwksSettings", "KeyManagerSettings",
     "LoggingSettings", "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
-    "normalize_issuer", "parse_config", "serving_errors",
+    "media_type", "normalize_issuer", "parse_config", "serving_errors",
 ]

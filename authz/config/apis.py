@@ -169,6 +169,12 @@ class ApiSettings(ConfigModel):
     sandbox: ApiSandboxSettings | None = None
     """`{hosts: [...], upstream: ...}`: serve the API's sandbox environment on these hosts (`authz
     envoy-config` only)."""
+    key_managers: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    """Names of the key managers (`key_managers[].name`) whose tokens this API accepts; none: every configured
+    key manager. A valid token of another key manager is denied 401 `invalid_token` (900901, "issued by key
+    manager ..., which API ... does not accept"), public resources included, before any registry lookup. A name
+    that is not a configured key manager is refused. The registry refuses to subscribe an application whose
+    client IDs all belong to other key managers ([registry.md](registry.md))."""
 
     @field_validator("upstream")
     @classmethod
@@ -179,6 +185,15 @@ class ApiSettings(ConfigModel):
     @classmethod
     def _headers_to_remove(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else [header_name(v) for v in value]
+
+    @field_validator("key_managers")
+    @classmethod
+    def _key_managers(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for index, name in enumerate(value):
+                if name in value[:index]:
+                    raise ValueError(f"{name!r} is listed twice")
+        return value
 
     @field_validator("id")
     @classmethod

@@ -100,6 +100,19 @@ def check_listen(value: str) -> str:
     return value
 
 
+def media_type(value: str) -> str:
+    """The comparison form of a JWS ``typ`` / ``cty`` media type (RFC 7515 section 4.1.9): lower case, without the
+    ``application/`` prefix (which may be omitted), so ``application/AT+JWT`` and ``at+jwt`` are one type.
+
+    Args:
+        value: a ``typ`` header value or a configured one.
+    Returns:
+        The bare, lower-cased media type.
+    """
+    value = value.lower()
+    return value[len("application/"):] if value.startswith("application/") else value
+
+
 def normalize_issuer(issuer: str) -> str:
     """Drop exactly one trailing ``/`` from an issuer URL (``https://idp/`` and ``https://idp`` are one issuer).
 

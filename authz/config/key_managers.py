@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
-from authz.config.base import ASYMMETRIC_ALGORITHMS, ConfigModel, PositiveSeconds, normalize_issuer
+from authz.config.base import (
+    ASYMMETRIC_ALGORITHMS,
+    ConfigModel,
+    PositiveSeconds,
+    media_type,
+    normalize_issuer,
+)
 from authz.keys.pem import load_pem_file
-from authz.keys.presets import apply_preset
+from authz.keys.presets import REQUIREMENTS, Requirement, apply_preset
 
 
 class JwksSettings(ConfigModel):
@@ -69,15 +75,20 @@ class KeyManagerSettings(ConfigModel):
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
     """Identifier (letters, digits, `.`, `_`, `-`); client IDs are registered per key manager."""
-    preset: Literal["keycloak", "auth0", "okta", "entra-v1", "entra-v2", "asgardeo"] | None = None
-    """`keycloak`, `auth0`, `okta`, `entra-v1`, `entra-v2` or `asgardeo`: defaults for `client_id_claims`,
-    `scope_claims`, `algorithms`, `audience_parameter` (Auth0), `token_endpoint_auth_method` (Okta) and (when no key
-    source is given) `discovery: oidc`. Fields given explicitly
-    win, field by field. See [key-managers/](key-managers/README.md)."""
-    issuer: Annotated[str, Field(min_length=1)]
-    """Exact `iss` of its tokens. One trailing `/` is ignored on both sides (`https://idp/` = `https://idp`);
-    nothing else is normalized (no case folding). The key manager of a token is chosen by `iss` before any
-    network call."""
+    preset: Literal["keycloak", "auth0", "okta", "entra", "entra-v1", "entra-v2", "asgardeo", "rfc9068"] | None = None
+    """`keycloak`, `auth0`, `okta`, `entra` (Entra ID v1.0 + v2.0 tokens), `entra-v1`, `entra-v2`, `asgardeo`:
+    defaults for `client_id_claims`, `scope_claims`, `algorithms`, `audience_parameter` (Auth0),
+    `token_endpoint_auth_method` (Okta) and (when no key source is given) `discovery: oidc`; `rfc9068` (RFC 9068 JWT access tokens of any server): `typ: [at+jwt]`, `client_id_claims: [client_id]`,
+    `scope_claims: [scope]`, and `audiences` must be set. Fields given explicitly win, field by field, unless they
+    contradict the preset's profile (`rfc9068` with another `typ`, no `audiences`, `client_id_claims` without
+    `client_id` or `scope_claims` without `scope`: refused). See [key-managers/](key-managers/README.md)."""
+    issuer: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    """Exact `iss` of its tokens: a string, or a list of strings when one key manager (one key set, one client
+    registry) issues tokens under several issuers, e.g. Entra ID v1.0 `https://sts.windows.net/{tenant}/` and
+    v2.0 `https://login.microsoftonline.com/{tenant}/v2.0`. Each is compared exactly; one trailing `/` is
+    ignored on both sides (`https://idp/` = `https://idp`); nothing else is normalized (no case folding). The
+    key manager of a token is chosen by `iss` among every issuer of every key manager, before any network call;
+    an issuer may belong to one key manager only. `discovery` reads the metadata of the first issuer."""
     jwks_uri: Annotated[str, Field(pattern=r"^https?://")] | None = None
     """`http(s)://` URL of its JWK Set (RFC 7517)."""
     discovery: Literal["oidc", "oauth"] | None = None
@@ -88,9 +99,9 @@ class KeyManagerSettings(ConfigModel):
     certificates: list[CertificateFile] = []
     """Static keys instead of a JWKS: PEM files (X.509 certificate or public key), each a path or `{path, kid}`
     (`kid` optional). Read and checked by `check-config` and at start."""
-    audiences: list[Annotated[str, Field(min_length=1)]] = []
+    audiences: Annotated[list[Annotated[str, Field(min_length=1)]], Field(validate_default=True)] = []
     """Accepted `aud` values, any-of; the token's `aud` may be a string or a list. Empty: `aud` is not checked
-    (not recommended)."""
+    (not recommended; refused with `preset: rfc9068`)."""
     algorithms: Annotated[list[str], Field(min_length=1)] = ["RS256"]
     """Allow-list of JWS algorithms: `RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA`. `none` and
     HMAC (`HS*`) are refused by the validator."""
@@ -110,7 +121,7 @@ class KeyManagerSettings(ConfigModel):
     """PEM file of CAs trusted for the JWKS and discovery fetches instead of httpx's default bundle (certifi)."""
     jwks: JwksSettings = JwksSettings()
     """The JWKS cache of this key manager (RFC 7517); all durations in seconds."""
-    typ: list[Annotated[str, Field(min_length=1)]] = []
+    typ: Annotated[list[Annotated[str, Field(min_length=1)]], Field(validate_default=True)] = []
     """Accepted JWS `typ` header values, e.g. `[at+jwt]` (RFC 9068); case-insensitive, `application/` prefix
     optional. Empty: not checked. Another or a missing `typ` is 401."""
     required_claims: list[Annotated[str, Field(min_length=1)]] = []
@@ -142,6 +153,38 @@ class KeyManagerSettings(ConfigModel):
     """The `scope` of the token requests shown to developers (both grants), instead of the scopes the application's
     APIs require: Entra ID's `api://orders-api/.default` (the permissions granted to the client: delegated ones in
     `scp` for a user, application ones in `roles` for client credentials). None: the APIs' scopes."""
+
+    @field_validator("issuer", mode="before")
+    @classmethod
+    def _issuer_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return value
+        raise ValueError("must be a string or a list of strings")
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuers_distinct(cls, value: list[str]) -> list[str]:
+        seen: dict[str, int] = {}
+        for index, issuer in enumerate(value):
+            key = normalize_issuer(issuer)
+            if key in seen:
+                raise ValueError(f"issuer[{index}] {issuer!r} is already listed as issuer[{seen[key]}] "
+                                 "(one trailing '/' is ignored)")
+            seen[key] = index
+        return value
+
+    @field_validator("audiences", "typ", "client_id_claims", "scope_claims")
+    @classmethod
+    def _preset_requirements(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        preset = info.data.get("preset")
+        for requirement in REQUIREMENTS.get(preset, ()) if isinstance(preset, str) else ():
+            if requirement.field == info.field_name:
+                problem = _contradiction(requirement, value)
+                if problem:
+                    raise ValueError(f"preset {preset} {problem} ({requirement.why})")
+        return value
 
     @field_validator("algorithms")
     @classmethod
@@ -176,13 +219,39 @@ class KeyManagerSettings(ConfigModel):
                 "set exactly one of jwks_uri, discovery, certificates"
                 + (f" (got {', '.join(given)})" if given else "")
             )
-        if self.discovery and not re.match(r"^https?://[^/?#]+", self.issuer):
-            raise ValueError("discovery needs an http(s) issuer URL")
+        if self.discovery and not re.match(r"^https?://[^/?#]+", self.discovery_issuer):
+            several = " (the first issuer's metadata is read)" if len(self.issuer) > 1 else ""
+            raise ValueError(f"discovery needs an http(s) issuer URL{several}")
         return self
 
     @property
-    def normalized_issuer(self) -> str:
-        """The issuer without one trailing slash, the form used to pick a key manager by ``iss``."""
-        return normalize_issuer(self.issuer)
+    def discovery_issuer(self) -> str:
+        """The issuer whose metadata ``discovery`` reads: the first one listed."""
+        return self.issuer[0]
+
+    @property
+    def normalized_issuers(self) -> tuple[str, ...]:
+        """Every issuer without one trailing slash, the form used to pick a key manager by ``iss``."""
+        return tuple(normalize_issuer(i) for i in self.issuer)
+
+    @property
+    def accepted_iss(self) -> tuple[str, ...]:
+        """Every ``iss`` value accepted: each issuer with and without one trailing slash."""
+        return tuple(form for i in self.normalized_issuers for form in (i, i + "/"))
+
+
+def _contradiction(requirement: Requirement, value: list[str]) -> str | None:
+    """How ``value`` contradicts ``requirement``, or None when it does not."""
+    wanted = ", ".join(requirement.values)
+    if requirement.kind == "non_empty":
+        return None if value else f"needs at least one value in {requirement.field}"
+    if requirement.kind == "includes":
+        missing = [v for v in requirement.values if v not in value]
+        return f"needs {requirement.field} to include {', '.join(missing)}, got {value}" if missing else None
+    allowed = {media_type(v) for v in requirement.values}
+    if value and all(media_type(v) in allowed for v in value):
+        return None
+    return f"accepts only {requirement.field} {wanted}, got {value}"
+
 
 

@@ -179,7 +179,9 @@ class ServerSettings(ConfigModel):
     from."""
     max_receive_message_bytes: Annotated[int, Field(ge=64 * 1024)] = 8 * 1024 * 1024
     """Largest CheckRequest accepted (8 MiB). Envoy should not send request bodies to authz (no
-    `with_request_body`): a larger message is a transport error to Envoy."""
+    `with_request_body`): a larger message is a transport error to Envoy. The HTTP ext_authz listener accepts
+    one header field (the `authorization` header) up to the same size, so a token too large for
+    `tokens.max_size` is a 401 in both modes, never a 400."""
     decision_timeout: PositiveSeconds = 0.4
     """Budget of one Check. Past it authz denies with 503 (never allows). Keep it below Envoy's ext_authz
     `timeout`."""
@@ -220,7 +222,9 @@ class TokenSettings(ConfigModel):
     """Limits of token validation that do not depend on the key manager."""
 
     max_size: Annotated[int, Field(ge=256, le=1024 * 1024)] = 16 * 1024
-    """Bytes. A longer bearer token is denied (401) before any parsing."""
+    """Bytes. A longer bearer token is denied 401 `invalid_token` ("too large") before any parsing, whatever
+    the size of the `Authorization` header (the adapters' header-size limit, 96 KiB answered with 400, counts
+    the other headers only)."""
     cache_size: Annotated[int, Field(ge=0)] = 10_000
     """Verified tokens kept (LRU, keyed by the exact token string); `0` disables the cache."""
     cache_max_ttl: PositiveSeconds = 300.0

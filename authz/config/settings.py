@@ -58,8 +58,9 @@ class Settings(ConfigModel):
     `/public/../items` is the protected `/items` and `/publicity` is not `/public`."""
     headers: HeadersSettings = HeadersSettings()
     """Names of the headers set on allowed requests (`OkHttpResponse.headers`, overwriting client-sent copies).
-    `null` disables one. Names must be lower case. A value containing a control character (CR, LF, NUL...) is
-    never forwarded."""
+    `null` disables one. Names must be lower case. Values are percent-encoded UTF-8 when not printable ASCII, and
+    `%` always (`Zoë` -> `Zo%C3%AB`, `100%` -> `100%25`): upstreams percent-decode them
+    ([security.md](security.md#forwarded-values-one-reversible-encoding))."""
     backend_jwt: BackendJwtSettings | None = None
     """Optional. The keys and claims of the [backend JWT](backend-jwt.md) sent to the upstreams of APIs with
     `apis[].backend_jwt`, and the HTTP server publishing its public keys."""
@@ -99,7 +100,7 @@ class Settings(ConfigModel):
             [km.name for km in self.key_managers],
             [km.issuer for km in self.key_managers],
             [api.id for api in self.apis],
-        )
+        ) + unknown_key_managers([km.name for km in self.key_managers], [api.key_managers for api in self.apis])
         # Two APIs on the same context and hosts: matching by path would be ambiguous.
         seen: dict[tuple[str, ...], int] = {}
         for index, api in enumerate(self.apis):
@@ -135,30 +136,75 @@ class Settings(ConfigModel):
 
 
 def duplicates(names: list[Any], issuers: list[Any], api_ids: list[Any]) -> list[str]:
+    """Key manager names, issuers and API IDs used twice, as ``path: reason`` lines.
+
+    Args:
+        names: each key manager's name (None: absent or invalid, skipped).
+        issuers: each key manager's issuers (a list; None or non-string members skipped).
+        api_ids: each API's ID.
+    """
     return (
         no_duplicates("key_managers", "name", names)
-        + no_duplicates(
-            "key_managers", "issuer", [normalize_issuer(i) if isinstance(i, str) else None for i in issuers]
-        )
+        + issuers_listed_twice(issuers)
         + no_duplicates("apis", "id", api_ids)
     )
 
 
-def raw_duplicates(data: Mapping[str, Any]) -> list[str]:
-    """Duplicate names, issuers and API IDs in a raw document, for reporting next to field errors
-    (pydantic runs the model-level check only when every field is valid)."""
+def issuers_listed_twice(issuers: list[Any]) -> list[str]:
+    """An issuer (after the one-trailing-``/`` rule) listed by two key managers: ``key_managers[1].issuer: 'x' is
+    already used by key_managers[0]`` (``issuer[i]`` when the key manager lists several)."""
+    owner: dict[str, int] = {}
+    problems = []
+    for index, listed in enumerate(issuers):
+        values = listed if isinstance(listed, list) else []
+        for position, issuer in enumerate(values):
+            if not isinstance(issuer, str):
+                continue
+            key = normalize_issuer(issuer)
+            where = "issuer" if len(values) == 1 else f"issuer[{position}]"
+            if key in owner and owner[key] != index:
+                problems.append(f"key_managers[{index}].{where}: {key!r} is already used by key_managers[{owner[key]}]")
+            owner.setdefault(key, index)
+    return problems
 
-    def column(section: str, key: str) -> list[Any]:
+
+def unknown_key_managers(names: list[Any], accepted: list[Any]) -> list[str]:
+    """``apis[].key_managers`` entries that name no configured key manager, as ``path: reason`` lines.
+
+    Args:
+        names: each key manager's name.
+        accepted: each API's ``key_managers`` (None: all).
+    """
+    known = [n for n in names if isinstance(n, str)]
+    problems = []
+    for index, listed in enumerate(accepted):
+        for position, name in enumerate(listed if isinstance(listed, list) else []):
+            if isinstance(name, str) and name not in known:
+                problems.append(f"apis[{index}].key_managers[{position}]: unknown key manager {name!r} "
+                                f"(configured: {', '.join(known)})")
+    return problems
+
+
+def raw_duplicates(data: Mapping[str, Any]) -> list[str]:
+    """Duplicate names, issuers and API IDs, and APIs naming unknown key managers, in a raw document, for
+    reporting next to field errors (pydantic runs the model-level check only when every field is valid)."""
+
+    def column(section: str, key: str, *, lists: bool = False) -> list[Any]:
         items = data.get(section)
         if not isinstance(items, list):
             return []
         out = []
         for item in items:
             value = item.get(key) if isinstance(item, dict) else None
-            out.append(value if isinstance(value, str) else None)
+            if lists:
+                out.append([value] if isinstance(value, str) else value if isinstance(value, list) else None)
+            else:
+                out.append(value if isinstance(value, str) else None)
         return out
 
-    return duplicates(column("key_managers", "name"), column("key_managers", "issuer"), column("apis", "id"))
+    names = column("key_managers", "name")
+    return (duplicates(names, column("key_managers", "issuer", lists=True), column("apis", "id"))
+            + unknown_key_managers(names, column("apis", "key_managers", lists=True)))
 
 
 def serving_errors(settings: Settings) -> list[str]:

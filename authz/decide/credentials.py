@@ -11,6 +11,12 @@ from collections.abc import Mapping
 
 from authz.errors import Denial, Reason
 
+
+def token_too_large(max_token_bytes: int) -> Denial:
+    """The 401 ``INVALID_CREDENTIALS`` for a bearer token longer than ``max_token_bytes`` (``tokens.max_size``),
+    given before any parsing by the credentials and the identity phases alike."""
+    return Denial(Reason.INVALID_CREDENTIALS, f"The access token is too large (larger than {max_token_bytes} bytes)")
+
 # RFC 6750 section 2.1: credentials = "Bearer" 1*SP b64token; the scheme is case-insensitive (RFC 7235).
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # Other registered HTTP authentication schemes: a request that carries one of these sent no bearer
@@ -29,18 +35,21 @@ def _several_credentials(value: str) -> bool:
     return any(_NEXT_CREDENTIAL.match(part) for part in value.split(",")[1:])
 
 
-def extract_bearer(headers: Mapping[str, str]) -> str:
+def extract_bearer(headers: Mapping[str, str], max_size: int | None = None) -> str:
     """Return the bearer token of the request.
 
     Args:
         headers: request headers, names lower-cased, repeated headers comma-joined (as Envoy sends them).
+        max_size: longest token accepted, in bytes (``tokens.max_size``); a longer one is refused before its
+            characters are looked at, so a huge header costs no scan. None: no limit here.
     Returns:
         The token string (b64token syntax), without scheme and surrounding spaces.
     Raises:
         Denial: ``MISSING_CREDENTIALS`` when there is no ``authorization`` header or it uses another
             scheme (e.g. ``Basic``); ``INVALID_REQUEST`` (400) when it carries more than one credential
             (two headers, or a comma-joined list); ``INVALID_CREDENTIALS`` when it is malformed
-            (``Bearer`` alone, ``Bearer<token>``, an unknown scheme, characters outside b64token).
+            (``Bearer`` alone, ``Bearer<token>``, an unknown scheme, characters outside b64token) or longer
+            than ``max_size`` ("too large").
     """
     value = headers.get("authorization")
     if value is None:
@@ -57,6 +66,8 @@ def extract_bearer(headers: Mapping[str, str]) -> str:
     token = rest.strip(" \t")
     if not sep or not token:
         raise Denial(Reason.INVALID_CREDENTIALS, "The Authorization header carries an empty Bearer token")
+    if max_size is not None and len(token) > max_size:
+        raise token_too_large(max_size)
     if "," in token or "bearer " in token.lower():
         raise Denial(Reason.INVALID_REQUEST, "The request carries more than one Authorization credential")
     if not _B64TOKEN.fullmatch(token):

@@ -228,6 +228,18 @@ def _revocation(check: Check, error: Exception | None) -> list[Step]:
     return [Step("jti", identity.token_id, "not revoked (authz registry revoke)", error is None)]
 
 
+def _key_manager(check: Check, error: Exception | None) -> list[Step]:
+    identity, route = check.identity, check.route
+    if identity is None:
+        return []
+    if route is None:
+        return [Step("key manager", identity.key_manager, "not checked: no route matched (phase resource)", None)]
+    accepted = route.api.key_managers
+    rule = (f"one API {route.api.id} accepts (apis[].key_managers): {', '.join(accepted)}" if accepted is not None
+            else f"any (API {route.api.id} lists no key_managers)")
+    return [Step("key manager", identity.key_manager, rule, error is None)]
+
+
 def _resource(check: Check, error: Exception | None) -> list[Step]:
     if isinstance(error, Denial):
         return [Step("route", error.description, "a configured API and resource match the request", False)]
@@ -254,4 +266,4 @@ def _registry(check: Check, error: Exception | None) -> list[Step]:
 
 
 _FINDINGS = {"route": _route, "public": _public, "credentials": _credentials, "identity": _identity,
-             "revocation": _revocation, "resource": _resource, "registry": _registry}
+             "key_manager": _key_manager, "revocation": _revocation, "resource": _resource, "registry": _registry}

@@ -3,18 +3,21 @@
 Order of checks, so that an attacker can make authz neither fetch URLs nor raise:
 
 1. size (``tokens.max_size`` bytes) before any parsing;
-2. unverified header and payload: ``iss`` must be a string naming a configured key manager (picked
+2. strict JWS compact syntax (:mod:`authz.decide.jws_syntax`): three segments of canonical, unpadded base64url;
+3. unverified header and payload: ``iss`` must be a string naming a configured key manager (picked
    before any network call), ``alg`` must be in that key manager's allow-list (asymmetric only),
    ``typ`` must be accepted when the key manager lists types (RFC 9068 ``at+jwt``), ``exp``/``nbf``/``iat``
    must be finite numbers and ``exp`` within ``max_token_lifetime``; ``jku``, ``x5u`` and ``jwk`` headers are
    never used;
-3. key from the key manager's JWKS cache (by ``kid``, or the single fitting key without ``kid``);
-4. pyjwt verifies the signature with that one algorithm, then ``iss`` (one trailing ``/`` ignored),
-   ``aud`` (any-of), ``exp`` (required), ``nbf`` and ``iat`` with the key manager's leeway, and the
-   presence of ``required_claims``;
-5. client ID and scopes from the key manager's ordered claim lists.
+4. key from the key manager's JWKS cache (by ``kid``, or the single fitting key without ``kid``);
+5. pyjwt verifies the signature with that one algorithm, then ``iss`` (one of the key manager's issuers,
+   one trailing ``/`` ignored), ``aud`` (any-of), ``exp`` (required), ``nbf`` and ``iat`` with the key
+   manager's leeway, and the presence of ``required_claims``;
+6. client ID and scopes from the key manager's ordered claim lists; they and ``sub`` must be valid Unicode
+   text (a JSON ``\ud800`` escape gives a lone surrogate, which no UTF-8 header or metadata value can carry).
 
-Verified tokens are cached (LRU, keyed by the exact token string) until ``min(exp, cache_max_ttl)``.
+Verified tokens are cached (LRU, keyed by the exact token string) until ``min(exp, cache_max_ttl)``; only a
+token that passed every check, syntax included, is ever cached.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from typing import Any
 import jwt
 
 from authz.cache import BoundedCache
-from authz.config import KeyManagerSettings, TokenSettings, normalize_issuer
+from authz.config import KeyManagerSettings, TokenSettings, media_type, normalize_issuer
+from authz.decide.credentials import token_too_large
+from authz.decide.jws_syntax import compact_jws_problem
 from authz.errors import Denial, Reason
 from authz.keys.jwk import KeySource, VerificationKey
 from authz.model import MAX_TOKEN_ID_LENGTH, Identity, Step
@@ -64,14 +69,16 @@ def _finite_float(value: int | float) -> bool:
 
 def _typ_accepted(typ: Any, accepted: list[str]) -> bool:
     """RFC 7515 section 4.1.9: media types compare case-insensitively and ``application/`` may be omitted."""
-    if not isinstance(typ, str):
-        return False
+    return isinstance(typ, str) and media_type(typ) in {media_type(a) for a in accepted}
 
-    def bare(value: str) -> str:
-        value = value.lower()
-        return value[len("application/"):] if value.startswith("application/") else value
 
-    return bare(typ) in {bare(a) for a in accepted}
+def _unicode_text(value: str, claim_label: str) -> None:
+    """Raise a 401 when ``value`` holds a lone surrogate (not valid Unicode text: no UTF-8 form exists)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _invalid(f"The access token's {claim_label} is not valid Unicode text") from None
 
 
 def client_id_of(payload: Mapping[str, Any], claims: list[str], trace: list[Step] | None = None) -> str:
@@ -161,7 +168,9 @@ class TokenValidator:
         limits: TokenSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._by_issuer: dict[str, KeyManagerSettings] = {km.normalized_issuer: km for km in key_managers}
+        # Every issuer of every key manager (the configuration refuses an issuer listed twice).
+        self._by_issuer: dict[str, KeyManagerSettings] = {
+            issuer: km for km in key_managers for issuer in km.normalized_issuers}
         self._keys = keys
         self._max_size = limits.max_size
         self._cache_ttl = limits.cache_max_ttl
@@ -169,6 +178,11 @@ class TokenValidator:
         self._cache: BoundedCache[str, tuple[Identity, VerificationKey]] = BoundedCache(
             "tokens", limits.cache_size, clock=clock)
         self._clock = clock
+
+    @property
+    def max_size(self) -> int:
+        """Longest token accepted, in bytes (``tokens.max_size``)."""
+        return self._max_size
 
     @property
     def cached_tokens(self) -> int:
@@ -205,8 +219,8 @@ class TokenValidator:
         Returns:
             The :class:`Identity`.
         Raises:
-            Denial: ``INVALID_CREDENTIALS`` (malformed, bad signature, wrong issuer/audience/algorithm,
-                not yet valid, no client ID) or ``EXPIRED_TOKEN``.
+            Denial: ``INVALID_CREDENTIALS`` (too large, not strict JWS compact syntax, malformed, bad signature,
+                wrong issuer/audience/algorithm, not yet valid, no client ID) or ``EXPIRED_TOKEN``.
             DependencyUnavailable: the issuer's key set cannot be had (503).
         """
         too_large = len(token) > self._max_size
@@ -214,11 +228,18 @@ class TokenValidator:
             trace.append(Step("size", f"{len(token)} bytes", f"at most tokens.max_size ({self._max_size})",
                               not too_large))
         if too_large:
-            raise _invalid(f"The access token is larger than {self._max_size} bytes")
+            raise token_too_large(self._max_size)
         if trace is None:
             identity = self.cached(token)
             if identity is not None:
                 return identity
+        syntax_problem = compact_jws_problem(token)
+        if trace is not None:
+            trace.append(Step("syntax", syntax_problem or "three base64url segments",
+                              "JWS compact: three '.'-separated segments of canonical, unpadded base64url",
+                              syntax_problem is None))
+        if syntax_problem is not None:
+            raise _invalid(f"The access token is not a well-formed JWT: {syntax_problem}")
         now = self._clock()
         km, alg, kid, unverified = self._preflight(token, now, trace)
         key = await self._keys[km.name].signing_key(kid, alg, trace)
@@ -233,6 +254,10 @@ class TokenValidator:
             token_id=token_id_of(payload),
             claims=payload,
         )
+        _unicode_text(identity.subject, "subject ('sub')")
+        _unicode_text(identity.client_id, "client identifier")
+        for scope in identity.scopes:
+            _unicode_text(scope, "scope")
         self._cache.put(token, (identity, key), min(identity.expires_at + km.leeway - now, self._cache_ttl))
         return identity
 
@@ -304,7 +329,6 @@ class TokenValidator:
         self, token: str, km: KeyManagerSettings, alg: str, key: VerificationKey, unverified: Mapping[str, Any],
         now: float, trace: list[Step] | None,
     ) -> dict[str, Any]:
-        issuer = km.normalized_issuer
         failed: str | None = None
         try:
             try:
@@ -313,7 +337,7 @@ class TokenValidator:
                     key.key,
                     algorithms=[alg],
                     audience=km.audiences or None,
-                    issuer=(issuer, issuer + "/"),
+                    issuer=km.accepted_iss,
                     leeway=km.leeway,
                     options={"require": ["exp", "iss", *km.required_claims], "verify_aud": bool(km.audiences)},
                 )
@@ -384,8 +408,8 @@ def claim_steps(
         # pyjwt checks the signature before any claim: a claim failure means the signature passed.
         Step("signature", alg, "verifies with the key, by that algorithm only",
              {None: True, "signature": False, "token": None}.get(failed, True)),
-        Step("iss", _shown(payload.get("iss")), f"equals {km.normalized_issuer} (one trailing '/' ignored)",
-             verdict("iss")),
+        Step("iss", _shown(payload.get("iss")), f"equals {' or '.join(km.normalized_issuers)} (one trailing '/' "
+             "ignored)", verdict("iss")),
         Step("aud", _shown(payload.get("aud")), f"contains one of {', '.join(km.audiences)}" if km.audiences
              else "not checked (the key manager lists no audiences)", verdict("aud") if km.audiences else None),
         Step("exp", f"{_shown(exp)}" + (f" ({exp - now:+.0f}s from now)" if isinstance(exp, int | float) else ""),

@@ -1,6 +1,6 @@
 """The decision pipeline: the one place that knows the order of the phases.
 
-    route -> public -> credentials -> identity -> revocation -> resource -> registry -> policy
+    route -> public -> credentials -> identity -> key_manager -> revocation -> resource -> registry -> policy
 
 Each phase is a step over one :class:`Check` (the state of one decision) with two forms: ``run`` (the full
 phase: may await the key managers or the registry, may raise a :class:`Denial`) and ``cached`` (the answer
@@ -17,7 +17,9 @@ The route is resolved first because it is pure and cheap, but a route denial is 
 ``resource``) after the caller has authenticated, so an anonymous client cannot probe which APIs exist (a
 malformed path is a 400 at once). A public resource (``auth: none``) called without an ``authorization`` header
 is allowed by phase ``public`` (logged, no identity forwarded); a credential sent to one is still validated
-(invalid: 401) but no registry or scope check follows. Only an explicit positive result of every phase yields
+(invalid: 401) but no registry or scope check follows. Phase ``key_manager`` refuses (401) a valid token of a
+key manager the API does not accept (``apis[].key_managers``), public resources included, before any registry
+read. Only an explicit positive result of every phase yields
 an allow: an exception, a dependency outage or the budget running out (``server.decision_timeout``) is a deny
 (503).
 """
@@ -163,12 +165,16 @@ class PublicPhase(_Pure):
 
 
 class CredentialsPhase(_Pure):
-    """``credentials``: the bearer token (:func:`authz.decide.credentials.extract_bearer`)."""
+    """``credentials``: the bearer token (:func:`authz.decide.credentials.extract_bearer`); one longer than
+    ``max_size`` bytes (``tokens.max_size``) is a 401 before its characters are scanned."""
 
     name = "credentials"
 
+    def __init__(self, max_size: int | None = None) -> None:
+        self.max_size = max_size
+
     def apply(self, check: Check) -> None:
-        check.token = extract_bearer(check.request.headers)
+        check.token = extract_bearer(check.request.headers, self.max_size)
 
 
 class IdentityPhase:
@@ -185,6 +191,24 @@ class IdentityPhase:
 
     async def run(self, check: Check) -> None:
         check.identity = await self.tokens.validate(check.token, check.trace)
+
+
+class KeyManagerPhase(_Pure):
+    """``key_manager``: the token's key manager must be one the API accepts (``apis[].key_managers``; none
+    listed: every one). Skipped when no route matched (phase ``resource`` reports that)."""
+
+    name = "key_manager"
+
+    def apply(self, check: Check) -> None:
+        identity, route = check.identity, check.route
+        assert identity is not None
+        if route is None or route.api.key_managers is None or identity.key_manager in route.api.key_managers:
+            return
+        raise Denial(
+            Reason.INVALID_CREDENTIALS,
+            f"The access token was issued by key manager '{identity.key_manager}', which API '{route.api.id}' "
+            "does not accept",
+        )
 
 
 class RevocationPhase:
@@ -325,8 +349,9 @@ class Pipeline:
         self.phases: Sequence[Phase] = (
             RoutePhase(routes),
             PublicPhase(headers, backend_jwt),
-            CredentialsPhase(),
+            CredentialsPhase(tokens.max_size),
             IdentityPhase(tokens),
+            KeyManagerPhase(),
             RevocationPhase(registry),
             ResourcePhase(headers, backend_jwt),
             RegistryPhase(registry),

@@ -135,10 +135,15 @@ class HttpAuthorizationServer:
         grace_period: seconds in-flight checks get to finish on :meth:`close`.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
         recorder: counts and logs each decision.
+        max_field_bytes: longest header field accepted (``server.max_receive_message_bytes``, the gRPC
+            listener's message limit), so that a bearer token of any size Envoy forwards reaches the pipeline
+            and gets its 401 ("too large"); the other headers are held to :data:`MAX_HEADER_BYTES` by
+            :func:`authz.envoy.requests.build_request`.
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,
-                 cache_size: int = 10_000, recorder: DecisionRecorder | None = None) -> None:
+                 cache_size: int = 10_000, recorder: DecisionRecorder | None = None,
+                 max_field_bytes: int = 8 * 1024 * 1024) -> None:
         self._handler = HttpAuthorizationHandler(pipeline, realm, cache_size, recorder)
         self.recorder = self._handler.recorder
         self._host, _, port = listen.rpartition(":")
@@ -146,8 +151,8 @@ class HttpAuthorizationServer:
         # The parser's limits are the adapter's (aiohttp's defaults, 8190-byte fields and 128 headers, would
         # reject a large token before the pipeline sees it); past them aiohttp answers a plain 400.
         quiet_client_errors()
-        server = web.Server(self._handler, access_log=None, max_headers=MAX_HEADERS, max_field_size=MAX_HEADER_BYTES,
-                            max_line_size=MAX_PATH_BYTES + 1024)
+        server = web.Server(self._handler, access_log=None, max_headers=MAX_HEADERS,
+                            max_field_size=max(max_field_bytes, MAX_HEADER_BYTES), max_line_size=MAX_PATH_BYTES + 1024)
         self._runner = web.ServerRunner(server, shutdown_timeout=grace_period)
         self.port: int | None = None
 

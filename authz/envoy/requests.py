@@ -15,7 +15,10 @@ from authz.model import Request
 MAX_HEADERS = 256
 """Most header entries accepted in one request (Envoy's own default limit is 100)."""
 MAX_HEADER_BYTES = 96 * 1024
-"""Most bytes of header names and values in one request (Envoy's default limit is 60 KiB)."""
+"""Most bytes of header names and values in one request, the ``authorization`` value not counted (Envoy's
+default limit is 60 KiB for the whole block). The bearer token has its own limit, ``tokens.max_size``, past
+which it is a 401 ``invalid_token`` ("too large"), not a 400: a request is never refused as malformed because
+of its token's size."""
 MAX_PATH_BYTES = 16 * 1024
 """Longest ``:path`` accepted."""
 
@@ -56,10 +59,11 @@ def build_request(
         context_extensions: the Envoy route's ``context_extensions`` (gRPC only).
         request_id: fallback request ID when there is no ``x-request-id`` header.
     Raises:
-        Denial: ``INVALID_REQUEST`` (400) for more than :data:`MAX_HEADER_BYTES` of headers or a path longer
-            than :data:`MAX_PATH_BYTES`.
+        Denial: ``INVALID_REQUEST`` (400) for more than :data:`MAX_HEADER_BYTES` of headers besides the
+            ``authorization`` value, or a path longer than :data:`MAX_PATH_BYTES`.
     """
-    if sum(map(len, headers.values())) + sum(map(len, headers)) > MAX_HEADER_BYTES:
+    size = sum(map(len, headers.values())) + sum(map(len, headers)) - len(headers.get("authorization", ""))
+    if size > MAX_HEADER_BYTES:
         raise Denial(Reason.INVALID_REQUEST, "The request headers are too large")
     if len(path) > MAX_PATH_BYTES:
         raise Denial(Reason.INVALID_REQUEST, "The request path is too long")

@@ -27,7 +27,9 @@ class ConnectionData:
 
     Attributes:
         key_manager: the key manager's name.
-        issuer: its configured issuer (the ``iss`` of its tokens).
+        issuer: its configured issuer (the ``iss`` of its tokens); the first one when it has several (the one
+            ``discovery`` reads).
+        issuers: every configured issuer, in order (one for most key managers; Entra ID's v2.0 and v1.0).
         token_endpoint: the URL of its token endpoint (RFC 6749 section 3.2), or None when unknown: see
             ``problems``.
         jwks_uri: its JWK Set URL, or None (static ``certificates``, or discovery failed).
@@ -51,6 +53,7 @@ class ConnectionData:
     metadata_url: str | None = None
     source: str = "none"
     problems: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
 
 
 def connection_data(settings: KeyManagerSettings, metadata: ServerMetadata | None,
@@ -109,7 +112,8 @@ def connection_data(settings: KeyManagerSettings, metadata: ServerMetadata | Non
                             "to show one regardless")
     return ConnectionData(
         key_manager=settings.name,
-        issuer=settings.issuer,
+        issuer=settings.discovery_issuer,
+        issuers=tuple(settings.issuer),
         token_endpoint=token_endpoint,
         jwks_uri=jwks_uri,
         grant_types_supported=grants,
@@ -183,7 +187,7 @@ class ConnectionDirectory:
         self.fetch_count[settings.name] += 1
         try:
             async with http_client(settings) as client:
-                metadata = await discover_metadata(client, settings.issuer, settings.discovery, cfg.timeout)
+                metadata = await discover_metadata(client, settings.discovery_issuer, settings.discovery, cfg.timeout)
         except (DiscoveryError, OSError) as exc:  # OSError: the CA bundle cannot be read
             return _Entry(connection_data(settings, None, str(exc)), self._clock() + cfg.retry_interval)
         return _Entry(connection_data(settings, metadata), self._clock() + refresh_period(metadata.max_age, cfg))

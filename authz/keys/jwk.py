@@ -145,8 +145,14 @@ def _x5c_key(jwk: dict[str, Any]) -> Any:
 
 
 def _pad_ec_coordinates(jwk: dict[str, Any]) -> dict[str, Any]:
-    """Left-pad EC ``x``/``y`` shorter than the curve size with zero bytes (some IdPs drop leading zeros,
-    against RFC 7518 section 6.2.1.2); pyjwt refuses such coordinates."""
+    """EC ``x``/``y`` brought to the curve's size (RFC 7518 section 6.2.1.2: exactly the field size in octets),
+    as some IdPs get it wrong both ways; pyjwt refuses either.
+
+    A coordinate shorter than the curve size (leading zero bytes dropped) is left-padded with zeros; a longer one
+    (a leading zero byte too many, as a signed big-endian integer encoder writes a top bit) loses exactly its
+    excess leading bytes when they are all zero. Anything else is left as it is, and loading then refuses the key
+    (cryptography also refuses a point that is not on the curve): that key alone is skipped.
+    """
     size = _EC_COORDINATE_BYTES.get(jwk.get("crv")) if jwk.get("kty") == "EC" else None
     if size is None:
         return jwk
@@ -155,8 +161,14 @@ def _pad_ec_coordinates(jwk: dict[str, Any]) -> dict[str, Any]:
         value = jwk.get(member)
         if isinstance(value, str):
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-            if len(raw) < size:
-                out[member] = base64.urlsafe_b64encode(raw.rjust(size, b"\0")).rstrip(b"=").decode("ascii")
+            excess = len(raw) - size
+            if excess < 0:
+                raw = raw.rjust(size, b"\0")
+            elif excess > 0 and not any(raw[:excess]):
+                raw = raw[excess:]
+            else:
+                continue
+            out[member] = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
     return out
 
 

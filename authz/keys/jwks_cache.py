@@ -185,7 +185,7 @@ class JwksCache:
         self.discovery_count += 1
         assert self.settings.discovery is not None
         self.jwks_uri = await discover_jwks_uri(
-            self._client, self.settings.issuer, self.settings.discovery, self.settings.jwks.timeout
+            self._client, self.settings.discovery_issuer, self.settings.discovery, self.settings.jwks.timeout
         )
         log.info("key manager %s: discovered jwks_uri %s", self.name, redact_url(self.jwks_uri))
 

@@ -48,7 +48,7 @@ def _block(text: str, indent: str) -> list[str]:
 def connection_text(c: ConnectionData, indent: str = "  ") -> list[str]:
     """Lines describing a key manager's connection data."""
     rows = [
-        ("issuer", c.issuer),
+        ("issuer", ", ".join(c.issuers) or c.issuer),
         ("token endpoint", c.token_endpoint or "unknown (see below)"),
         ("JWKS URI", c.jwks_uri or "-"),
         ("grant types", ", ".join(c.grant_types_supported) or "not stated"),

@@ -226,7 +226,7 @@ async def _start_listeners(
         http_listen = worker_listen(settings.server.http_listen, worker_index)
         http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
                                               settings.server.grace_period, settings.server.decision_cache_size,
-                                              http_recorder)
+                                              http_recorder, settings.server.max_receive_message_bytes)
         try:
             http_port = await http_server.start()
         except OSError as exc:

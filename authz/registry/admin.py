@@ -22,6 +22,7 @@ from authz.model import (
 )
 from authz.registry.names import unknown, unknown_application
 from authz.registry.store import SCHEMA_VERSION, CorruptRecord, RegistryError, RegistryStore
+from authz.registry.subscriptions import unusable_subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,13 +272,22 @@ class RegistryAdmin:
     ) -> Subscription:
         """Subscribe an application to a configured API (one atomic write, status ACTIVE by default).
 
+        A subscription its application could never use is refused: see :func:`unusable_subscription`.
+
         Raises:
-            RegistryError: ``not_found``, ``already_exists`` or ``invalid`` (``api_id``, ``tier``, ``status``).
+            RegistryError: ``not_found``, ``already_exists``, ``invalid`` (``api_id``, ``tier``, ``status``) or
+                ``failed_precondition`` (every client ID of the application belongs to a key manager the API
+                does not accept).
         """
         app = await self.application(id_or_name)
         check_tier(tier)
         value = _parse(SubscriptionStatus, status, "subscription status", "status")
-        return await self.store.subscribe(app, self._api(api_id), tier=tier, status=value)
+        api = self._api(api_id)
+        clients = await self.store.clients_of(app.id)
+        problem = unusable_subscription(self.settings, app.name, api, {km for km, _, _ in clients})
+        if problem is not None:
+            raise RegistryError("failed_precondition", problem, "api_id")
+        return await self.store.subscribe(app, api, tier=tier, status=value)
 
     async def unsubscribe(self, id_or_name: str, api_id: str) -> None:
         """Remove a subscription."""

@@ -40,6 +40,7 @@ from authz.registry.admin import (
     check_token_id,
 )
 from authz.registry.store import SCHEMA_VERSION, RegistryError, client_taken
+from authz.registry.subscriptions import unusable_subscription
 
 
 class _Doc(BaseModel):
@@ -218,9 +219,13 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
             steps.append((f"attach client {client.key_manager}:{client.client_id} ({client.key_type.value}) to {app.name}",
                           _bind(admin.add_client, app.id, client.client_id, key_manager=client.key_manager,
                                 key_type=client.key_type.value)))
-        for sub in app.subscriptions:
+        client_key_managers = {km for km, _ in existing_clients} | {c.key_manager for c in app.clients}
+        for s_index, sub in enumerate(app.subscriptions):
             admin.api_id(sub.api_id)
             have = existing_subs.get(sub.api_id)
+            problem = None if have else unusable_subscription(admin.settings, app.name, sub.api_id, client_key_managers)
+            if problem is not None:
+                raise RegistryError("failed_precondition", f"{where}.subscriptions[{s_index}]: {problem}")
             if have is None:
                 steps.append((f"subscribe {app.name} to {sub.api_id} ({sub.status.value}, tier {sub.tier})",
                               _bind(admin.subscribe, app.id, sub.api_id, tier=sub.tier, status=sub.status.value)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,7 +76,8 @@ def seed(admin: RegistryAdmin):  # noqa: ANN202
             ("blocked-app", "Blocked App", "blocked-client", ["orders-v1"]),
         ):
             await admin.create_application(name, owner="e2e", app_id=app_id)
-            await admin.add_client(app_id, client_id)
+            # the stack's own key manager, the first (a module may configure more)
+            await admin.add_client(app_id, client_id, key_manager=admin.settings.key_managers[0].name)
             for api in apis:
                 await admin.subscribe(app_id, api)
         await admin.set_subscription_status("blocked-app", "orders-v1", "BLOCKED")
@@ -100,6 +102,17 @@ def mode_gateway(
     """A real Envoy in ext_authz ``mode`` (``grpc`` or ``http``) in front of the authz of config ``doc``."""
     name = f"envoy-{mode}{'-failopen' if failure_mode_allow else ''}"
     return start_gateway(tmp, name, doc, upstream_port, authz_mode=mode, failure_mode_allow=failure_mode_allow)
+
+
+@contextmanager
+def http_mode_view(grpc_stack: Stack) -> Iterator[Stack]:
+    """The processes of ``grpc_stack`` (whose authz also listens for HTTP mode: :func:`listen_http`) seen through a
+    second Envoy, in HTTP ext_authz mode; that Envoy is stopped on exit."""
+    envoy, gateway = mode_gateway(grpc_stack.tmp, grpc_stack.doc, grpc_stack.upstream.port, "http")
+    try:
+        yield dataclasses.replace(grpc_stack, envoy=envoy, gateway=gateway, mode="http")
+    finally:
+        envoy.stop()
 
 
 def write_gateway_config(path: Path, doc: dict[str, Any], upstream_port: int, **options: Any) -> tuple[int, int]:
