@@ -185,6 +185,12 @@ class ServerSettings(ConfigModel):
     """`host:port` of the HTTP/1.1 listener for Envoy's HTTP ext_authz mode (`http_service`), served next to the
     gRPC one by the same pipeline; not served when unset. With `--workers N`, worker I listens on the port +
     I. See [operations](operations.md#envoy-http-ext_authz-mode)."""
+    http_route_headers: bool = False
+    """Whether the HTTP listener takes the route's API and environment from the `x-authz-api-id` and
+    `x-authz-environment` request headers (the gRPC mode's `context_extensions.api_id` and `.environment`). Set
+    it only when the Envoy in front removes any client-sent copy of both and sets them per route, as the config
+    of `authz envoy-config --authz-mode http` does; otherwise a client could pick its API or environment. When
+    false the headers are ignored and the API is matched by host + path."""
 
 
 class TokenSettings(ConfigModel):

@@ -176,7 +176,8 @@ async def serve(
     if settings.server.http_listen is not None:
         http_listen = worker_listen(settings.server.http_listen, worker_index)
         http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
-                                              settings.server.grace_period, settings.server.decision_cache_size)
+                                              settings.server.grace_period, settings.server.decision_cache_size,
+                                              route_headers=settings.server.http_route_headers)
         try:
             http_port = await http_server.start()
         except OSError as exc:
@@ -204,9 +205,9 @@ async def serve(
     await stop.wait()
     log.info("shutting down: draining in-flight checks for up to %.1fs", settings.server.grace_period)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.server.grace_period)
-    if http_server is not None:
-        await http_server.close()
+    # Both front ends drain at once, so a stop takes one grace period, not two.
+    await asyncio.gather(server.stop(settings.server.grace_period),
+                         *([http_server.close()] if http_server is not None else []))
     if admin_server is not None:
         await admin_server.stop(settings.server.grace_period)
     if jwks_endpoint is not None:
