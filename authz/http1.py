@@ -30,6 +30,7 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
+from itertools import chain
 from typing import Any, Protocol, cast
 
 import httptools
@@ -135,7 +136,8 @@ class _Connection(asyncio.Protocol):
     """One client connection: parse, queue in order, answer, keep alive or close."""
 
     __slots__ = ("_server", "_handler", "_limits", "_parser", "_transport", "_url", "_method", "_headers",
-                 "_header_bytes", "_body_bytes", "_in_message", "_mark", "_queue", "_task", "_closing", "_paused",
+                 "_head_bytes", "_head_limit", "_head_fresh", "_chunk", "_body_bytes",
+                 "_in_message", "_in_head", "_mark", "_queue", "_task", "_closing", "_paused",
                  "__weakref__")
 
     def __init__(self, server: Http1Server) -> None:
@@ -147,9 +149,12 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._method = ""
         self._headers: RawHeaders = []
-        self._header_bytes = 0
+        self._head_bytes = self._chunk = 0
+        limits = self._limits
+        # Request line, header lines with their ": " and CRLF, and the blank line.
+        self._head_limit = limits.max_target + limits.max_header_bytes + 4 * limits.max_headers + 1024
         self._body_bytes = 0
-        self._in_message = False
+        self._in_message = self._in_head = self._head_fresh = False
         self._mark = time.monotonic()  # start of the current request, or of the idle time
         # Complete requests behind the one being decided: (method, target, headers, keep_alive), or an Answer to
         # send before closing (a refused request).
@@ -173,8 +178,16 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        self._chunk = len(data)
         try:
             self._parser.feed_data(data)
+            if self._in_head:  # a head still incomplete after this chunk: bound the bytes it has taken
+                if self._head_fresh:  # it began in this chunk: at most len(data) of it, not counted
+                    self._head_fresh = False
+                else:  # the whole chunk belongs to it
+                    self._head_bytes += len(data)
+                    if self._head_bytes > self._head_limit:
+                        self._refuse(431, "The request headers are too large")
         except httptools.HttpParserUpgrade:
             self._stop_reading()  # CONNECT or Upgrade: what follows is not HTTP; answer what came, then close
         except httptools.HttpParserError as exc:
@@ -199,11 +212,11 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ httptools callbacks
 
     def on_message_begin(self) -> None:
-        self._in_message = True
+        self._in_message = self._in_head = self._head_fresh = True
         self._mark = time.monotonic()
         self._url = b""
         self._headers = []
-        self._header_bytes = 0
+        self._head_bytes = 0
         self._body_bytes = 0
 
     def on_url(self, fragment: bytes) -> None:
@@ -212,15 +225,19 @@ class _Connection(asyncio.Protocol):
             raise _Refused(400, "The request path is too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
-        headers.append((name, value))
-        self._header_bytes += len(name) + len(value)
-        if len(headers) > self._limits.max_headers:
-            raise _Refused(431, "The request has too many headers")
-        if self._header_bytes > self._limits.max_header_bytes:
-            raise _Refused(431, "The request headers are too large")
+        # Only collected here (once per header field, the hot spot of parsing); the bounds are checked when the
+        # head is complete, and while it is not, data_received bounds the bytes of the head.
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        headers, limits = self._headers, self._limits
+        if len(headers) > limits.max_headers:
+            raise _Refused(431, "The request has too many headers")
+        # A head that came whole in one read no larger than the limit is within it (the common case).
+        if (not self._head_fresh or self._chunk > limits.max_header_bytes) and sum(
+                map(len, chain.from_iterable(headers))) > limits.max_header_bytes:
+            raise _Refused(431, "The request headers are too large")
         raw = self._parser.get_method()
         self._method = _METHODS.get(raw) or raw.decode("ascii", "replace")
 
@@ -299,7 +316,7 @@ class _Connection(asyncio.Protocol):
     def _refuse(self, status: int, description: str) -> None:
         """Answer a refused request after the ones queued before it, then close."""
         answer = self._handler.reject(status, description)
-        self._in_message = False
+        self._in_message = self._in_head = False
         if self._task is None and not self._queue:
             self._write(answer, False, False)  # closes
         else:

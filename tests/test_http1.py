@@ -173,6 +173,46 @@ async def test_oversized_or_malformed_input_gets_a_clear_answer_and_the_connecti
     again.close()
 
 
+async def test_a_huge_header_trickled_in_small_chunks_is_refused_before_it_ends(server: Http1Server) -> None:
+    client = await _client(server)
+    await client.send(b"GET / HTTP/1.1\r\nx-big: ")
+    sent, answer = 0, b""
+    while sent < 20_000 and not answer:
+        try:  # pauses between the chunks, so that the server reads each on its own
+            answer = await asyncio.wait_for(client.reader.read(65536), 0.01)
+        except TimeoutError:
+            await client.send(b"v" * 500)
+            sent += 500
+    answer += await client.read_raw()  # then the server closes
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert answer.endswith(b'\r\n\r\n{"error": "The request headers are too large"}')
+    assert sent < 8_000  # refused while the value was still arriving (limit: 2048 + line overheads)
+    assert server.handler.started == []  # type: ignore[attr-defined]
+
+
+async def test_headers_over_the_limit_in_two_reads_each_under_it_are_refused(server: Http1Server) -> None:
+    client = await _client(server)
+    await client.send(b"GET / HTTP/1.1\r\nx-a: " + b"a" * 1500)
+    await asyncio.sleep(0.1)
+    await client.send(b"\r\nx-b: " + b"b" * 700 + b"\r\n\r\n")
+    (r,) = await client.responses(1)
+    assert r.status == 431
+    assert server.handler.started == []  # type: ignore[attr-defined]
+
+
+async def test_many_small_pipelined_requests_in_one_read_are_not_taken_for_one_big_head(
+    server: Http1Server,
+) -> None:
+    client = await _client(server)
+    burst = b"".join(b"GET /p%d HTTP/1.1\r\nHost: a\r\n\r\n" % i for i in range(400))  # 12 KB, > the head bound
+    await client.send(burst + b"GET /last HTTP/1.1\r\nHo")
+    await asyncio.sleep(0.1)
+    await client.send(b"st: a\r\n\r\n")
+    answers = await client.responses(401)
+    assert [_target(r) for r in answers] == [f"/p{i}" for i in range(400)] + ["/last"]
+    client.close()
+
+
 async def test_a_refused_request_is_answered_after_the_pipelined_ones_before_it(server: Http1Server) -> None:
     client = await _client(server)
     await client.send(b"GET /slow/100/first HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\nGARBAGE\r\n\r\n")

@@ -63,6 +63,19 @@ LIMITS = Limits(max_target=MAX_PATH_BYTES, max_headers=MAX_HEADERS, max_header_b
 """The transport bounds of the check listener: the request limits of :mod:`authz.envoy.requests`."""
 
 
+_NAMES: dict[bytes, str] = {}
+"""Header names as received -> lower-cased text: Envoy sends the same few names on every check."""
+_MAX_NAMES = 1024
+
+
+def _name(raw: bytes) -> str:
+    """The lower-cased text of a header name, remembered while fewer than ``_MAX_NAMES`` are."""
+    name = raw.decode("latin-1").lower()
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[raw] = name
+    return name
+
+
 def adapt_http(method: str, path: str, headers: RawHeaders, *, route_headers: bool = False) -> Request:
     """Turn Envoy's HTTP authorization request into a plain :class:`Request`.
 
@@ -79,7 +92,8 @@ def adapt_http(method: str, path: str, headers: RawHeaders, *, route_headers: bo
         Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.envoy.requests` (the gRPC adapter's).
     """
     check_header_count(len(headers))
-    folded = {name.decode("latin-1").lower(): value.decode("utf-8", "replace") for name, value in headers}
+    names = _NAMES
+    folded = {names.get(name) or _name(name): value.decode("utf-8", "replace") for name, value in headers}
     if len(folded) != len(headers):  # a repeated name: join its values in order
         folded = fold_headers((name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in headers)
     extensions = None
