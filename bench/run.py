@@ -16,19 +16,22 @@ at the same connection count:
 6. ``authz_warm_http``: as 3, but Envoy's HTTP ext_authz mode (``http_service``) to the same authz process's
    HTTP listener (``server.http_listen``);
 7. ``authz_cold_http``: as 4, in HTTP mode;
+8. ``noop_http``: Envoy's HTTP ext_authz mode to a bare asyncio protocol answering 200 (the floor of any Python
+   HTTP side call, ``bench/noop_http_server.py``);
 
 and straight against the gRPC ports with h2load (serialized CheckRequest bodies):
-8. ``direct_authz_warm``; 9. ``direct_noop``.
+9. ``direct_authz_warm``; 10. ``direct_noop``.
 
 Then, open loop (h2load ``--rps``) at half of ``jwt_authn``'s peak: 2, 3 and 6, and at a low rate
 (``--low-rate``): 3 and 6.
 
 Writes ``bench/results/<date>.json`` with requests/s, p50/p99 latency (ms) and authz CPU microseconds per
 check for each setup, and
-- ``ratios``: ``warm_vs_noop`` (3/5), ``direct_warm_vs_noop`` (8/9), ``cold_vs_noop`` (4/5),
-  ``warm_vs_jwt_authn`` (3/2), ``warm_http_vs_noop`` (6/5), ``warm_http_vs_jwt_authn`` (6/2),
-  ``cold_http_vs_jwt_authn`` (7/2);
-- ``cpu_us_per_check``: ``warm_http`` (6), ``warm_grpc`` (3), ``cold_http`` (7), ``cold_grpc`` (4);
+- ``ratios``: ``warm_vs_noop`` (3/5), ``direct_warm_vs_noop`` (9/10), ``cold_vs_noop`` (4/5),
+  ``warm_vs_jwt_authn`` (3/2), ``warm_http_vs_noop`` (6/5), ``warm_http_vs_noop_http`` (6/8),
+  ``warm_http_vs_jwt_authn`` (6/2), ``cold_http_vs_jwt_authn`` (7/2);
+- ``cpu_us_per_check``: ``warm_http`` (6), ``warm_grpc`` (3), ``cold_http`` (7), ``cold_grpc`` (4), ``noop_http``
+  (8), ``noop_grpc`` (5);
 - ``p99_gap_ms``: ``http`` and ``grpc``, the open-loop p99 of 6 and 3 minus that of 2 at half of 2's peak.
 Absolute numbers drift between runs and machines; the ratios, measured in one run, are the figures to compare.
 """
