@@ -31,10 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from authz.dev.envoy_config import render_yaml  # noqa: E402
+import yaml  # noqa: E402
+
 from authz.dev.procs import ManagedProcess, free_port, start_envoy  # noqa: E402
 from bench.run import PATH, WRK_SCRIPT, cpu_seconds, envoy_bootstrap, grpc_body, median_run, run_rate, run_wrk  # noqa: E402
 
+DEMO_CONFIG = yaml.safe_load((ROOT / "config/authz.yaml").read_text())
+"""The authz config the Envoy bootstraps are generated from (its APIs; the no-op servers decide nothing)."""
 EE = ("event_engine_listener", "event_engine_client", "event_engine_for_all_other_endpoints",
       "event_engine_callback_cq", "event_engine_dns")
 SERVERS = {
@@ -89,7 +92,8 @@ def main() -> int:
             proc.wait_port("127.0.0.1", port)
             listen, admin = free_port(), free_port()
             path = tmp / f"envoy-{name}.yaml"
-            path.write_text(render_yaml(envoy_bootstrap(listen, admin, authz_port=port, http_mode=name == "http")))
+            cfg = envoy_bootstrap(DEMO_CONFIG, listen, admin, authz_port=port, http_mode=name == "http")
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             procs.append(start_envoy(path, tmp / f"envoy-{name}", admin_port=admin, log_level="error"))
             servers[name] = (proc, port, listen)
             run_wrk(f"http://127.0.0.1:{listen}", tmp / "tokens.txt", tmp / "tokens.lua", duration=2,

@@ -57,14 +57,14 @@ def test_admin_listen_needs_a_token_to_serve_which_the_environment_can_supply(
 @pytest.fixture
 async def stub(make_redis_settings: Callable[..., Settings]) -> AsyncIterator[admin_pb2_grpc.RegistryAdminStub]:
     settings = make_redis_settings(admin={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN})
-    client = connect(settings.redis.url, 2.0)
-    server = await start_admin_server(settings, RedisStore(client, settings.redis.key_prefix))
+    store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, 2.0)
+    server = await start_admin_server(settings, store)
     assert server is not None and settings.admin.listen is not None
     channel = grpc.aio.insecure_channel(settings.admin.listen)
     yield admin_pb2_grpc.RegistryAdminStub(channel)
     await channel.close()
     await server.stop(0)
-    await client.aclose()
+    await store.aclose()
 
 
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
@@ -90,7 +90,7 @@ async def test_application_crud(stub: admin_pb2_grpc.RegistryAdminStub) -> None:
     deleted = await stub.DeleteApplication(pb.DeleteApplicationRequest(application="demo"), metadata=AUTH)
     assert deleted.deleted.id == "demo"
     await expect(stub.GetApplication(pb.GetApplicationRequest(application="demo"), metadata=AUTH),
-                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'demo'")
+                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'demo'; there are no applications")
 
 
 async def test_client_subscription_and_revocation_crud(stub: admin_pb2_grpc.RegistryAdminStub) -> None:
@@ -157,7 +157,7 @@ async def test_errors_are_status_codes_with_clear_messages(stub: admin_pb2_grpc.
                  grpc.StatusCode.INVALID_ARGUMENT,
                  "expires_at: expires_at is in the past: an expired token is refused anyway")
     await expect(stub.DeleteClient(pb.DeleteClientRequest(application="ghost", client_id="x"), metadata=AUTH),
-                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'ghost'")
+                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'ghost'; applications: One, Two")
 
 
 async def test_redis_outage_is_unavailable(make_redis_settings: Callable[..., Settings]) -> None:

@@ -8,7 +8,6 @@ answers RESOURCE_EXHAUSTED, which is why Envoy must not be configured to send bo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -24,8 +23,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from authz.config import Settings
 from authz.dev.keymanager import KeyManager
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_conn import connect
-from authz.registry.redis_store import RedisStore
+from tests.support.registry import run_admin
 from tests.support.tokencraft import claims, sign, unsigned
 
 MiB = 1024 * 1024
@@ -33,18 +31,13 @@ CLIENT_ID = "app-123"
 
 
 def _register(settings: Settings, client_id: str = CLIENT_ID, api_id: str = "orders-v1") -> str:
-    async def run() -> str:
-        client = connect(settings.redis.url, 2.0)
-        try:
-            admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
-            app = await admin.create_application("orders-app", owner="tests")
-            await admin.add_client(app.id, client_id, key_manager=settings.key_managers[0].name)
-            await admin.subscribe(app.id, api_id)
-            return app.id
-        finally:
-            await client.aclose()
+    async def run(admin: RegistryAdmin) -> str:
+        app = await admin.create_application("orders-app", owner="tests")
+        await admin.add_client(app.id, client_id, key_manager=settings.key_managers[0].name)
+        await admin.subscribe(app.id, api_id)
+        return app.id
 
-    return asyncio.run(run())
+    return run_admin(settings, run)
 
 
 def _check_request(authorization: str | None, *, path: str = "/orders/v1/items", method: str = "GET",

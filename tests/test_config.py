@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 import yaml
 
 from authz.config import ConfigError, load_config, parse_config
+from tests.support.cli import run_cli
 
 SHIPPED = Path("config/authz.yaml")
 
@@ -29,12 +28,7 @@ def errors_of(doc: Any, env: dict[str, str] | None = None) -> list[str]:
 
 
 def check_config(path: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_LISTEN", "AUTHZ_REDIS_URL")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "authz", "check-config", str(path)],
-        capture_output=True, text=True, timeout=60, env=full_env,
-    )
+    return run_cli("check-config", str(path), env=env)
 
 
 def write(tmp_path: Path, doc: Any, name: str = "authz.yaml") -> Path:
@@ -234,6 +228,50 @@ def test_env_overrides_listen_and_redis_url() -> None:
     assert settings.redis.url == "redis://redis.internal:6379/2"
     assert settings.redis.key_prefix == "authz:"  # the rest of the section is kept
     assert settings.server.decision_timeout == 0.4
+
+
+def test_env_overrides_http_listen_and_admin_token_and_ignores_empty_values() -> None:
+    env = {"AUTHZ_HTTP_LISTEN": "0.0.0.0:7100", "AUTHZ_ADMIN_TOKEN": "a-token-of-24-characters", "AUTHZ_LISTEN": ""}
+    settings = parse_config(shipped(), env)
+    assert settings.server.http_listen == "0.0.0.0:7100"
+    assert settings.admin.token is not None and settings.admin.token.get_secret_value() == "a-token-of-24-characters"
+    assert settings.server.listen == "127.0.0.1:9191"  # an empty variable changes nothing
+    assert parse_config(shipped(), {}).server.http_listen is None
+
+
+def test_server_defaults_fit_a_container() -> None:
+    doc = shipped()
+    doc["server"] = {}
+    server = parse_config(doc).server
+    assert (server.workers, server.http_route_headers) == (1, False)  # one process per container
+    assert parse_config(shipped()).server.workers == 2  # the demo config asks for two
+
+
+def test_api_upstream_must_be_scheme_host_port() -> None:
+    doc = shipped()
+    doc["apis"][0]["upstream"] = "http://echo:8082/path"
+    doc["apis"][1]["upstream"] = "ftp://echo"
+    assert errors_of(doc) == [
+        "apis[0].upstream: 'http://echo:8082/path': only scheme://host[:port], without user, path, query or "
+        "fragment",
+        "apis[1].upstream: 'ftp://echo': the scheme must be http or https",
+    ]
+    doc["apis"][0]["upstream"] = "HTTPS://Orders.Example:8443/"
+    doc["apis"][1]["upstream"] = "http://[::1]:80"
+    apis = parse_config(doc).apis
+    assert (apis[0].upstream, apis[1].upstream) == ("https://orders.example:8443", "http://[::1]:80")
+
+
+def test_a_sandbox_host_cannot_be_a_production_host() -> None:
+    doc = shipped()
+    doc["apis"][0]["hosts"] = ["api.example.test"]
+    doc["apis"][1]["sandbox"] = {"hosts": ["API.example.test"]}
+    assert errors_of(doc) == [
+        "apis[1].sandbox.hosts[0]: 'api.example.test' is a production host of apis[0]; a host serves one "
+        "environment",
+    ]
+    doc["apis"][1]["sandbox"] = {"hosts": []}
+    assert errors_of(doc) == ["apis[1].sandbox.hosts: list should have at least 1 item after validation, not 0"]
 
 
 def test_env_overrides_are_validated_like_the_file() -> None:

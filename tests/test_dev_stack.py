@@ -6,15 +6,11 @@ from collections.abc import Callable
 
 from authz.config import Settings
 from authz.dev.stack import seed_registry, tamper_signature
-from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_conn import connect
-from authz.registry.redis_store import RedisStore
+from tests.support.registry import registry_admin
 
 
 async def _state(settings: Settings) -> dict[str, object]:
-    client = connect(settings.redis.url, 2.0)
-    try:
-        admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
+    async with registry_admin(settings) as admin:
         return {
             v.application.name: (
                 v.application.status.value,
@@ -23,8 +19,6 @@ async def _state(settings: Settings) -> dict[str, object]:
             )
             for v in await admin.list_applications()
         }
-    finally:
-        await client.aclose()
 
 
 DOCUMENTED = {
@@ -45,12 +39,10 @@ async def test_seeding_creates_the_documented_demo_registry(make_redis_settings:
 async def test_seeding_puts_back_what_an_earlier_session_changed(make_redis_settings: Callable[..., Settings]) -> None:
     settings = make_redis_settings()
     await seed_registry(settings)
-    client = connect(settings.redis.url, 2.0)
-    admin = RegistryAdmin(RedisStore(client, settings.redis.key_prefix), settings)
-    await admin.set_subscription_status("Demo App", "orders-v1", "BLOCKED")
-    await admin.subscribe("Demo App", "payments-v1")
-    await admin.set_application_status("Other App", "INACTIVE")
-    await client.aclose()
+    async with registry_admin(settings) as admin:
+        await admin.set_subscription_status("Demo App", "orders-v1", "BLOCKED")
+        await admin.subscribe("Demo App", "payments-v1")
+        await admin.set_application_status("Other App", "INACTIVE")
     lines = await seed_registry(settings)
     assert "set 'Demo App''s subscription to orders-v1 back to ACTIVE (demo reset)" in lines
     assert "removed 'Demo App''s subscription to payments-v1 (demo reset)" in lines

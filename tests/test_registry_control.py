@@ -21,6 +21,7 @@ from authz.registry.redis_conn import connect
 from authz.registry.redis_store import RedisStore
 from authz.registry.store import SCHEMA_VERSION, RegistryError
 from authz.registry.yaml_io import export_document, export_yaml, import_yaml
+from tests.support.registry import registry_admin
 
 KM = "test-km"
 
@@ -254,9 +255,7 @@ async def test_import_into_an_empty_registry_round_trips_and_a_second_import_cha
     await seed(admin)
     text = await export_yaml(admin)
     target_settings = make_redis_settings(redis={"url": redis_server.url, "key_prefix": f"copy{time.time_ns()}:"})
-    client = connect(redis_server.url, 2.0)
-    try:
-        target = RegistryAdmin(RedisStore(client, target_settings.redis.key_prefix), target_settings)
+    async with registry_admin(target_settings) as target:
         planned = await import_yaml(target, text, dry_run=True)
         assert planned == [
             "create application Demo App (id demo)",
@@ -272,8 +271,6 @@ async def test_import_into_an_empty_registry_round_trips_and_a_second_import_cha
         assert await import_yaml(target, text) == planned
         assert await export_document(target) == EXPECTED
         assert await import_yaml(target, text) == []  # idempotent
-    finally:
-        await client.aclose()
 
 
 async def test_import_updates_what_differs_and_dry_run_prints_it(admin: RegistryAdmin) -> None:

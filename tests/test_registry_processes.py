@@ -19,7 +19,6 @@ from authz.config import parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer
 from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_conn import connect
 from authz.registry.redis_store import RedisStore
 from tests.support.config import settings_dict
 from tests.support.processes import AuthzProcess
@@ -61,14 +60,14 @@ class Admin:
     def __init__(self, doc: dict) -> None:
         self.loop = asyncio.new_event_loop()
         settings = parse_config(doc)
-        self.client = connect(settings.redis.url, 2.0)
-        self.admin = RegistryAdmin(RedisStore(self.client, settings.redis.key_prefix), settings)
+        self.store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, 2.0)
+        self.admin = RegistryAdmin(self.store, settings)
 
     def __call__(self, method: str, *args: object, **kwargs: object) -> object:
         return self.loop.run_until_complete(getattr(self.admin, method)(*args, **kwargs))
 
     def close(self) -> None:
-        self.loop.run_until_complete(self.client.aclose())
+        self.loop.run_until_complete(self.store.aclose())
         self.loop.close()
 
 

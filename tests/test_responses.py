@@ -11,7 +11,7 @@ from envoy.config.core.v3.base_pb2 import HeaderValueOption
 from google.protobuf.json_format import MessageToDict
 
 from authz.config import HeadersSettings, Settings, parse_config
-from authz.decide.forward import build_allow
+from authz.decide.forward import build_allow, build_public_allow, identity_values
 from authz.decide.routes import Route
 from authz.envoy.render import allow_response, challenge, deny_response
 from authz.errors import RETRY_AFTER_SECONDS, Denial, Reason
@@ -204,3 +204,22 @@ def test_null_header_names_are_skipped(settings: Settings) -> None:
     assert None not in dict(allow.headers)
     rendered = allow_response(allow)
     assert [h.header.key for h in rendered.ok_response.headers] == ["x-application-id", "x-client-id"]
+
+
+def test_every_identity_header_setting_has_a_value_and_a_public_allow_removes_them_all(settings: Settings) -> None:
+    """One list (``HeadersSettings.identity_fields``) drives what is set, what is removed and what a public
+    resource strips: a setting without a value in forward.py would leave a client-forgeable header."""
+    api = settings.api("orders-v1")
+    assert api is not None
+    route = Route(api=api, resource=api.resources[0], path="/orders/v1/items")
+    identity = Identity(key_manager="demo", issuer="i", subject="s", client_id="c", scopes=frozenset({"a"}),
+                        expires_at=2e9, token_id=None, claims={})
+    values = identity_values(identity, Application(id="a", name="A"), ClientBinding("a"), route)
+    assert set(values) == set(HeadersSettings.identity_fields())
+    every = HeadersSettings(**{f: f"x-h-{i}" for i, f in enumerate(HeadersSettings.identity_fields())})
+    public = build_public_allow(route, every)
+    assert set(public.headers_to_remove) == {"authorization", *every.identity_headers()}
+    allow = build_allow(identity, Application(id="a", name="A"), ClientBinding("a"),
+                        Subscription("a", "orders-v1"), route, every)
+    assert {name for name, _ in allow.headers} | set(allow.headers_to_remove) == {
+        "authorization", *every.identity_headers()}

@@ -19,9 +19,12 @@ import grpc
 
 from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
+from authz.admin.views import api_message, application_description
 from authz.config import Settings
+from authz.keys.connection import ConnectionDirectory
 from authz.model import Application, Subscription
 from authz.registry.admin import ClientView, RegistryAdmin, Revocation
+from authz.registry.developer import DeveloperViews
 from authz.registry.store import CorruptRecord, RegistryError, RegistryStore, StoreUnavailable
 
 log = logging.getLogger("authz.admin")
@@ -130,10 +133,12 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
 
     Args:
         admin: the validated registry operations.
+        views: the developer views (default: over ``admin``, with its own cache of key manager metadata).
     """
 
-    def __init__(self, admin: RegistryAdmin) -> None:
+    def __init__(self, admin: RegistryAdmin, views: DeveloperViews | None = None) -> None:
         self.admin = admin
+        self.views = views or DeveloperViews(admin, ConnectionDirectory(admin.settings.key_managers))
 
     # ---- applications ----------------------------------------------------------------------------
 
@@ -261,6 +266,25 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
     async def DeleteRevocation(self, request: pb.DeleteRevocationRequest, context: Any) -> pb.DeleteRevocationResponse:  # noqa: N802
         await self.admin.unrevoke(_required(request.jti, "jti"), key_manager=request.key_manager or None)
         return pb.DeleteRevocationResponse()
+
+    # ---- developer views -------------------------------------------------------------------------
+
+    @_rpc
+    async def DescribeApplication(self, request: pb.DescribeApplicationRequest, context: Any) -> pb.ApplicationDescription:  # noqa: N802
+        details = await self.views.application(
+            _required(request.application, "application"), client_id=request.client_id or None,
+            key_manager=request.key_manager or None,
+        )
+        return application_description(details)
+
+    @_rpc
+    async def ListApis(self, request: pb.ListApisRequest, context: Any) -> pb.ListApisResponse:  # noqa: N802
+        views = await self.views.apis(request.application or None)
+        return pb.ListApisResponse(apis=[api_message(v) for v in views])
+
+    @_rpc
+    async def GetApi(self, request: pb.GetApiRequest, context: Any) -> pb.Api:  # noqa: N802
+        return api_message(await self.views.api(_required(request.api_id, "api_id"), request.application or None))
 
 
 async def start_admin_server(settings: Settings, store: RegistryStore) -> grpc.aio.Server | None:

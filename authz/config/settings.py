@@ -59,6 +59,10 @@ class Settings(ConfigModel):
     backend_jwt: BackendJwtSettings | None = None
     """Optional. The keys and claims of the [backend JWT](backend-jwt.md) sent to the upstreams of APIs with
     `apis[].backend_jwt`, and the HTTP server publishing its public keys."""
+    gateway_url: Annotated[str, Field(pattern=r"^https?://[^/?#@]+(/[^?#]*)?$")] | None = None
+    """Base URL at which developers call the APIs through Envoy (`https://api.example.com`), used in the call
+    through the gateway shown with token instructions (`authz registry app add-client`, `app show`, the admin
+    API's `DescribeApplication`). No query, fragment or user info. None: the call shows `<GATEWAY_URL>`."""
 
     @model_validator(mode="after")
     def _api_headers(self) -> Settings:
@@ -101,6 +105,12 @@ class Settings(ConfigModel):
                     f"apis[{index}].context: {api.context!r} on the same hosts is already used by apis[{seen[key]}]"
                 )
             seen.setdefault(key, index)
+        production = {host: index for index, api in enumerate(self.apis) for host in api.hosts}
+        for index, api in enumerate(self.apis):
+            for j, host in enumerate(api.sandbox.hosts if api.sandbox else ()):
+                if host in production:
+                    problems.append(f"apis[{index}].sandbox.hosts[{j}]: {host!r} is a production host of "
+                                    f"apis[{production[host]}]; a host serves one environment")
         if problems:
             raise ValueError("\n".join(problems))
         return self

