@@ -25,6 +25,7 @@ from authz.config.sections import (
     BackendJwtKeySettings,
     BackendJwtSettings,
     HeadersSettings,
+    LoggingSettings,
     RedisSettings,
     ServerSettings,
     TokenSettings,
@@ -36,6 +37,6 @@ __all__ = [
     "ENV_LISTEN", "ENV_OVERRIDES", "ENV_REDIS_URL",
     "HTTP_METHODS", "AdminSettings", "ApiBackendJwtSettings", "ApiSettings", "BackendJwtKeySettings",
     "BackendJwtSettings", "CertificateFile", "ConfigError", "HeadersSettings", "JwksSettings", "KeyManagerSettings",
-    "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
+    "LoggingSettings", "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
     "normalize_issuer", "parse_config", "serving_errors",
 ]

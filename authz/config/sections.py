@@ -1,4 +1,4 @@
-"""The service sections: ``server``, ``redis``, ``admin``, ``tokens``, ``headers`` and ``backend_jwt``."""
+"""The service sections: ``server``, ``redis``, ``admin``, ``logging``, ``tokens``, ``headers`` and ``backend_jwt``."""
 
 from __future__ import annotations
 
@@ -195,6 +195,25 @@ class ServerSettings(ConfigModel):
     Set it only when the Envoy in front removes client-sent copies of both headers and sets them per route, as
     the config of `authz envoy-config --authz-mode http` does; false: both headers are ignored and the API is
     matched by host and path."""
+    metrics_listen: ListenAddress | None = None
+    """`host:port` serving the Prometheus metrics at `/metrics` ([operations](operations.md#metrics)); not served
+    when unset. With `--workers N` the supervisor serves it and every scrape shows the sum over all workers
+    (prometheus-client's multiprocess mode; a worker's counts reach it within a second); with one worker the
+    worker serves it itself."""
+
+
+class LoggingSettings(ConfigModel):
+    """What authz logs (to stderr) and in which format."""
+
+    format: Literal["text", "json"] = "text"
+    """`text`: one human-readable line per record. `json`: one JSON object per line for every record, decision
+    lines included ([operations](operations.md#logs)); values that come from a request are escaped in both, so a
+    request cannot forge a log line."""
+    decisions: Literal["all", "denies", "none"] = "denies"
+    """Which decisions get a decision line (logger `authz.decisions`, INFO): `all` (every check: tens of
+    microseconds of CPU per allowed check, see [performance](performance.md#metrics-and-decision-log-cost)),
+    `denies` (every denial, and every allow of a public resource called without credentials), or `none`. Every
+    decision is counted in the metrics whatever this says."""
 
 
 class TokenSettings(ConfigModel):

@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -175,6 +176,37 @@ def smoke_demo(print_fn: Callable[[str], None] = print) -> bool:
     return ok
 
 
+def smoke_metrics(url: str, allowed: int, denied: int, timeout: float = 5.0,
+                  print_fn: Callable[[str], None] = print) -> bool:
+    """Scrape ``url`` until ``authz_checks_total`` (summed over every label and worker) shows at least ``allowed``
+    allows and ``denied`` denials; print them.
+
+    Returns:
+        True when it did within ``timeout`` seconds.
+    """
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    counts = {"allow": 0.0, "deny": 0.0}
+    while True:
+        try:
+            text = httpx.get(url, timeout=2).text
+            counts = {"allow": 0.0, "deny": 0.0}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "authz_checks_total":
+                        counts[sample.labels["result"]] += sample.value
+        except (httpx.HTTPError, ValueError):
+            pass
+        if (counts["allow"] >= allowed and counts["deny"] >= denied) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    ok = counts["allow"] >= allowed and counts["deny"] >= denied
+    print_fn(f"  metrics {url}: authz_checks_total {counts['allow']:.0f} allowed, {counts['deny']:.0f} denied "
+             f"(summed over the workers)  {'ok' if ok else f'UNEXPECTED (wanted {allowed} and {denied})'}")
+    return ok
+
+
 NEXT_STEPS = """
 Try it yourself:
   TOKEN=$(curl -s -X POST {TOKEN_URL} -H "Content-Type: application/x-www-form-urlencoded" \\
@@ -188,6 +220,8 @@ Try it yourself:
   # get a token with -d scope="orders:read payments:read" and /payments/v1/charges answers 200
   .venv/bin/authz registry app show "Demo App"              # token endpoint, token requests, a gateway call
   .venv/bin/authz registry api list --app "Demo App"        # explore APIs: resources, scopes, subscription
+  echo "$TOKEN" | .venv/bin/authz explain --token-file - --path /payments/v1/charges --api-id payments-v1  # why 403
+  curl -s 127.0.0.1:9464/metrics | grep '^authz_checks_total'              # counted over both workers
 Logs: {run_dir}/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
 (each start puts the demo applications back in their documented state; `make clean` removes .run/)
 """
@@ -219,6 +253,9 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
     ports = {"redis": redis_port, "key manager": KEY_MANAGER_PORT, "upstream": UPSTREAM_PORT,
              "envoy": ENVOY_PORT, "envoy admin": 9901}
     ports.update({f"authz worker {i}": int(authz_port) + i for i in range(workers)})
+    metrics_listen = settings.server.metrics_listen
+    if metrics_listen is not None:
+        ports["authz metrics"] = int(metrics_listen.rpartition(":")[2])
     busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(port)]
     if busy:
         print(f"cannot start: {', '.join(busy)} already in use (another stack running?)", file=sys.stderr)
@@ -253,6 +290,8 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         for i in range(workers):
             wait_serving(f"{authz_host}:{int(authz_port) + i}")
         print(f"authz             {settings.server.listen}  (gRPC ext_authz; {workers} worker(s) from this port up)")
+        if metrics_listen is not None:
+            print(f"authz metrics     http://{metrics_listen}/metrics  (Prometheus, summed over the workers)")
         envoy_config = run_dir / "envoy.yaml"
         envoy_config.write_text(envoy_yaml, encoding="utf-8")
         envoy = start_envoy(envoy_config, logs)
@@ -262,6 +301,8 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
               "envoy-config)")
         print("\nSmoke demo:")
         passed = smoke_demo()
+        if metrics_listen is not None:  # the smoke demo's checks: 1 allowed, 4 denied
+            passed &= smoke_metrics(f"http://{metrics_listen}/metrics", 1, 4)
         print("all smoke calls answered as expected" if passed else f"SOME SMOKE CALLS FAILED: see {logs}/")
         if smoke_only:
             return 0 if passed else 1

@@ -28,12 +28,15 @@ bytes of each memoized allow are rendered once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Coroutine
+from time import perf_counter
 from typing import Any
 
 from authz.cache import BoundedCache
 from authz.decide.pipeline import Pipeline
+from authz.decide.record import DecisionRecorder
 from authz.envoy import render
 from authz.envoy.render import allow_parts, deny_parts
 from authz.envoy.requests import (
@@ -111,14 +114,16 @@ class HttpAuthorizationHandler:
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
+        recorder: counts and logs each decision (default: counting on, denials logged).
         route_headers: ``server.http_route_headers`` (see :func:`adapt_http`).
     """
 
-    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000, *,
-                 route_headers: bool = False) -> None:
+    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000,
+                 recorder: DecisionRecorder | None = None, *, route_headers: bool = False) -> None:
         self._pipeline = pipeline
         self._realm = realm
         self._route_headers = route_headers
+        self.recorder = recorder or DecisionRecorder("http")
         # The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests
         # and is rendered once: id(allow) -> (allow, answer).
         self._rendered: BoundedCache[int, tuple[Allow, Answer]] = BoundedCache("rendered_http", cache_size)
@@ -129,25 +134,41 @@ class HttpAuthorizationHandler:
 
         Never raises: an internal error is the 503 deny.
         """
+        started = perf_counter()
         try:
-            request = adapt_http(method, target, headers, route_headers=self._route_headers)
-            allow = self._pipeline.decide_cached(request)
-        except Denial as denial:
-            return self.deny(denial)
+            try:
+                request = adapt_http(method, target, headers, route_headers=self._route_headers)
+            except Denial as denial:
+                self.recorder.denied(None, denial, started, "adapt")
+                return self.deny(denial)
+            check = self._pipeline.evaluate_cached(request)
+            if check is None or check.allow is None:
+                return self._decide(request, started)
+            answer = self.allow(check.allow)
+            self.recorder.allowed(check, started)
+            return answer
         except Exception:
-            log.exception("internal error while deciding an HTTP check; denying with 503")
-            return self._failure
-        if allow is not None:
-            return self.allow(allow)
-        return self._decide(request)
+            return self._internal_error(started)
 
-    async def _decide(self, request: Request) -> Answer:
+    async def _decide(self, request: Request, started: float) -> Answer:
         try:
-            outcome = await self._pipeline.decide(request)
-            return self.allow(outcome) if isinstance(outcome, Allow) else self.deny(outcome)
+            check = await self._pipeline.evaluate(request)
+            if check.allow is not None:
+                answer = self.allow(check.allow)
+                self.recorder.allowed(check, started)
+                return answer
+            assert check.denial is not None
+            answer = self.deny(check.denial)
+            self.recorder.denied(check, check.denial, started)
+            return answer
         except Exception:
-            log.exception("internal error while deciding an HTTP check; denying with 503")
-            return self._failure
+            return self._internal_error(started)
+
+    def _internal_error(self, started: float) -> Answer:
+        log.exception("internal error while deciding an HTTP check; denying with 503")
+        with contextlib.suppress(Exception):
+            self.recorder.denied(None, unavailable("authz failed to decide; retry later"), started, "internal")
+        return self._failure
 
     def allow(self, allow: Allow) -> Answer:
         """The rendered answer of an allow (:func:`authz.envoy.render.allow_parts`), built once per Allow."""
@@ -186,6 +207,7 @@ class HttpAuthorizationServer:
         listen: ``host:port`` (``server.http_listen``; port 0 picks a free one).
         grace_period: seconds in-flight checks get to finish on :meth:`close`.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
+        recorder: counts and logs each decision.
         route_headers: ``server.http_route_headers``: take the route's API and environment from
             :data:`API_ID_HEADER` and :data:`ENVIRONMENT_HEADER`.
         limits: the transport bounds (default :data:`LIMITS`).
@@ -195,8 +217,10 @@ class HttpAuthorizationServer:
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,
-                 cache_size: int = 10_000, *, route_headers: bool = False, limits: Limits = LIMITS) -> None:
-        self.handler = HttpAuthorizationHandler(pipeline, realm, cache_size, route_headers=route_headers)
+                 cache_size: int = 10_000, recorder: DecisionRecorder | None = None, *, route_headers: bool = False,
+                 limits: Limits = LIMITS) -> None:
+        self.handler = HttpAuthorizationHandler(pipeline, realm, cache_size, recorder, route_headers=route_headers)
+        self.recorder = self.handler.recorder
         self._server = Http1Server(self.handler, listen, limits, grace_period)
         self.port: int | None = None
 

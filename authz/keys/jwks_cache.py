@@ -35,6 +35,7 @@ from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.keys.discovery import IssuerMismatch, discover_jwks_uri
 from authz.keys.fetch import fetch_json, freshness, redact_url, refresh_period
 from authz.keys.jwk import KeySet, VerificationKey, key_identity, parse_jwks, select_key
+from authz.model import Step
 
 log = logging.getLogger("authz.jwks")
 
@@ -50,6 +51,7 @@ class JwksCache:
 
     Attributes:
         fetch_count: JWKS fetches attempted (discovery fetches not included).
+        fetches: fetches by outcome, ``{"ok": n, "error": n}`` (a failed discovery counts as an ``error``).
         discovery_count: metadata fetches attempted (``discovery`` only).
         last_error: why the last fetch failed, or None after a success.
         jwks_uri: the JWKS URL in use (configured or discovered), None before discovery succeeded.
@@ -71,6 +73,7 @@ class JwksCache:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self.fetch_count = 0
+        self.fetches = {"ok": 0, "error": 0}
         self.discovery_count = 0
         self.jwks_uri: str | None = settings.jwks_uri
 
@@ -78,6 +81,11 @@ class JwksCache:
     def keyset(self) -> KeySet | None:
         """The current key set, or None before the first successful fetch."""
         return self._keyset
+
+    def seconds_since_fetch(self) -> float | None:
+        """Seconds since the last successful fetch (the current key set's), or None before the first one."""
+        ks = self._keyset
+        return None if ks is None else self._clock() - ks.fetched_at
 
     def usable(self) -> bool:
         """Whether the key set exists and is not older than its refresh interval + ``max_stale`` seconds."""
@@ -147,6 +155,7 @@ class JwksCache:
             if not keys:
                 raise ValueError("the key set has no usable signature key")
         except IssuerMismatch as exc:
+            self.fetches["error"] += 1
             self.last_error = f"IssuerMismatch: {exc}"
             self._keyset = None  # keys found through metadata that names another issuer are not trusted
             log.error("key manager %s unusable: %s; checks with its tokens answer 503 until it matches",
@@ -155,6 +164,7 @@ class JwksCache:
         except Exception as exc:
             # Anything (HTTP, timeout, JSON nesting -> RecursionError, a bug in key loading) is a failed
             # fetch: it must neither replace the last good set nor escape into checks or the refresh loop.
+            self.fetches["error"] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             kept = "keeping the last good key set" if self._keyset is not None else "no key set yet"
             log.warning("jwks %s: fetch from %s failed (%s); %s", self.name,
@@ -165,6 +175,7 @@ class JwksCache:
         self._keyset = KeySet(
             keys=self._keep_unchanged(keys), fetched_at=self._clock(), refresh_interval=self._interval(headers)
         )
+        self.fetches["ok"] += 1
         if self.last_error is not None:
             log.info("jwks %s: fetch recovered, %d keys", self.name, len(keys))
         self.last_error = None
@@ -189,7 +200,7 @@ class JwksCache:
         previous = {key_identity(k): k for k in self._keyset.keys}
         return tuple(previous.get(key_identity(k), k) for k in keys)
 
-    async def signing_key(self, kid: str | None, alg: str) -> VerificationKey:
+    async def signing_key(self, kid: str | None, alg: str, trace: list[Step] | None = None) -> VerificationKey:
         """Choose the key that verifies a token with header ``kid`` and ``alg``.
 
         A token that names a ``kid`` is matched only against keys with that ``kid``; an unknown ``kid``
@@ -198,6 +209,7 @@ class JwksCache:
         Args:
             kid: the JWS header ``kid``, or None.
             alg: the JWS header ``alg``, already checked against the allow-list.
+            trace: when given, a ``key`` step saying whether the key came from the cached key set or a refetch.
         Returns:
             The :class:`VerificationKey`.
         Raises:
@@ -205,7 +217,11 @@ class JwksCache:
             DependencyUnavailable: no usable key set (key manager down at a cold start or past ``max_stale``).
         """
         if not self.usable():
+            if trace is not None:
+                trace.append(Step("key", self.last_error or "key set expired", f"a usable key set from {self.name}'s "
+                                  "JWKS (fetched within its refresh interval + jwks.max_stale)", False))
             raise DependencyUnavailable(f"jwks:{self.name}", self.last_error or "key set expired")
+        source = "cached"
         key = select_key(self._keyset, kid, alg)
         if key is None and kid is not None:
             now = self._clock()
@@ -214,9 +230,21 @@ class JwksCache:
                 log.info("jwks %s: unknown kid, refetching", self.name)
                 await self._await_refetch(self.refresh())
                 key = select_key(self._keyset, kid, alg)
+                source = "a refetch of the JWKS (the kid was not in the cached key set)"
             elif self._inflight is not None and not self._inflight.done():
                 await self._await_refetch(asyncio.shield(self._inflight))
                 key = select_key(self._keyset, kid, alg)
+                source = "a refetch already under way (the kid was not in the cached key set)"
+            else:
+                source = "cooldown"
+        if trace is not None:
+            age = self.seconds_since_fetch() or 0.0
+            source = {"cached": f"the cached key set (fetched {age:.1f}s ago)", "cooldown": f"the cached key set "
+                      f"(fetched {age:.1f}s ago; kid unknown, not refetched within jwks.kid_refetch_cooldown)"}.get(
+                source, source)
+            trace.append(Step("key", f"kid={kid!r} alg={alg}: " + ("found" if key is not None else "no key fits")
+                              + f" in {source}", f"one key of {self.name}'s key set fits kid and alg",
+                              key is not None))
         if key is None:
             raise Denial(
                 Reason.INVALID_CREDENTIALS,

@@ -1,7 +1,8 @@
-"""Command line: ``authz serve | check-config | health | envoy-config | registry ... | dev ...``.
+"""Command line: ``authz serve | check-config | health | envoy-config | explain | registry ... | dev ...``.
 
 Each group of subcommands has its module (``authz registry``: :mod:`authz.ops.cli_registry`, ``authz
-envoy-config``: :mod:`authz.ops.cli_envoy`); exit statuses are those of :mod:`authz.ops.cli_support`.
+envoy-config``: :mod:`authz.ops.cli_envoy`, ``authz explain``: :mod:`authz.ops.cli_explain`); exit statuses are
+those of :mod:`authz.ops.cli_support` (``explain`` has its own).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from authz.config import ConfigError, load_config, serving_errors
-from authz.ops import cli_envoy, cli_registry
+from authz.ops import cli_envoy, cli_explain, cli_registry
 from authz.ops.cli_support import DEFAULT_CONFIG, load, run, setup_logging
 
 
@@ -27,6 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     settings = load(args.config)
+    setup_logging(args.log_level, settings.logging.format)
     problems = serving_errors(settings)
     if problems:
         print(f"{args.config}: cannot serve:", file=sys.stderr)
@@ -35,15 +37,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
-        return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0))
+        return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0,
+                         supervised=args.worker_index is not None))
     from authz.ops.health import wait_serving  # noqa: PLC0415
+    from authz.ops.metrics_http import SupervisedMetrics, envoy_mode  # noqa: PLC0415
 
+    listen = settings.server.metrics_listen
     supervisor = Supervisor(
         worker_command(args.config, args.log_level),
         settings.server.listen,
         workers or default_workers(),
         grace_period=settings.server.grace_period,
         wait_ready=wait_serving,
+        metrics=SupervisedMetrics(listen, envoy_mode(settings)) if listen is not None else None,
     )
     return supervisor.run()
 
@@ -128,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_health)
 
     cli_envoy.add_parser(sub)
+    cli_explain.add_parser(sub)
     cli_registry.add_parser(sub)
 
     dev = sub.add_parser("dev", help="development aids").add_subparsers(dest="dev_command", required=True)

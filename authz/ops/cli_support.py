@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from authz.config import ENV_CONFIG, ConfigError, Settings, load_config
+from authz.ops.logs import setup_logging
 
 DEFAULT_CONFIG = os.environ.get(ENV_CONFIG, "config/authz.yaml")
 """The config file of every command: ``$AUTHZ_CONFIG``, else ``config/authz.yaml`` (relative to the current directory)."""
 
-
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+__all__ = ["DEFAULT_CONFIG", "load", "run", "run_registry", "setup_logging"]
 
 
 def load(path: str) -> Settings:

@@ -42,6 +42,14 @@ class RegistryCache:
         settings: ``redis`` settings (``cache_ttl``, ``negative_cache_ttl``, ``cache_size``,
             ``revocation_cache_size``, ``max_stale``).
         clock: monotonic clock in seconds.
+
+    Attributes (plain counters, read by the metrics):
+        invalidations: times the cache was cleared (an event, or a new subscription).
+        events: registry write events received.
+        errors: store calls that failed, by kind: ``unavailable`` (unreachable, slow, command error; the event
+            subscription too) and ``corrupt_record``.
+        reconnects: times the event subscription was made again after it was lost.
+        stale_answers: lookups answered from an entry past its TTL because the store did not answer.
     """
 
     def __init__(
@@ -60,6 +68,25 @@ class RegistryCache:
             "revocations", settings.revocation_cache_size, stale=settings.max_stale, clock=clock)
         self._listener: asyncio.Task[None] | None = None
         self.invalidations = 0
+        self.events = 0
+        self.errors = {"unavailable": 0, "corrupt_record": 0}
+        self.reconnects = 0
+        self.stale_answers = 0
+        self._failing_since: float | None = None
+
+    def stale_seconds(self) -> float:
+        """Seconds since the store last answered, while its calls fail (0 while it answers): how long authz has
+        been deciding from its local cache alone (past ``cache_ttl + max_stale`` a lookup gets 503)."""
+        since = self._failing_since
+        return 0.0 if since is None else self._clock() - since
+
+    def _store_failed(self, kind: str) -> None:
+        self.errors[kind] += 1
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+
+    def _store_answered(self) -> None:
+        self._failing_since = None
 
     async def start(self) -> None:
         """Start the invalidation listener (a background task that reconnects on its own)."""
@@ -128,14 +155,18 @@ class RegistryCache:
         try:
             value = await fetch()
         except StoreUnavailable as exc:
+            self._store_failed("unavailable")
             stale = cache.get_stale(key)
             if stale is not None:
+                self.stale_answers += 1
                 log.warning("registry store unavailable (%s); deciding from a cached entry", exc.detail)
                 return stale
             raise DependencyUnavailable("redis", exc.detail) from None
         except CorruptRecord as exc:
+            self.errors["corrupt_record"] += 1
             log.error("registry record is corrupt: %s", exc)
             raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
+        self._store_answered()
         if generation == self.invalidations:
             cache.put(key, value, ttl(value))
         # else: an invalidation arrived while the store was answering: the answer may predate that write, so it
@@ -171,11 +202,16 @@ class RegistryCache:
                 events = await self._store.events(failures)
                 # Subscribed: anything cached before may have missed events.
                 self.clear()
+                self._store_answered()
+                if failures:
+                    self.reconnects += 1
                 delay = 0.1
                 while True:
                     if await events.wait(1.0):
+                        self.events += 1
                         self.clear()
             except StoreUnavailable as exc:
+                self._store_failed("unavailable")
                 failures += 1
                 log.warning("registry invalidation channel lost (%s); reconnecting", exc.detail)
             finally:

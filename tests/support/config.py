@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +46,15 @@ def settings_dict(idp: KeyManager, redis_url: str = NO_REDIS, prefix: str = "t:"
     }
     doc.update(overrides)
     return doc
+
+
+def free_consecutive_ports() -> int:
+    """A free loopback port whose next port is free too (``authz serve --workers 2`` listens on both)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue

@@ -421,3 +421,91 @@ class GetApiRequest(_message.Message):
     api_id: str
     application: str
     def __init__(self, api_id: _Optional[str] = ..., application: _Optional[str] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("token", "method", "path", "host", "api_id", "environment", "headers")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    method: str
+    path: str
+    host: str
+    api_id: str
+    environment: str
+    headers: _containers.ScalarMap[str, str]
+    def __init__(self, token: _Optional[str] = ..., method: _Optional[str] = ..., path: _Optional[str] = ..., host: _Optional[str] = ..., api_id: _Optional[str] = ..., environment: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ExplainStep(_message.Message):
+    __slots__ = ("name", "seen", "rule", "verdict")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    seen: str
+    rule: str
+    verdict: str
+    def __init__(self, name: _Optional[str] = ..., seen: _Optional[str] = ..., rule: _Optional[str] = ..., verdict: _Optional[str] = ...) -> None: ...
+
+class ExplainPhase(_message.Message):
+    __slots__ = ("name", "outcome", "steps")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    outcome: str
+    steps: _containers.RepeatedCompositeFieldContainer[ExplainStep]
+    def __init__(self, name: _Optional[str] = ..., outcome: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[ExplainStep, _Mapping]]] = ...) -> None: ...
+
+class ExplainHeader(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("result", "phase", "code", "http_status", "message", "description", "detail", "headers", "headers_to_remove", "metadata", "phases")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    HTTP_STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_TO_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    result: str
+    phase: str
+    code: str
+    http_status: int
+    message: str
+    description: str
+    detail: str
+    headers: _containers.RepeatedCompositeFieldContainer[ExplainHeader]
+    headers_to_remove: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    phases: _containers.RepeatedCompositeFieldContainer[ExplainPhase]
+    def __init__(self, result: _Optional[str] = ..., phase: _Optional[str] = ..., code: _Optional[str] = ..., http_status: _Optional[int] = ..., message: _Optional[str] = ..., description: _Optional[str] = ..., detail: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[ExplainHeader, _Mapping]]] = ..., headers_to_remove: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., phases: _Optional[_Iterable[_Union[ExplainPhase, _Mapping]]] = ...) -> None: ...

@@ -144,6 +144,11 @@ class RegistryAdminStub:
                 request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.GetApiRequest.SerializeToString,
                 response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.Api.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/authz.admin.v1.RegistryAdmin/Explain',
+                request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryAdminServicer:
@@ -292,6 +297,15 @@ class RegistryAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Why a request would be allowed or denied (`authz explain`): runs the real decision phases on the described
+        request against the live registry and key managers and returns each phase with what it saw and the rule it
+        applied. Never echoes the token. INVALID_ARGUMENT for a request that has no path or breaks the limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -404,6 +418,11 @@ def add_RegistryAdminServicer_to_server(servicer, server):
                     servicer.GetApi,
                     request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.GetApiRequest.FromString,
                     response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.Api.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainRequest.FromString,
+                    response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1000,6 +1019,33 @@ class RegistryAdmin:
             '/authz.admin.v1.RegistryAdmin/GetApi',
             authz_dot_admin_dot_v1_dot_admin__pb2.GetApiRequest.SerializeToString,
             authz_dot_admin_dot_v1_dot_admin__pb2.Api.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.admin.v1.RegistryAdmin/Explain',
+            authz_dot_admin_dot_v1_dot_admin__pb2.ExplainRequest.SerializeToString,
+            authz_dot_admin_dot_v1_dot_admin__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
