@@ -1,6 +1,6 @@
 """Memory of one authz worker with full caches: RSS with N cached tokens and N applications.
 
-    .venv/bin/python bench/memory.py [--count 100000]
+    .venv/bin/python bench/memory.py [--count 100000] [--front pipeline|http]
 
 Builds the real services (``authz.ops.server.build_services``) against a real redis-server holding ``count``
 applications (each with its client ID and a subscription), then validates ``count`` distinct tokens (ES256,
@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 from authz.config import parse_config  # noqa: E402
 from authz.dev.keymanager import KeyManager, SigningKey  # noqa: E402
 from authz.dev.procs import RedisServer, free_port  # noqa: E402
+from authz.envoy.http_service import HttpAuthorizationHandler  # noqa: E402
+from authz.http1 import Answer  # noqa: E402
 from authz.model import Allow, Request  # noqa: E402
 from authz.ops.server import build_services  # noqa: E402
 from bench.run import authz_config  # noqa: E402
@@ -64,6 +66,8 @@ async def seed_many(redis_url: str, prefix: str, count: int) -> None:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--front", choices=("pipeline", "http"), default="pipeline",
+                        help="fill through the pipeline, or through the HTTP front end (its rendered answers too)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
     n = args.count
@@ -85,7 +89,15 @@ async def main() -> int:
         base = rss_mib()
         started = time.perf_counter()
         allowed = 0
+        handler = HttpAuthorizationHandler(services.pipeline, "authz", n, route_headers=True)
         for i, token in enumerate(tokens):
+            if args.front == "http":  # through the HTTP front end: its rendered answers are kept too
+                answer = handler("GET", "/orders/v1/items", [
+                    (b"host", b"api.test"), (b"authorization", f"Bearer {token}".encode()),
+                    (b"x-request-id", str(i).encode()), (b"x-authz-api-id", b"orders-v1")])
+                answer = answer if isinstance(answer, Answer) else await answer
+                allowed += answer.status == 200
+                continue
             outcome = await services.pipeline.decide(Request(
                 "GET", "/orders/v1/items", "api.test", {"authorization": f"Bearer {token}", "x-request-id": str(i)},
                 {"api_id": "orders-v1"}))
@@ -98,7 +110,8 @@ async def main() -> int:
             "rss_mib_before": round(base, 1),
             "rss_mib_after": round(after, 1),
             "rss_mib_per_1000_entries": round((after - base) / n * 1000, 3),
-            "cached_tokens": services.pipeline._tokens.cached_tokens,
+            "front": args.front,
+            "cached_tokens": next(p for p in services.pipeline.phases if p.name == "identity").tokens.cached_tokens,
             "seconds_to_fill": round(filled, 1),
         }
         await services.close()

@@ -10,19 +10,30 @@ at the same connection count:
 2. ``envoy_jwt_authn``: Envoy's in-process ``jwt_authn`` verifying the same RS256 tokens (local JWKS, its
    JWT cache off);
 3. ``authz_warm``: Envoy + authz, full pipeline, warm caches (a pool of 64 tokens reused);
-4. ``authz_cold``: Envoy + authz with its verified-token cache off (signature verified on every request);
+4. ``authz_cold``: Envoy + authz with its verified-token cache off (signature verified on every request), each
+   request a token not seen before as far as the pool (``--cold-tokens``) reaches;
 5. ``noop``: Envoy + ext_authz calling a no-op grpc.aio handler (the floor of any Python gRPC side call);
 6. ``authz_warm_http``: as 3, but Envoy's HTTP ext_authz mode (``http_service``) to the same authz process's
    HTTP listener (``server.http_listen``);
+7. ``authz_cold_http``: as 4, in HTTP mode;
+8. ``noop_http``: Envoy's HTTP ext_authz mode to a bare asyncio protocol answering 200 (the floor of any Python
+   HTTP side call, ``bench/noop_http_server.py``);
 
 and straight against the gRPC ports with h2load (serialized CheckRequest bodies):
-7. ``direct_authz_warm``; 8. ``direct_noop``.
+9. ``direct_authz_warm``; 10. ``direct_noop``.
+
+Then, open loop (h2load ``--rps``) at half of ``jwt_authn``'s peak: 2, 3 and 6, and at a low rate
+(``--low-rate``): 3 and 6.
 
 Writes ``bench/results/<date>.json`` with requests/s, p50/p99 latency (ms) and authz CPU microseconds per
-check for each setup, and the ratios ``warm_vs_noop`` (3/5), ``direct_warm_vs_noop`` (6/7),
-``cold_vs_noop`` (4/5), ``warm_vs_jwt_authn`` (3/2) and ``warm_http_vs_noop`` (6/5), plus the p50/p99 of 3
-and 6 at a low open-loop rate (``--low-rate``). Absolute numbers drift between runs and machines;
-the ratios, measured in one run, are the figures to compare.
+check for each setup, and
+- ``ratios``: ``warm_vs_noop`` (3/5), ``direct_warm_vs_noop`` (9/10), ``cold_vs_noop`` (4/5),
+  ``warm_vs_jwt_authn`` (3/2), ``warm_http_vs_noop`` (6/5), ``warm_http_vs_noop_http`` (6/8),
+  ``warm_http_vs_jwt_authn`` (6/2), ``cold_http_vs_jwt_authn`` (7/2);
+- ``cpu_us_per_check``: ``warm_http`` (6), ``warm_grpc`` (3), ``cold_http`` (7), ``cold_grpc`` (4), ``noop_http``
+  (8), ``noop_grpc`` (5);
+- ``p99_gap_ms``: ``http`` and ``grpc``, the open-loop p99 of 6 and 3 minus that of 2 at half of 2's peak.
+Absolute numbers drift between runs and machines; the ratios, measured in one run, are the figures to compare.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -226,8 +238,12 @@ def run_h2load(port: int, body: Path, log: Path, *, requests: int, connections: 
     }
 
 
-def run_rate(listen: int, token: str, log: Path, *, rate: float, duration: int, clients: int = 8) -> dict:
-    """Open-loop load at ``rate`` requests/s through Envoy (HTTP/1.1, h2load ``--rps``); p50/p99 in ms."""
+def run_rate(listen: int, token: str, log: Path, *, rate: float, duration: int) -> dict:
+    """Open-loop load at ``rate`` requests/s through Envoy (HTTP/1.1, h2load ``--rps``); p50/p99 in ms.
+
+    One HTTP/1.1 connection carries one request at a time, so each client is given at most 100 req/s (a 10 ms
+    period, well above the latencies measured): a slow answer delays no later request of the schedule."""
+    clients = min(256, max(8, math.ceil(rate / 100)))
     subprocess.run(
         ["h2load", "--h1", "-c", str(clients), "--rps", f"{rate / clients:.2f}", "-D", str(duration),
          "-H", f"authorization: Bearer {token}", f"--log-file={log}", f"http://127.0.0.1:{listen}{PATH}"],
@@ -271,6 +287,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each setup, interleaved; the median is kept")
     parser.add_argument("--low-rate", type=float, default=300.0,
                         help="req/s of the open-loop latency comparison of gRPC and HTTP ext_authz modes")
+    parser.add_argument("--cold-tokens", type=int, default=20000,
+                        help="distinct tokens of the cold setups (one RSA signature each to make)")
+    parser.add_argument("--only", type=lambda v: set(v.split(",")), default=set(),
+                        help="comma-separated setups to run (a partial run; default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results")
     args = parser.parse_args()
 
@@ -284,15 +304,19 @@ def main() -> int:
         tokens = [km.issue_token(CLIENT, f"user-{i}", "orders:read") for i in range(64)]
         token_file = tmp / "tokens.txt"
         token_file.write_text("\n".join(tokens) + "\n")
+        cold_file = tmp / "cold-tokens.txt"  # distinct tokens (each its own jti) for the cold setups
+        cold_file.write_text("\n".join(km.issue_token(CLIENT, f"cold-{i}", "orders:read")
+                                       for i in range(args.cold_tokens)) + "\n")
         script = tmp / "tokens.lua"
         script.write_text(WRK_SCRIPT)
 
         ports = {"warm": free_port(), "cold": free_port(), "noop": free_port()}
-        http_port = free_port()  # the warm authz also serves Envoy's HTTP ext_authz mode
+        http_ports = {"warm": free_port(), "cold": free_port()}  # each authz also serves HTTP ext_authz mode
         for name in ("warm", "cold"):
             doc = authz_config(km, redis.url, ports[name], token_cache=name == "warm")
+            doc["server"]["http_listen"] = f"127.0.0.1:{http_ports[name]}"
+            doc["server"]["http_route_headers"] = True  # the generated HTTP-mode Envoy sets the route headers
             if name == "warm":
-                doc["server"]["http_listen"] = f"127.0.0.1:{http_port}"
                 asyncio.run(seed(doc))
                 warm_doc = doc
             (tmp / f"{name}.yaml").write_text(yaml.safe_dump(doc))
@@ -304,7 +328,11 @@ def main() -> int:
         procs.append(ManagedProcess([sys.executable, str(ROOT / "bench/noop_server.py"), str(ports["noop"])],
                                     name="noop", log_dir=tmp).start())
         procs[-1].wait_port("127.0.0.1", ports["noop"])
-        pid_of = {"warm": procs[0].pid, "cold": procs[1].pid, "noop": procs[2].pid}
+        http_ports["noop"] = free_port()
+        procs.append(ManagedProcess([sys.executable, str(ROOT / "bench/noop_http_server.py"), str(http_ports["noop"])],
+                                    name="noop-http", log_dir=tmp).start())
+        procs[-1].wait_port("127.0.0.1", http_ports["noop"])
+        pid_of = {"warm": procs[0].pid, "cold": procs[1].pid, "noop": procs[2].pid, "noop_http": procs[3].pid}
 
         setups = [
             ("envoy_noauth", None, None),
@@ -313,13 +341,17 @@ def main() -> int:
             ("authz_cold", "cold", None),
             ("noop", "noop", None),
             ("authz_warm_http", "warm", None),
+            ("authz_cold_http", "cold", None),
+            ("noop_http", "noop_http", None),
         ]
+        if args.only:  # a partial run, while working on one part: the report leaves out what it lacks
+            setups = [setup for setup in setups if setup[0] in args.only]
         runs: dict[str, list[dict]] = {}
         envoys: dict[str, tuple[ManagedProcess, int]] = {}
         for name, target, jwt_filter in setups:
             listen, admin = free_port(), free_port()
-            http_mode = name == "authz_warm_http"
-            port = (http_port if http_mode else ports[target]) if target else None
+            http_mode = name.endswith("_http")
+            port = (http_ports[target.removesuffix("_http")] if http_mode else ports[target]) if target else None
             cfg = envoy_bootstrap(warm_doc, listen, admin, authz_port=port, jwt_authn=jwt_filter, http_mode=http_mode)
             path = tmp / f"envoy-{name}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -330,8 +362,8 @@ def main() -> int:
         for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits every setup alike
             for name, target, _jwt in setups:
                 cpu0 = cpu_seconds(pid_of[target]) if target else 0.0
-                result = run_wrk(f"http://127.0.0.1:{envoys[name][1]}", token_file, script, duration=args.duration,
-                                 connections=args.connections, threads=args.threads)
+                result = run_wrk(f"http://127.0.0.1:{envoys[name][1]}", cold_file if target == "cold" else token_file,
+                                 script, duration=args.duration, connections=args.connections, threads=args.threads)
                 if target:
                     result["authz_cpu_us_per_check"] = round(
                         (cpu_seconds(pid_of[target]) - cpu0) * 1e6 / max(result["requests"], 1), 1)
@@ -340,7 +372,8 @@ def main() -> int:
 
         body = tmp / "check.bin"
         body.write_bytes(grpc_body(tokens[0]))
-        direct = (("direct_authz_warm", "warm"), ("direct_noop", "noop"))
+        direct = [(name, target) for name, target in (("direct_authz_warm", "warm"), ("direct_noop", "noop"))
+                  if not args.only or name in args.only]
         for _name, target in direct:
             run_h2load(ports[target], body, tmp / "warmup.log", requests=2000, connections=args.connections)
         for _ in range(args.repeat):
@@ -354,14 +387,19 @@ def main() -> int:
                 show(name, result)
         results.update({name: median_run(r) for name, r in runs.items()})
 
-        # Latency at half of authz's peak rate, against jwt_authn at the same rate (open-loop, h2load --rps).
-        rate = results["authz_warm"]["rps"] / 2
-        for name in ("envoy_jwt_authn", "authz_warm"):
+        # Latency at half of jwt_authn's peak rate, each mode against jwt_authn at the same rate (open loop).
+        rate = results["envoy_jwt_authn"]["rps"] / 2 if "envoy_jwt_authn" in results else 0.0
+        for name in ("envoy_jwt_authn", "authz_warm_http", "authz_warm") if rate else ():
+            if name not in results:
+                continue
             results[name]["half_peak"] = run_rate(envoys[name][1], tokens[0], tmp / f"{name}-rate.log", rate=rate,
                                                   duration=args.duration)
-            print(f"{name:18s} at {rate:.0f} req/s: p99 {results[name]['half_peak']['p99_ms']:.2f} ms")
+            half = results[name]["half_peak"]
+            print(f"{name:18s} at {rate:.0f} req/s: p50 {half['p50_ms']:.2f} ms  p99 {half['p99_ms']:.2f} ms")
         # gRPC vs HTTP ext_authz mode at a low rate: the per-call latency floor of each transport.
         for name in ("authz_warm", "authz_warm_http"):
+            if name not in results:
+                continue
             results[name]["low_rate"] = run_rate(envoys[name][1], tokens[0], tmp / f"{name}-low.log",
                                                  rate=args.low_rate, duration=args.duration)
             low = results[name]["low_rate"]
@@ -372,14 +410,19 @@ def main() -> int:
         km.stop()
         redis.cleanup()
 
-    def ratio(a: str, b: str) -> float:
-        return round(results[a]["rps"] / results[b]["rps"], 3)
+    def ratio(a: str, b: str) -> float | None:
+        return round(results[a]["rps"] / results[b]["rps"], 3) if a in results and b in results else None
+
+    def gap(name: str) -> float | None:
+        if "half_peak" not in results.get(name, {}) or "half_peak" not in results.get("envoy_jwt_authn", {}):
+            return None
+        return round(results[name]["half_peak"]["p99_ms"] - results["envoy_jwt_authn"]["half_peak"]["p99_ms"], 3)
 
     report = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "processor": platform.processor() or platform.machine()},
-        "params": {"duration_s": args.duration, "connections": args.connections, "wrk_threads": args.threads,
+        "params": {"only": sorted(args.only), "duration_s": args.duration, "connections": args.connections, "wrk_threads": args.threads,
                    "h2load_requests": args.h2load_requests, "authz_workers": args.workers, "repeat": args.repeat},
         "setups": results,
         "ratios": {
@@ -388,14 +431,20 @@ def main() -> int:
             "cold_vs_noop": ratio("authz_cold", "noop"),
             "warm_vs_jwt_authn": ratio("authz_warm", "envoy_jwt_authn"),
             "warm_http_vs_noop": ratio("authz_warm_http", "noop"),
+            "warm_http_vs_noop_http": ratio("authz_warm_http", "noop_http"),
+            "warm_http_vs_jwt_authn": ratio("authz_warm_http", "envoy_jwt_authn"),
+            "cold_http_vs_jwt_authn": ratio("authz_cold_http", "envoy_jwt_authn"),
         },
-        "p99_at_half_peak_gap_ms": round(
-            results["authz_warm"]["half_peak"]["p99_ms"] - results["envoy_jwt_authn"]["half_peak"]["p99_ms"], 3),
+        "cpu_us_per_check": {key: results.get(name, {}).get("authz_cpu_us_per_check") for key, name in (
+            ("warm_http", "authz_warm_http"), ("warm_grpc", "authz_warm"), ("cold_http", "authz_cold_http"),
+            ("cold_grpc", "authz_cold"), ("noop_http", "noop_http"), ("noop_grpc", "noop"))},
+        "p99_gap_ms": {"http": gap("authz_warm_http"), "grpc": gap("authz_warm")},
+        "half_peak_rate_rps": round(rate),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{time.strftime('%Y-%m-%d-%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report["ratios"], indent=2))
+    print(json.dumps({k: report[k] for k in ("ratios", "cpu_us_per_check", "p99_gap_ms")}, indent=2))
     print(f"written {out}")
     bad = [n for n, r in results.items()
            if r["non_2xx"] or r.get("half_peak", {}).get("non_2xx") or r.get("low_rate", {}).get("non_2xx")]

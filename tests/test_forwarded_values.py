@@ -19,8 +19,7 @@ from authz.config import HeadersSettings, Settings, parse_config
 from authz.decide.backend_jwt import BackendJwtSigner
 from authz.decide.forward import MAX_HEADER_VALUE_BYTES, build_allow, encode_header_value
 from authz.decide.routes import Route
-from authz.envoy.http_service import HttpAuthorizationHandler
-from authz.envoy.render import allow_response
+from authz.envoy.render import allow_parts, allow_response
 from authz.errors import Denial, Reason
 from authz.model import Application, ClientBinding, Identity, KeyType, Subscription
 from tests.test_backend_jwt import apis_with_backend_jwt, backend_jwt_section
@@ -144,7 +143,7 @@ def test_encoded_headers_render_in_both_front_ends_and_metadata_stays_utf8(setti
     assert grpc.dynamic_metadata.fields["subject"].string_value == "Zoë\r\n"
     assert grpc.dynamic_metadata.fields["application_name"].string_value == "Ünïcode 100%"
     grpc.SerializeToString()  # valid UTF-8 throughout
-    http = HttpAuthorizationHandler(None, "authz")._allow_headers(allow)  # type: ignore[arg-type]
+    http = dict(allow_parts(allow)[1])
     assert http["x-subject"] == "Zo%C3%AB%0D%0A"
     assert http["x-application-name"] == "%C3%9Cn%C3%AFcode 100%25"
     assert all(v.isascii() for v in http.values())

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from authz.dev.procs import free_port
-from authz.envoy.http_service import adapt_http
+from authz.envoy.http_service import API_ID_HEADER, ENVIRONMENT_HEADER, adapt_http
 from authz.envoy.requests import MAX_HEADERS, MAX_PATH_BYTES
 from authz.errors import Denial, Reason
 from tests.support.processes import AuthzProcess
@@ -18,25 +18,45 @@ from tests.support.processes import AuthzProcess
 
 def test_adapt_http_lowercases_joins_repeated_headers_and_takes_host_from_the_host_header() -> None:
     request = adapt_http("GET", "/orders/v1/items?x=1", [
-        ("Host", "api.example.test"), ("Authorization", "Bearer a"), ("X-Request-Id", "r-1"),
-        ("x-tag", "a"), ("X-Tag", "b"),
+        (b"Host", b"api.example.test"), (b"Authorization", b"Bearer a"), (b"X-Request-Id", b"r-1"),
+        (b"x-tag", b"a"), (b"X-Tag", b"b"), (b"x-utf8", "J\u00f6rg".encode()), (b"x-bad", b"\xff"),
     ])
     assert request.method == "GET"
     assert request.path == "/orders/v1/items?x=1"
     assert request.host == "api.example.test"
     assert dict(request.headers) == {"host": "api.example.test", "authorization": "Bearer a", "x-request-id": "r-1",
-                                     "x-tag": "a,b"}
+                                     "x-tag": "a,b", "x-utf8": "J\u00f6rg", "x-bad": "\ufffd"}
     assert dict(request.context_extensions) == {}
     assert request.request_id == "r-1"
 
 
 def test_adapt_http_rejects_too_many_headers_and_too_long_paths_with_400() -> None:
     with pytest.raises(Denial) as many:
-        adapt_http("GET", "/", [(f"x-h{i}", "v") for i in range(MAX_HEADERS + 1)])
+        adapt_http("GET", "/", [(b"x-h%d" % i, b"v") for i in range(MAX_HEADERS + 1)])
     assert many.value.reason is Reason.INVALID_REQUEST
     with pytest.raises(Denial) as long:
         adapt_http("GET", "/" + "a" * MAX_PATH_BYTES, [])
     assert long.value.reason is Reason.INVALID_REQUEST
+
+
+ROUTE_HEADERS = [(b"host", b"api.test"), (API_ID_HEADER.encode(), b"payments-v1"),
+                 (ENVIRONMENT_HEADER.encode(), b"sandbox")]
+
+
+def test_route_headers_become_context_extensions_only_when_the_setting_says_envoy_sets_them() -> None:
+    trusted = adapt_http("GET", "/orders/v1/items", ROUTE_HEADERS, route_headers=True)
+    assert dict(trusted.context_extensions) == {"api_id": "payments-v1", "environment": "sandbox"}
+    assert dict(trusted.headers) == {"host": "api.test"}
+    ignored = adapt_http("GET", "/orders/v1/items", ROUTE_HEADERS)
+    assert dict(ignored.context_extensions) == {}
+    assert ignored.headers[API_ID_HEADER] == "payments-v1"
+    # An empty value is no value; a repeated one (a client copy Envoy failed to remove) is joined, so it names
+    # no configured API and the request is denied rather than routed by the client's choice.
+    empty = adapt_http("GET", "/", [(API_ID_HEADER.encode(), b"")], route_headers=True)
+    assert dict(empty.context_extensions) == {}
+    twice = adapt_http("GET", "/", [(API_ID_HEADER.encode(), b"orders-v1"), (b"X-Authz-Api-Id", b"payments-v1")],
+                       route_headers=True)
+    assert dict(twice.context_extensions) == {"api_id": "orders-v1,payments-v1"}
 
 
 def test_http_listener_answers_a_request_without_token_with_401_json_and_challenge(
@@ -53,7 +73,7 @@ def test_http_listener_answers_a_request_without_token_with_401_json_and_challen
     long = httpx.get(f"http://127.0.0.1:{port}/" + "a" * (MAX_PATH_BYTES + 1), timeout=5)
     assert long.status_code == 400
     assert long.json()["code"] == Reason.INVALID_REQUEST.info.code
-    # A 12 KB token (above aiohttp's default 8190-byte field limit) reaches the pipeline: a JSON 401.
+    # A 12 KB token (above the common 8 KiB header field limit of HTTP servers) reaches the pipeline: a JSON 401.
     big = httpx.get(f"http://127.0.0.1:{port}/orders/v1/items", timeout=5,
                     headers={"authorization": "Bearer " + "a" * 12_000})
     assert big.status_code == 401

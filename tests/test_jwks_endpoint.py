@@ -39,4 +39,21 @@ async def test_serves_the_jwk_set_and_logs_no_traceback_for_malformed_requests(
             assert bad.split(b" ", 2)[1] == b"400"
     finally:
         await endpoint.close()
-    assert not [r for r in caplog.records if r.name == "aiohttp.server" and r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_other_paths_are_404_other_methods_405_and_head_has_no_body() -> None:
+    endpoint = JwksEndpoint(JWKS, "127.0.0.1:0")
+    await endpoint.start()
+    try:
+        missing = await _raw(endpoint.port, b"GET /jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert missing.startswith(b"HTTP/1.1 404 Not Found\r\n")
+        post = await _raw(endpoint.port, f"POST {JWKS_PATH} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        assert post.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+        assert b"\r\nallow: GET, HEAD\r\n" in post
+        head = await _raw(endpoint.port, f"HEAD {JWKS_PATH}?v=1 HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"cache-control: public, max-age=300\r\n" in head
+        assert head.endswith(b"\r\n\r\n")  # headers only
+    finally:
+        await endpoint.close()

@@ -58,14 +58,15 @@ def test_other_headers_over_the_limit_are_400_whatever_the_token() -> None:
 
 def test_both_adapters_pass_an_oversized_token_on_and_refuse_oversized_other_headers() -> None:
     token = "Bearer " + "a" * 150 * KiB
-    assert adapt_http("GET", "/x", [("Host", "h"), ("Authorization", token)]).headers["authorization"] == token
+    assert adapt_http("GET", "/x", [(b"Host", b"h"), (b"Authorization", token.encode())]).headers[
+        "authorization"] == token
     check = external_auth_pb2.CheckRequest()
     check.attributes.request.http.headers.update({"authorization": token, ":path": "/x"})
     assert adapt(check).headers["authorization"] == token
     check.attributes.request.http.headers["x-big"] = "v" * MAX_HEADER_BYTES
     assert _deny(lambda: adapt(check)).reason is Reason.INVALID_REQUEST
-    other = [("Host", "h"), ("Authorization", "Bearer a"), ("X-A", "v" * (MAX_HEADER_BYTES // 2 + 1)),
-             ("X-B", "v" * (MAX_HEADER_BYTES // 2 + 1))]
+    other = [(b"Host", b"h"), (b"Authorization", b"Bearer a"), (b"X-A", b"v" * (MAX_HEADER_BYTES // 2 + 1)),
+             (b"X-B", b"v" * (MAX_HEADER_BYTES // 2 + 1))]
     assert _deny(lambda: adapt_http("GET", "/x", other)).reason is Reason.INVALID_REQUEST
 
 

@@ -51,6 +51,7 @@ def encode_header_value(value: str) -> str:
         for i, b in enumerate(data)
     )
 
+
 METADATA_KEYS = (
     "application_id", "application_name", "application_tier", "client_id", "subject", "api_id",
     "subscription_tier", "key_type",

@@ -1,34 +1,45 @@
 """HTTP adapter: Envoy's HTTP ext_authz contract (``ExtAuthz.http_service``) over the decision pipeline.
 
 Envoy's ``http_service`` mode sends each client request's method and path (no ``path_prefix`` is
-configured) with the headers allowed by ``authorization_request.allowed_headers`` (``Host`` and
-``authorization`` always) to this HTTP/1.1 server, without a body. The answer:
+configured) with the headers allowed by ``allowed_headers`` (``Host`` always) to this HTTP/1.1 server,
+without a body. The answer (rendered by :mod:`authz.envoy.render`, as in gRPC mode):
 
 - allow: ``200`` with the identity headers (Envoy copies those named in
-  ``authorization_response.allowed_upstream_headers`` onto the upstream request, overwriting client copies)
-  and ``x-envoy-auth-headers-to-remove: authorization, ...`` (the HTTP-mode form of
-  ``OkHttpResponse.headers_to_remove``);
+  ``authorization_response.allowed_upstream_headers`` onto the upstream request, overwriting client copies),
+  ``x-envoy-auth-headers-to-remove: authorization, ...`` (the HTTP-mode form of
+  ``OkHttpResponse.headers_to_remove``) and one header per dynamic metadata entry, named as its key
+  (``application_id``...; Envoy's ``dynamic_metadata_from_headers``), percent-encoded unless printable ASCII;
 - deny: the denial's HTTP status, JSON body and ``content-type`` / ``www-authenticate`` / ``retry-after``
-  headers (Envoy forwards those named in ``authorization_response.allowed_client_headers``), rendered by
-  :func:`authz.envoy.render.deny_parts` exactly as in gRPC mode;
-- any internal error: ``503`` with the JSON body, never ``200``.
+  headers (Envoy forwards those named in ``authorization_response.allowed_client_headers``),
+  :func:`authz.envoy.render.deny_parts`;
+- any internal error: ``503`` with the JSON body, never ``200``; a request the transport refuses (malformed,
+  oversized, too slow) gets the same JSON body with 400, 413, 431 or 408.
 
-HTTP mode carries no ``context_extensions``: the API is matched by host + path, and the sandbox
-environment (``context_extensions.environment``) is not available. Dynamic metadata is not sent.
+Per-route context: with ``server.http_route_headers`` (set only when the Envoy in front removes any
+client-sent copy and sets them per route, as ``authz envoy-config --authz-mode http`` generates), the headers
+:data:`API_ID_HEADER` and :data:`ENVIRONMENT_HEADER` become ``context_extensions.api_id`` and
+``.environment``, as the gRPC mode's per-route ``context_extensions``. Without it they are ordinary headers
+and the API is matched by host + path.
+
+The server is :class:`authz.http1.Http1Server`: a repeated allowed request is answered from the pipeline's
+cache-only path (:meth:`authz.decide.pipeline.Pipeline.decide_cached`) without a task or an await, and the
+bytes of each memoized allow are rendered once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+from collections.abc import Coroutine
 from time import perf_counter
-
-from aiohttp import web
+from typing import Any
 
 from authz.cache import BoundedCache
 from authz.decide.pipeline import Pipeline
 from authz.decide.record import DecisionRecorder
-from authz.envoy.render import deny_parts
+from authz.envoy import render
+from authz.envoy.render import allow_parts, deny_parts
 from authz.envoy.requests import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
@@ -37,96 +48,172 @@ from authz.envoy.requests import (
     check_header_count,
     fold_headers,
 )
-from authz.errors import Denial, unavailable
+from authz.errors import Denial, Reason, unavailable
+from authz.http1 import Answer, Http1Server, Limits, RawHeaders
 from authz.model import Allow, Request
-from authz.ops.http_logging import quiet_client_errors
 
 log = logging.getLogger("authz.http")
 
-HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
-"""Response header by which an HTTP authorization service names the headers Envoy strips from the upstream
-request (comma-separated; Envoy ``ext_authz`` HTTP client)."""
+HEADERS_TO_REMOVE = render.HEADERS_TO_REMOVE
+"""Response header naming the headers Envoy strips from the upstream request (comma-separated)."""
+API_ID_HEADER = "x-authz-api-id"
+"""Request header by which Envoy names the route's API (``context_extensions.api_id`` in gRPC mode); read only
+with ``server.http_route_headers``."""
+ENVIRONMENT_HEADER = "x-authz-environment"
+"""Request header by which Envoy marks a sandbox route (``context_extensions.environment``); read only with
+``server.http_route_headers``."""
+
+LIMITS = Limits(max_target=MAX_PATH_BYTES, max_headers=MAX_HEADERS, max_header_bytes=MAX_HEADER_BYTES)
+"""The transport bounds of the check listener: the request limits of :mod:`authz.envoy.requests`."""
 
 
-def adapt_http(method: str, path: str, headers: list[tuple[str, str]]) -> Request:
+_NAMES: dict[bytes, str] = {}
+"""Header names as received -> lower-cased text: Envoy sends the same few names on every check."""
+_MAX_NAMES = 1024
+
+
+def _name(raw: bytes) -> str:
+    """The lower-cased text of a header name, remembered while fewer than ``_MAX_NAMES`` are."""
+    name = raw.decode("latin-1").lower()
+    if len(_NAMES) < _MAX_NAMES:
+        _NAMES[raw] = name
+    return name
+
+
+def adapt_http(method: str, path: str, headers: RawHeaders, *, route_headers: bool = False) -> Request:
     """Turn Envoy's HTTP authorization request into a plain :class:`Request`.
 
     Args:
         method: the client request's method (Envoy reuses it for the authorization request).
         path: the client request's path, query string included (no ``path_prefix``).
-        headers: the header entries as received, names in any case; ``host`` is the client's ``:authority``.
+        headers: the header fields as received (bytes, names in any case); ``host`` is the client's
+            ``:authority``. Values are decoded as UTF-8, invalid bytes replaced.
+        route_headers: read :data:`API_ID_HEADER` and :data:`ENVIRONMENT_HEADER` into ``context_extensions``
+            (and drop them from the headers); only when Envoy strips client-sent copies.
     Returns:
-        The :class:`Request`: header names lower-cased, repeated names comma-joined, no context extensions.
+        The :class:`Request`: header names lower-cased, repeated names comma-joined.
     Raises:
         Denial: ``INVALID_REQUEST`` (400) past the limits of :mod:`authz.envoy.requests` (the gRPC adapter's).
     """
     check_header_count(len(headers))
-    folded = fold_headers(headers)
-    return build_request(method, path, folded.get("host", ""), folded)
+    names = _NAMES
+    folded = {names.get(name) or _name(name): value.decode("utf-8", "replace") for name, value in headers}
+    if len(folded) != len(headers):  # a repeated name: join its values in order
+        folded = fold_headers((name.decode("latin-1"), value.decode("utf-8", "replace")) for name, value in headers)
+    extensions = None
+    if route_headers:
+        api_id = folded.pop(API_ID_HEADER, "")
+        environment = folded.pop(ENVIRONMENT_HEADER, "")
+        extensions = {key: value for key, value in (("api_id", api_id), ("environment", environment)) if value}
+    return build_request(method, path, folded.get("host", ""), folded, context_extensions=extensions)
 
 
 class HttpAuthorizationHandler:
-    """The aiohttp low-level handler answering Envoy's HTTP authorization requests.
+    """Answers Envoy's HTTP authorization requests (a :class:`authz.http1.Handler`).
 
     Args:
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
         recorder: counts and logs each decision (default: counting on, denials logged).
+        route_headers: ``server.http_route_headers`` (see :func:`adapt_http`).
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000,
-                 recorder: DecisionRecorder | None = None) -> None:
+                 recorder: DecisionRecorder | None = None, *, route_headers: bool = False) -> None:
         self._pipeline = pipeline
         self._realm = realm
+        self._route_headers = route_headers
         self.recorder = recorder or DecisionRecorder("http")
-        # The pipeline memoizes allow decisions: each Allow object's response headers are built once.
-        self._rendered: BoundedCache[int, tuple[Allow, dict[str, str]]] = BoundedCache("rendered_http", cache_size)
+        # The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests
+        # and is rendered once: id(allow) -> (allow, answer).
+        self._rendered: BoundedCache[int, tuple[Allow, Answer]] = BoundedCache("rendered_http", cache_size)
+        self._failure = self.deny(unavailable("authz failed to decide; retry later"))
 
-    def _allow_headers(self, allow: Allow) -> dict[str, str]:
+    def __call__(self, method: str, target: str, headers: RawHeaders) -> Answer | Coroutine[Any, Any, Answer]:
+        """Decide one request: the answer at once when every phase answers from its cache, else a coroutine.
+
+        Never raises: an internal error is the 503 deny.
+        """
+        started = perf_counter()
+        try:
+            try:
+                request = adapt_http(method, target, headers, route_headers=self._route_headers)
+            except Denial as denial:
+                self.recorder.denied(None, denial, started, "adapt")
+                return self.deny(denial)
+            check = self._pipeline.evaluate_cached(request)
+            if check is None or check.allow is None:
+                return self._decide(request, started)
+            answer = self.allow(check.allow)
+            self.recorder.allowed(check, started)
+            return answer
+        except Exception:
+            return self._internal_error(started)
+
+    async def _decide(self, request: Request, started: float) -> Answer:
+        try:
+            check = await self._pipeline.evaluate(request)
+            if check.allow is not None:
+                answer = self.allow(check.allow)
+                self.recorder.allowed(check, started)
+                return answer
+            assert check.denial is not None
+            answer = self.deny(check.denial)
+            self.recorder.denied(check, check.denial, started)
+            return answer
+        except Exception:
+            return self._internal_error(started)
+
+    def _internal_error(self, started: float) -> Answer:
+        log.exception("internal error while deciding an HTTP check; denying with 503")
+        with contextlib.suppress(Exception):
+            self.recorder.denied(None, unavailable("authz failed to decide; retry later"), started, "internal")
+        return self._failure
+
+    def allow(self, allow: Allow) -> Answer:
+        """The rendered answer of an allow (:func:`authz.envoy.render.allow_parts`), built once per Allow."""
         hit = self._rendered.get(id(allow))
         if hit is not None and hit[0] is allow:
             return hit[1]
-        headers = dict(allow.headers)
-        if allow.headers_to_remove:
-            headers[HEADERS_TO_REMOVE] = ", ".join(allow.headers_to_remove)
-        self._rendered.put(id(allow), (allow, headers))
-        return headers
+        status, headers = allow_parts(allow)
+        answer = Answer(status, headers)
+        self._rendered.put(id(allow), (allow, answer))
+        return answer
 
-    def _deny(self, denial: Denial) -> web.Response:
-        status, headers, body = deny_parts(denial, self._realm)
-        return web.Response(status=status, headers=dict(headers), body=body.encode())
+    def deny(self, denial: Denial, status: int | None = None) -> Answer:
+        """The rendered answer of a denial (:func:`authz.envoy.render.deny_parts`).
 
-    async def __call__(self, request: web.BaseRequest) -> web.Response:
-        """Decide one request; never raises (an internal error is a 503 deny)."""
-        started = perf_counter()
-        recorder = self.recorder
-        try:
-            try:
-                headers = [(k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in request.raw_headers]
-                adapted = adapt_http(request.method, request.raw_path, headers)
-            except Denial as denial:
-                recorder.denied(None, denial, started, "adapt")
-                return self._deny(denial)
-            check = await self._pipeline.evaluate(adapted)
-            if check.allow is not None:
-                response = web.Response(status=200, headers=self._allow_headers(check.allow))
-                recorder.allowed(check, started)
-                return response
-            assert check.denial is not None
-            response = self._deny(check.denial)
-            recorder.denied(check, check.denial, started)
-            return response
-        except Exception:
-            log.exception("internal error while deciding an HTTP check; denying with 503")
-            denial = unavailable("authz failed to decide; retry later")
-            with contextlib.suppress(Exception):
-                recorder.denied(None, denial, started, "internal")
-            return self._deny(denial)
+        Args:
+            denial: the denial.
+            status: an HTTP status replacing the reason's own (the transport's 408, 413, 431).
+        """
+        code, headers, body = deny_parts(denial, self._realm)
+        return Answer(status or code, headers, body.encode())
+
+    def reject(self, status: int, description: str) -> Answer:
+        """The answer to a request the transport refused (400, 408, 413, 431: ``INVALID_REQUEST``'s JSON body
+        with that status) or to a failure (503: ``TEMPORARILY_UNAVAILABLE``)."""
+        if status >= 500:
+            return self._failure
+        return self.deny(Denial(Reason.INVALID_REQUEST, description), status)
+
+
+def limits_for(max_token_bytes: int) -> Limits:
+    """The transport bounds when a bearer token may be up to ``max_token_bytes`` long.
+
+    The header block may hold :data:`MAX_HEADER_BYTES` plus one such token, so that a token of any size Envoy
+    forwards reaches the pipeline and gets its 401 ("too large"); the other headers are held to
+    :data:`MAX_HEADER_BYTES` by :func:`authz.envoy.requests.build_request`.
+
+    Args:
+        max_token_bytes: ``server.max_receive_message_bytes`` (the gRPC listener's message limit).
+    """
+    return dataclasses.replace(LIMITS, max_header_bytes=MAX_HEADER_BYTES + max_token_bytes)
 
 
 class HttpAuthorizationServer:
-    """An HTTP/1.1 listener serving :class:`HttpAuthorizationHandler` (aiohttp low-level server, no access log).
+    """The HTTP/1.1 listener of Envoy's HTTP ext_authz mode (:class:`authz.http1.Http1Server`).
 
     Args:
         pipeline: the decision pipeline.
@@ -135,25 +222,20 @@ class HttpAuthorizationServer:
         grace_period: seconds in-flight checks get to finish on :meth:`close`.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
         recorder: counts and logs each decision.
-        max_field_bytes: longest header field accepted (``server.max_receive_message_bytes``, the gRPC
-            listener's message limit), so that a bearer token of any size Envoy forwards reaches the pipeline
-            and gets its 401 ("too large"); the other headers are held to :data:`MAX_HEADER_BYTES` by
-            :func:`authz.envoy.requests.build_request`.
+        route_headers: ``server.http_route_headers``: take the route's API and environment from
+            :data:`API_ID_HEADER` and :data:`ENVIRONMENT_HEADER`.
+        limits: the transport bounds (default :data:`LIMITS`); :func:`limits_for` gives the ones of a config.
+
+    Attributes:
+        port: the bound port, after :meth:`start`.
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,
-                 cache_size: int = 10_000, recorder: DecisionRecorder | None = None,
-                 max_field_bytes: int = 8 * 1024 * 1024) -> None:
-        self._handler = HttpAuthorizationHandler(pipeline, realm, cache_size, recorder)
-        self.recorder = self._handler.recorder
-        self._host, _, port = listen.rpartition(":")
-        self._port = int(port)
-        # The parser's limits are the adapter's (aiohttp's defaults, 8190-byte fields and 128 headers, would
-        # reject a large token before the pipeline sees it); past them aiohttp answers a plain 400.
-        quiet_client_errors()
-        server = web.Server(self._handler, access_log=None, max_headers=MAX_HEADERS,
-                            max_field_size=max(max_field_bytes, MAX_HEADER_BYTES), max_line_size=MAX_PATH_BYTES + 1024)
-        self._runner = web.ServerRunner(server, shutdown_timeout=grace_period)
+                 cache_size: int = 10_000, recorder: DecisionRecorder | None = None, *, route_headers: bool = False,
+                 limits: Limits = LIMITS) -> None:
+        self.handler = HttpAuthorizationHandler(pipeline, realm, cache_size, recorder, route_headers=route_headers)
+        self.recorder = self.handler.recorder
+        self._server = Http1Server(self.handler, listen, limits, grace_period)
         self.port: int | None = None
 
     async def start(self) -> int:
@@ -164,18 +246,9 @@ class HttpAuthorizationServer:
         Raises:
             OSError: the address cannot be bound.
         """
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host.strip("[]"), self._port, reuse_port=False)
-        try:
-            await site.start()
-        except OSError:
-            await self._runner.cleanup()
-            raise
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound sockets only there
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = await self._server.start()
         return self.port
 
     async def close(self) -> None:
         """Stop accepting, let in-flight checks finish (up to the grace period), close connections."""
-        await self._runner.cleanup()
+        await self._server.close()

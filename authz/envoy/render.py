@@ -1,10 +1,12 @@
-"""Respond phase: render a decision as an Envoy ``CheckResponse`` (``envoy.service.auth.v3``).
+"""Respond phase: render a decision for Envoy, in gRPC mode (a ``CheckResponse``, ``envoy.service.auth.v3``)
+and in HTTP mode (status, headers and body of the authorization response), from one description of each.
 
 Allow: ``status.code = 0`` and an ``OkHttpResponse`` whose headers use ``OVERWRITE_IF_EXISTS_OR_ADD``, so a
-client can never inject its own ``x-application-id``. Deny: ``status.code`` 16 or 7 and a
-``DeniedHttpResponse`` with an explicit HTTP status, ``content-type: application/json``, a JSON body
-``{"code", "message", "description", "error"}`` and, where the table says so, an RFC 6750 section 3
-``www-authenticate`` challenge.
+client can never inject its own ``x-application-id``; in HTTP mode (:func:`allow_parts`) the same headers,
+``x-envoy-auth-headers-to-remove`` and the dynamic metadata as headers. Deny (:func:`deny_parts`, both modes):
+``status.code`` 16 or 7 and a ``DeniedHttpResponse`` with an explicit HTTP status, ``content-type:
+application/json``, a JSON body ``{"code", "message", "description", "error"}`` and, where the table says so,
+an RFC 6750 section 3 ``www-authenticate`` challenge.
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc.status_pb2 import Status
 
+from authz.decide.forward import encode_header_value
 from authz.errors import RETRY_AFTER_SECONDS, Denial
 from authz.model import Allow
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
+HEADERS_TO_REMOVE = "x-envoy-auth-headers-to-remove"
+"""Response header by which an HTTP authorization service names the headers Envoy strips from the upstream
+request (comma-separated; Envoy ``ext_authz`` HTTP client): the HTTP form of ``OkHttpResponse.headers_to_remove``."""
 
 def _quote(value: str) -> str:
     """The body of an RFC 6750 section 3 quoted attribute value.
@@ -118,3 +124,24 @@ def allow_response(allow: Allow) -> CheckResponse:
         ),
         dynamic_metadata=metadata,
     )
+
+
+def allow_parts(allow: Allow) -> tuple[int, list[tuple[str, str]]]:
+    """The HTTP rendering of an :class:`Allow` (Envoy's HTTP ext_authz mode), the twin of :func:`allow_response`.
+
+    Args:
+        allow: the allow decision.
+    Returns:
+        ``(200, headers)``: the identity headers (Envoy copies those in
+        ``authorization_response.allowed_upstream_headers`` onto the upstream request, overwriting client
+        copies), ``x-envoy-auth-headers-to-remove`` when the allow removes headers, and one header per dynamic
+        metadata entry named exactly as its key, its value through :func:`authz.decide.forward.encode_header_value` (Envoy's
+        ``dynamic_metadata_from_headers`` files them under ``envoy.filters.http.ext_authz``). A metadata key
+        that is also an identity header's name is not sent twice.
+    """
+    headers = list(allow.headers)
+    if allow.headers_to_remove:
+        headers.append((HEADERS_TO_REMOVE, ", ".join(allow.headers_to_remove)))
+    taken = {name for name, _ in headers}
+    headers.extend((key, encode_header_value(value)) for key, value in allow.dynamic_metadata.items() if key not in taken)
+    return 200, headers

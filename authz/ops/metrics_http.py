@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -21,18 +22,20 @@ import tempfile
 import threading
 from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from authz.config import Settings
-from authz.ops.http_site import start_site
+from authz.http1 import Answer, Http1Server, Limits, RawHeaders
 from authz.ops.metrics import UPDATE_INTERVAL, BuildInfo, Metrics, MetricSources, MetricsUpdater
 from authz.ops.supervisor import ENV_MULTIPROC_DIR
 
 log = logging.getLogger("authz.metrics")
 
 METRICS_PATH = "/metrics"
+LIMITS = Limits(max_target=4096, max_headers=64, max_header_bytes=16 * 1024, max_body=0)
+"""Bounds of a scrape: a GET with a few headers."""
+_JSON = ("content-type", "application/json")
 
 
 def envoy_mode(settings: Settings) -> str:
@@ -40,8 +43,24 @@ def envoy_mode(settings: Settings) -> str:
     return "grpc+http" if settings.server.http_listen else "grpc"
 
 
+class _MetricsHandler:
+    """``GET /metrics`` (and ``HEAD``): the exposition rendered at each scrape; anything else 404."""
+
+    def __init__(self, render: Callable[[], bytes]) -> None:
+        self._render = render
+        self._not_found = Answer(404, [_JSON], b'{"error":"not found"}')
+
+    def __call__(self, method: str, target: str, headers: RawHeaders) -> Answer:
+        if target.partition("?")[0] != METRICS_PATH or method not in ("GET", "HEAD"):
+            return self._not_found
+        return Answer(200, [("content-type", CONTENT_TYPE_LATEST)], self._render())
+
+    def reject(self, status: int, description: str) -> Answer:
+        return Answer(status, [_JSON], json.dumps({"error": description}).encode())
+
+
 class MetricsEndpoint:
-    """An HTTP/1.1 listener (aiohttp) answering ``GET /metrics`` with ``render()``.
+    """An HTTP/1.1 listener (the lean server of :mod:`authz.http1`) answering ``GET /metrics`` with ``render()``.
 
     Args:
         listen: ``host:port`` (port 0 picks a free one; see :attr:`port` after :meth:`start`).
@@ -49,14 +68,9 @@ class MetricsEndpoint:
     """
 
     def __init__(self, listen: str, render: Callable[[], bytes]) -> None:
-        host, _, port = listen.rpartition(":")
-        self._host = host.strip("[]")
-        self.port = int(port)
-        self._render = render
-        self._runner: web.AppRunner | None = None
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self._render(), headers={"content-type": CONTENT_TYPE_LATEST})
+        self._host = listen.rpartition(":")[0].strip("[]")
+        self.port = int(listen.rpartition(":")[2])
+        self._server = Http1Server(_MetricsHandler(render), listen, LIMITS, grace_period=1.0)
 
     async def start(self) -> int:
         """Bind and serve; returns the bound port.
@@ -64,17 +78,13 @@ class MetricsEndpoint:
         Raises:
             OSError: the address cannot be bound.
         """
-        app = web.Application()
-        app.router.add_get(METRICS_PATH, self._metrics)
-        self._runner, self.port = await start_site(app, self._host, self.port)
+        self.port = await self._server.start()
         log.info("metrics at http://%s:%d%s", self._host, self.port, METRICS_PATH)
         return self.port
 
     async def close(self) -> None:
         """Stop serving (idempotent)."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._server.close()
 
 
 class WorkerMetrics:

@@ -31,7 +31,7 @@ from authz.decide.pipeline import Pipeline
 from authz.decide.record import DecisionRecorder
 from authz.decide.routes import RouteTable
 from authz.envoy.grpc_service import AuthorizationServicer, add_to_server
-from authz.envoy.http_service import HttpAuthorizationServer
+from authz.envoy.http_service import HttpAuthorizationServer, limits_for
 from authz.keys.fetch import http_client
 from authz.keys.jwk import KeySource
 from authz.keys.jwks_cache import JwksCache
@@ -226,7 +226,8 @@ async def _start_listeners(
         http_listen = worker_listen(settings.server.http_listen, worker_index)
         http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
                                               settings.server.grace_period, settings.server.decision_cache_size,
-                                              http_recorder, settings.server.max_receive_message_bytes)
+                                              http_recorder, route_headers=settings.server.http_route_headers,
+                                              limits=limits_for(settings.server.max_receive_message_bytes))
         try:
             http_port = await http_server.start()
         except OSError as exc:
