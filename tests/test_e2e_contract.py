@@ -257,6 +257,9 @@ def test_make_run_smoke_demo_passes(tmp_path: Path) -> None:
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "all smoke calls answered as expected" in out
+    # HTTP ext_authz mode is the demo's default (`make run AUTHZ_MODE=grpc` for gRPC mode).
+    assert "(HTTP ext_authz; admin http://127.0.0.1:9901; config " in out
+    assert "--target local --authz-mode http`)" in out
     for line in ("200  GET /orders/v1/items with the token  ok",
                  "403  GET /payments/v1/charges with the token (not subscribed)  ok",
                  "401  GET /orders/v1/items without a token  ok",
