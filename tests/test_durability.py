@@ -199,8 +199,8 @@ def _redis(tmp_path: Path, *args: str) -> tuple[ManagedProcess, str]:
     (("--appendonly", "yes", "--appendfsync", "always", "--save", ""), DURABLE,
      "AOF on, appendfsync always: every acknowledged write is on disk"),
     (("--appendonly", "yes", "--appendfsync", "everysec"), AT_RISK,
-     "AOF with appendfsync everysec: a crash of Redis or its host loses up to about one second of acknowledged "
-     "writes"),
+     "AOF with appendfsync everysec: a crash of its host loses up to about one second of acknowledged writes "
+     "(two at worst)"),
     (("--appendonly", "no", "--save", "60 1"), AT_RISK,
      "no AOF (appendonly no), RDB snapshots only (save '60 1'): a crash loses every write since the last snapshot"),
     (("--appendonly", "no", "--save", ""), AT_RISK,

@@ -51,11 +51,11 @@ def assess(config: Mapping[str, str]) -> Durability:
     if appendonly == "yes" and fsync == "always":
         return Durability(DURABLE, "AOF on, appendfsync always: every acknowledged write is on disk")
     if appendonly == "yes" and fsync == "everysec":
-        return Durability(AT_RISK, "AOF with appendfsync everysec: a crash of Redis or its host loses up to about "
-                                   "one second of acknowledged writes")
+        return Durability(AT_RISK, "AOF with appendfsync everysec: a crash of its host loses up to about one "
+                                   "second of acknowledged writes (two at worst)")
     if appendonly == "yes":
         return Durability(AT_RISK, f"AOF with appendfsync {fsync or '?'}: the operating system decides when writes "
-                                   "reach the disk; a host crash loses the writes not yet flushed")
+                                   "reach the disk; a crash of its host loses the writes not yet flushed")
     if save:
         return Durability(AT_RISK, f"no AOF (appendonly {appendonly or '?'}), RDB snapshots only (save {save!r}): a "
                                    "crash loses every write since the last snapshot")
