@@ -26,7 +26,7 @@ from authz.registry.durability import AT_RISK, DURABLE, UNKNOWN, Durability, ass
 from authz.registry.redis_conn import connect
 from tests.support.config import settings_dict
 from tests.support.processes import AuthzProcess
-from tests.test_registry_processes import ALLOW, NOT_SUBSCRIBED, Admin, Checker, Verdict
+from tests.test_registry_processes import ALLOW, NOT_SUBSCRIBED, Admin, Checker, Verdict, seed
 
 REVOKED = Verdict(16, 401, 900901)
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -40,26 +40,6 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.cleanup()
-
-
-@pytest.fixture
-def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[dict], AuthzProcess]]:
-    started: list[AuthzProcess] = []
-
-    def start(doc: dict) -> AuthzProcess:
-        """``authz serve`` on ``doc``, on a port of its own."""
-        d = tmp_path / f"authz{len(started)}"
-        d.mkdir()
-        doc = {**doc, "server": {**doc["server"], "listen": f"127.0.0.1:{free_port()}"}}
-        started.append(AuthzProcess(doc, d))
-        return started[-1].start()
-
-    yield start
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    for proc in started:
-        proc.stop()
-        if failed:
-            print(f"\n----- authz log ({proc.listen}) -----\n{proc.log_text()[-6000:]}")
 
 
 def durability_health(listen: str, timeout: float = 5.0, want: int | None = None) -> int:
@@ -82,11 +62,8 @@ def _wait_log(proc: AuthzProcess, text: str, timeout: float = 5.0) -> None:
 
 
 def _seed(admin: Admin) -> None:
-    admin("create_application", "Demo App", app_id="demo")
-    admin("add_client", "demo", "demo-client")
-    admin("subscribe", "demo", "orders-v1")
-    admin("create_application", "Other App", app_id="other")
-    admin("add_client", "other", "other-client")
+    """Demo App and Other App, both subscribed to orders-v1."""
+    seed(admin)
     admin("subscribe", "other", "orders-v1")
 
 
@@ -103,13 +80,13 @@ def test_the_dev_stack_redis_fsyncs_every_write(durable_redis: RedisServer) -> N
 
 
 def test_an_acknowledged_revocation_and_unsubscribe_survive_kill_9_of_the_dev_stack_redis(
-    durable_redis: RedisServer, idp: KeyManager, serve: Callable[[dict], AuthzProcess], key_prefix: str,
+    durable_redis: RedisServer, idp: KeyManager, start_authz: Callable[..., AuthzProcess], key_prefix: str,
 ) -> None:
     doc = settings_dict(idp, durable_redis.url, key_prefix)
     admin = Admin(doc)
     try:
         _seed(admin)
-        authz = serve(doc)
+        authz = start_authz(redis=doc["redis"])
         assert durability_health(authz.listen, want=SERVING) == SERVING
         _wait_log(authz, "registry durability: durable: AOF on, appendfsync always")
         checker = Checker(authz.listen)
@@ -126,7 +103,7 @@ def test_an_acknowledged_revocation_and_unsubscribe_survive_kill_9_of_the_dev_st
         assert admin("revocation", jti).token_id == jti
         assert admin("subscriptions", "other") == []
         # A process started after the crash knows only what Redis kept.
-        fresh = Checker(serve(doc).listen)
+        fresh = Checker(start_authz(redis=doc["redis"]).listen)
         assert (fresh.check(demo), fresh.check(other)) == (REVOKED, NOT_SUBSCRIBED)
         # The process that ran through the crash decides the same.
         deadline = time.monotonic() + 5
@@ -142,7 +119,7 @@ def test_an_acknowledged_revocation_and_unsubscribe_survive_kill_9_of_the_dev_st
 
 
 def test_a_redis_restarted_from_an_older_copy_is_noticed_and_a_seen_revocation_stays_enforced(
-    durable_redis: RedisServer, idp: KeyManager, serve: Callable[[dict], AuthzProcess], key_prefix: str,
+    durable_redis: RedisServer, idp: KeyManager, start_authz: Callable[..., AuthzProcess], key_prefix: str,
     tmp_path: Path,
 ) -> None:
     doc = settings_dict(idp, durable_redis.url, key_prefix)
@@ -151,7 +128,7 @@ def test_a_redis_restarted_from_an_older_copy_is_noticed_and_a_seen_revocation_s
     try:
         _seed(admin)
         token = idp.issue_token("demo-client", "demo", "orders:read")
-        authz = serve(doc)
+        authz = start_authz(redis=doc["redis"])
         checker = Checker(authz.listen)
         assert checker.check(token) == ALLOW
         assert durability_health(authz.listen, want=SERVING) == SERVING
@@ -171,7 +148,7 @@ def test_a_redis_restarted_from_an_older_copy_is_noticed_and_a_seen_revocation_s
         with pytest.raises(Exception, match="is not revoked"):
             admin("revocation", jti)
         # A process that never saw the revocation cannot know: this is what the memory protects against.
-        assert Checker(serve(doc).listen).check(token) == ALLOW
+        assert Checker(start_authz(redis=doc["redis"]).listen).check(token) == ALLOW
         assert "registry rollback: registry sequence went back from 7 to 6" in authz.log_text()
         checker.close()
     finally:
@@ -219,7 +196,7 @@ async def test_the_persistence_of_a_real_redis_is_read_and_judged(
 
 
 async def test_a_redis_that_refuses_config_is_a_warning_not_a_failure(
-    tmp_path: Path, idp: KeyManager, serve: Callable[[dict], AuthzProcess], key_prefix: str,
+    tmp_path: Path, idp: KeyManager, start_authz: Callable[..., AuthzProcess], key_prefix: str,
 ) -> None:
     proc, url = _redis(tmp_path, "--rename-command", "CONFIG", "", "--save", "")  # as managed services do
     try:
@@ -228,7 +205,7 @@ async def test_a_redis_that_refuses_config_is_a_warning_not_a_failure(
         await client.aclose()
         assert report.level == UNKNOWN
         assert report.detail.startswith("Redis refused CONFIG GET (unknown command 'CONFIG'")
-        authz = serve(settings_dict(idp, url, key_prefix))
+        authz = start_authz(redis=settings_dict(idp, url, key_prefix)["redis"])
         assert durability_health(authz.listen, want=health_pb2.HealthCheckResponse.UNKNOWN) == (
             health_pb2.HealthCheckResponse.UNKNOWN)
         _wait_log(authz, "WARNING authz.registry: registry durability: unknown: Redis refused CONFIG GET")

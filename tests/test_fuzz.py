@@ -14,7 +14,6 @@ runs, ``make fuzz`` drives the atheris harness (tests/fuzz/harness.py).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from authz.envoy.requests import MAX_HEADER_BYTES, build_request, fold_headers
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.model import Identity, Request
 from tests.fuzz import strategies as fz
-from tests.fuzz.targets import CORPUS, Harness, replay
+from tests.fuzz.targets import CORPUS, Harness, decoded, replay
 from tests.support.pipeline import PipelineUnderTest, running_pipeline
 from tests.support.tokencraft import running_validator, sign
 
@@ -118,29 +117,18 @@ def _validate(loop: Loop, validator: TokenValidator, token: str) -> Identity | D
         return refused
 
 
-def _decoded(token: str) -> tuple[str, bytes] | None:
-    """(signing input, signature bytes) of a compact JWS, or None when it has no three segments."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        return f"{parts[0]}.{parts[1]}", base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
-    except ValueError:
-        return None
-
-
 @fuzz("jws")
 @given(data=st.data())
 def test_a_jws_that_is_not_the_signed_one_is_refused_and_never_raises(
     data: st.DataObject, loop: Loop, validator: TokenValidator, idp: KeyManager,
 ) -> None:
     valid = idp.issue_token("demo-client", "alice", "orders:read")
-    original = _decoded(valid)
+    original = decoded(valid)
     token = data.draw(st.one_of(fz.jws_like, fz.mutated(valid)))
     outcome = _validate(loop, validator, token)
     if isinstance(outcome, Identity):
         # Only the same signing input with the same signature bytes (base64url spellings of them) verifies.
-        assert _decoded(token) == original, token
+        assert decoded(token) == original, token
     else:
         assert isinstance(outcome, Denial) and outcome.reason in (Reason.INVALID_CREDENTIALS, Reason.EXPIRED_TOKEN)
 

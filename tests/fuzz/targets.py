@@ -152,7 +152,7 @@ class Harness:
         except Denial as denial:
             assert denial.reason in (Reason.INVALID_CREDENTIALS, Reason.EXPIRED_TOKEN)
             return
-        assert isinstance(identity, Identity) and _decoded(token) == _decoded(self.token), token
+        assert isinstance(identity, Identity) and decoded(token) == decoded(self.token), token
 
     def check(self, data: bytes) -> None:
         try:
@@ -182,7 +182,8 @@ class Harness:
         assert len(values) == 1 and values[0].strip(" \t").partition(" ")[2].strip(" \t") == self.token, values
 
 
-def _decoded(token: str) -> tuple[str, bytes] | None:
+def decoded(token: str) -> tuple[str, bytes] | None:
+    """(signing input, signature bytes) of a compact JWS, or None when it has no three segments."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
