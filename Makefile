@@ -1,6 +1,7 @@
 # authz: `make run` starts the local demo stack, `make test` runs the whole suite.
-# Both install what is missing first: through apt, python3-venv (Debian's python3 ships without it) and
-# the redis-server binary; then a virtualenv with the pip packages.
+# Both install what is missing first: through apt, python3-venv (Debian's python3 ships without it),
+# the redis-server binary and curl (the tests run the token requests authz prints); then a virtualenv with
+# the pip packages.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -24,6 +25,8 @@ protos: $(VENV)/.installed
 deps: $(VENV)/.installed
 	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \
 	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server )
+	@command -v curl >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq curl )
 
 run: deps
 	$(PY) -m authz dev stack --config config/authz.yaml

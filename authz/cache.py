@@ -3,7 +3,9 @@
 A cache holds at most ``capacity`` entries and drops the least recently used one first. An entry may carry a
 freshness deadline (``ttl``): past it :meth:`BoundedCache.get` misses, and for as long as the cache's ``stale``
 window allows, :meth:`BoundedCache.get_stale` still returns it (the registry decides from such entries during a
-Redis outage). Hits and misses are counted for metrics.
+Redis outage). Hits and misses are counted in plain integers; every cache registers itself (weakly) so that the
+metrics (:mod:`authz.ops.metrics`) read every cache's counters and size at scrape time, and the hot path pays for
+nothing but the two increments.
 
 Caches keyed on *which* objects a value was derived from (the decision memo, the rendered answers) use
 :func:`identity_key`: the hot path's caches hand out the same object for as long as their entry is valid and a
@@ -14,9 +16,10 @@ the objects in its value and the caller compares them with ``is`` (ids can be re
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -49,7 +52,9 @@ class BoundedCache(Generic[K, V]):
         misses: :meth:`get` calls that were not.
     """
 
-    __slots__ = ("name", "capacity", "stale", "_clock", "_data", "hits", "misses")
+    __slots__ = ("name", "capacity", "stale", "_clock", "_data", "hits", "misses", "__weakref__")
+
+    _live: weakref.WeakSet[BoundedCache[Any, Any]] = weakref.WeakSet()
 
     def __init__(
         self, name: str, capacity: int, *, stale: float = 0.0, clock: Callable[[], float] = time.monotonic
@@ -64,6 +69,12 @@ class BoundedCache(Generic[K, V]):
         self._data: OrderedDict[K, tuple[V, float | None]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        BoundedCache._live.add(self)
+
+    @staticmethod
+    def live() -> list[BoundedCache[Any, Any]]:
+        """Every cache of this process that is still referenced (for metrics; order unspecified)."""
+        return list(BoundedCache._live)
 
     def get(self, key: K) -> V | None:
         """The value of a fresh entry (marked recently used), or None.

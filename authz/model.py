@@ -167,3 +167,21 @@ class Lookup:
     application: Application | None
     subscription: Subscription | None
     sequence: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule a phase applied, recorded when the :class:`authz.decide.pipeline.Check` carries a trace (``authz
+    explain``; the hot path records nothing).
+
+    Attributes:
+        name: what was checked (``alg``, ``iss``, ``exp``, ``key``, ``subscription``...).
+        seen: the value seen, printable; never a token, a key or a secret.
+        rule: the rule it was held against.
+        ok: True when it passed, False when it failed (the phase then denies), None when it only informs.
+    """
+
+    name: str
+    seen: str
+    rule: str
+    ok: bool | None = None

@@ -51,10 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from authz.config import parse_config  # noqa: E402
-from authz.dev.envoy_config import build_envoy_config, render_yaml  # noqa: E402
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey  # noqa: E402
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy  # noqa: E402
 from authz.dev.stack import wait_serving  # noqa: E402
+from authz.ops.envoy_config import EnvoyOptions, bootstrap_dict, build_bootstrap  # noqa: E402
+from authz.ops.envoy_proto import AUTHZ_CLUSTER, AUTHZ_HTTP_CLUSTER, EXT_AUTHZ, HostPort  # noqa: E402
 from authz.registry.admin import RegistryAdmin  # noqa: E402
 from authz.registry.redis_conn import connect  # noqa: E402
 from authz.registry.redis_store import RedisStore  # noqa: E402
@@ -124,28 +125,32 @@ async def seed(doc: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------- Envoy
 
-def envoy_bootstrap(listen: int, admin: int, *, authz_port: int | None, jwt_authn: dict | None = None,
+def envoy_bootstrap(doc: dict, listen: int, admin: int, *, authz_port: int | None, jwt_authn: dict | None = None,
                     http_mode: bool = False) -> dict:
-    """A bench bootstrap derived from the project's generator: direct_response upstream, no access log.
+    """A bench bootstrap from ``authz envoy-config``'s generator (the authz config ``doc``, target local):
+    direct_response upstream, no access log, no rate limit.
 
     With ``http_mode`` the ext_authz filter uses ``http_service`` to ``authz_port`` (an HTTP listener)."""
-    mode = {"authz_mode": "http", "authz_http_endpoints": [("127.0.0.1", authz_port or 1)]} if http_mode else {}
-    cfg = build_envoy_config(listen_port=listen, admin_port=admin, authz_endpoints=[("127.0.0.1", authz_port or 1)],
-                             upstream_port=1, routes=[("/orders/v1", "orders-v1")], authz_timeout=1.0, **mode)
+    options = EnvoyOptions(listen=HostPort("127.0.0.1", listen), admin=HostPort("127.0.0.1", admin),
+                           authz=(HostPort("127.0.0.1", authz_port or 1),), authz_mode="http" if http_mode else "grpc",
+                           access_log=False, tier_limits={})
+    cfg = bootstrap_dict(build_bootstrap(parse_config(doc), options))
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm.pop("access_log", None)
-    for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
+    routes = [r for vhost in hcm["route_config"]["virtual_hosts"] for r in vhost["routes"]]
+    for route in routes:
         route.pop("route", None)
         route["direct_response"] = {"status": 200, "body": {"inline_string": "ok"}}
     filters = hcm["http_filters"]
     if authz_port is None:
-        filters[:] = [f for f in filters if f["name"] != "envoy.filters.http.ext_authz"]
-        for route in hcm["route_config"]["virtual_hosts"][0]["routes"]:
+        filters[:] = [f for f in filters if f["name"] != EXT_AUTHZ]
+        for route in routes:
             route.pop("typed_per_filter_config", None)
-        cfg["static_resources"]["clusters"] = [c for c in cfg["static_resources"]["clusters"] if c["name"] != "authz"]
+        cfg["static_resources"]["clusters"] = [c for c in cfg["static_resources"]["clusters"]
+                                               if c["name"] not in (AUTHZ_CLUSTER, AUTHZ_HTTP_CLUSTER)]
     if jwt_authn is not None:
         filters.insert(0, jwt_authn)
-    cfg["static_resources"]["clusters"] = [c for c in cfg["static_resources"]["clusters"] if c["name"] != "upstream"]
+    cfg["static_resources"]["clusters"] = [c for c in cfg["static_resources"]["clusters"]
+                                           if not c["name"].startswith("upstream")]
     return cfg
 
 
@@ -289,6 +294,7 @@ def main() -> int:
             if name == "warm":
                 doc["server"]["http_listen"] = f"127.0.0.1:{http_port}"
                 asyncio.run(seed(doc))
+                warm_doc = doc
             (tmp / f"{name}.yaml").write_text(yaml.safe_dump(doc))
             cmd = [sys.executable, "-m", "authz", "serve", "--config", str(tmp / f"{name}.yaml"), "--log-level", "warning",
                    "--workers", str(args.workers)]
@@ -314,9 +320,9 @@ def main() -> int:
             listen, admin = free_port(), free_port()
             http_mode = name == "authz_warm_http"
             port = (http_port if http_mode else ports[target]) if target else None
-            cfg = envoy_bootstrap(listen, admin, authz_port=port, jwt_authn=jwt_filter, http_mode=http_mode)
+            cfg = envoy_bootstrap(warm_doc, listen, admin, authz_port=port, jwt_authn=jwt_filter, http_mode=http_mode)
             path = tmp / f"envoy-{name}.yaml"
-            path.write_text(render_yaml(cfg))
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             envoys[name] = (start_envoy(path, tmp / f"envoy-{name}", admin_port=admin, log_level="error"), listen)
             procs.append(envoys[name][0])
             run_wrk(f"http://127.0.0.1:{listen}", token_file, script, duration=2,

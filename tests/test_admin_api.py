@@ -90,7 +90,7 @@ async def test_application_crud(stub: admin_pb2_grpc.RegistryAdminStub) -> None:
     deleted = await stub.DeleteApplication(pb.DeleteApplicationRequest(application="demo"), metadata=AUTH)
     assert deleted.deleted.id == "demo"
     await expect(stub.GetApplication(pb.GetApplicationRequest(application="demo"), metadata=AUTH),
-                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'demo'")
+                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'demo'; there are no applications")
 
 
 async def test_client_subscription_and_revocation_crud(stub: admin_pb2_grpc.RegistryAdminStub) -> None:
@@ -157,7 +157,7 @@ async def test_errors_are_status_codes_with_clear_messages(stub: admin_pb2_grpc.
                  grpc.StatusCode.INVALID_ARGUMENT,
                  "expires_at: expires_at is in the past: an expired token is refused anyway")
     await expect(stub.DeleteClient(pb.DeleteClientRequest(application="ghost", client_id="x"), metadata=AUTH),
-                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'ghost'")
+                 grpc.StatusCode.NOT_FOUND, "no application with ID or name 'ghost'; applications: One, Two")
 
 
 async def test_redis_outage_is_unavailable(make_redis_settings: Callable[..., Settings]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,39 +13,27 @@ import yaml
 
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer, free_port
-from tests.support.cli import run_cli
+from tests.support.cli import Run, registry_cli, run_cli
 from tests.support.config import settings_dict
-
-Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def runner(config: Path) -> Run:
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = run_cli("registry", "--config", str(config), *args)
-        assert "Traceback" not in result.stdout + result.stderr, result.stderr
-        if ok:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    return run
 
 
 @pytest.fixture
 def cli(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> Run:
     path = tmp_path / "authz.yaml"
     path.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, key_prefix)), encoding="utf-8")
-    return runner(path)
+    return registry_cli(path)
 
 
 def test_app_create_add_client_subscribe_and_list(cli: Run, raw: redis.Redis, key_prefix: str) -> None:
     out = cli("app", "create", "Demo App", "--owner", "dev", "--tier", "Gold", "--id", "app-demo").stdout
     assert out.strip() == "created application Demo App (id app-demo)"
     out = cli("app", "add-client", "Demo App", "demo-client").stdout
-    assert out.strip() == "client ID demo-client of key manager test-km attached to application Demo App"
+    assert out.splitlines()[0] == "client ID demo-client of key manager test-km attached to application Demo App"
     out = cli("app", "add-client", "app-demo", "sbx-client", "--key-type", "sandbox").stdout
-    assert out.strip() == "client ID sbx-client of key manager test-km attached to application Demo App"
+    assert out.splitlines()[0] == "client ID sbx-client of key manager test-km attached to application Demo App"
     out = cli("app", "add-client", "Demo App", "demo-client").stdout
-    assert out.strip() == "client ID demo-client of key manager test-km already attached to application Demo App"
+    assert out.splitlines()[0] == (
+        "client ID demo-client of key manager test-km already attached to application Demo App")
     out = cli("subscribe", "Demo App", "orders-v1", "--tier", "Bronze").stdout
     assert out.strip() == "subscribed Demo App to orders-v1 (ACTIVE, tier Bronze)"
     assert raw.hgetall(f"{key_prefix}client:test-km:demo-client") == {"app_id": "app-demo", "key_type": "PRODUCTION"}
@@ -111,7 +98,7 @@ def test_other_refusals_exit_1_with_a_message(cli: Run) -> None:
     cli("app", "create", "Demo App")
     cases = [
         (("app", "create", "Demo App"), "error: application name 'Demo App' is already used by "),
-        (("app", "add-client", "Ghost", "c1"), "error: no application with ID or name 'Ghost'"),
+        (("app", "add-client", "Ghost", "c1"), "error: no application with ID or name 'Ghost'; applications: Demo App\n"),
         (("subscription", "set-status", "Demo App", "orders-v1", "PAUSED"),
          "error: unknown subscription status 'PAUSED'"),
         (("unsubscribe", "Demo App", "orders-v1"), "error: application Demo App is not subscribed to orders-v1"),
@@ -137,7 +124,7 @@ def test_unreachable_redis_exits_3_with_a_clear_message(idp: KeyManager, key_pre
     url = f"redis://127.0.0.1:{free_port()}/0"
     path = tmp_path / "authz.yaml"
     path.write_text(yaml.safe_dump(settings_dict(idp, url, key_prefix)), encoding="utf-8")
-    run = runner(path)
+    run = registry_cli(path)
     for args in (("app", "list"), ("app", "create", "Demo App"), ("subscribe", "x", "orders-v1")):
         result = run(*args, ok=False)
         assert result.returncode == 3, args
@@ -149,7 +136,7 @@ def test_unreachable_redis_exits_3_with_a_clear_message(idp: KeyManager, key_pre
 def test_invalid_config_file_exits_1(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("key_managers: []\n", encoding="utf-8")
-    result = runner(path)("app", "list", ok=False)
+    result = registry_cli(path)("app", "list", ok=False)
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == f"{path}: invalid configuration:"
     assert "  key_managers: list should have at least 1 item after validation, not 0" in result.stderr
@@ -218,7 +205,7 @@ def test_export_then_import_with_dry_run_into_another_prefix(
     file.write_text(exported, encoding="utf-8")
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(settings_dict(idp, redis_server.url, f"other{free_port()}:")), encoding="utf-8")
-    copy = runner(other)
+    copy = registry_cli(other)
     dry = copy("import", str(file), "--dry-run").stdout.strip().splitlines()
     assert dry == [
         "create application Demo App (id demo)",
@@ -255,3 +242,75 @@ def test_the_registry_cli_reads_a_serving_config_without_the_admin_secret(
     assert served.returncode == 1
     assert "cannot serve:" in served.stderr and "admin.token: is required" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def test_app_show_and_add_client_say_so_when_the_key_manager_has_no_token_endpoint(cli: Run, idp: KeyManager) -> None:
+    cli("app", "create", "Demo App", "--id", "demo-app", "--owner", "dev")
+    cli("subscribe", "Demo App", "payments-v1")
+    out = cli("app", "add-client", "Demo App", "c1").stdout
+    lines = out.splitlines()
+    assert lines[2:9] == [
+        "Key manager test-km:",
+        f"  issuer            {idp.issuer}",
+        "  token endpoint    unknown (see below)",
+        f"  JWKS URI          {idp.url}/oauth2/jwks",
+        "  grant types       not stated",
+        "  from              the config",
+        "  note: no token endpoint: key manager test-km has neither discovery nor token_endpoint in the config; "
+        "ask its administrator for the token endpoint (or set key_managers[].token_endpoint)",
+    ]
+    assert ("    POST to the key manager's token endpoint (unknown) the form parameters grant_type=password "
+            "username=<USER_NAME> password=<USER_PASSWORD> client_id=c1 client_secret=<CLIENT_SECRET> "
+            "scope=payments:read payments:write") in lines
+    assert "curl" in out  # the gateway call is still shown
+    assert cli("app", "show", "demo-app").stdout.splitlines()[:6] == [
+        "Demo App  id=demo-app  owner=dev  tier=Unlimited  status=ACTIVE",
+        "",
+        "Subscriptions:",
+        "  payments-v1  Payments  ACTIVE  tier=Unlimited",
+        "    GET     /payments/v1/charges  scope payments:read",
+        "    POST    /payments/v1/charges  scope payments:write",
+    ]
+    data = json.loads(cli("app", "add-client", "Demo App", "c1", "--json").stdout)
+    assert (data["added"], data["id"], [c["client_id"] for c in data["clients"]]) == (False, "demo-app", ["c1"])
+    assert data["clients"][0]["connection"]["token_endpoint"] is None
+    assert data["gateway_call"]["url"] == "<GATEWAY_URL>/payments/v1/charges"
+
+
+def test_api_list_and_show_explore_the_configured_apis(cli: Run) -> None:
+    assert cli("api", "list").stdout.splitlines()[0] == (
+        "orders-v1  Orders  v1  context /orders/v1  hosts any  key managers test-km")
+    shown = json.loads(cli("api", "show", "payments-v1", "--json").stdout)
+    assert (shown["id"], shown["scopes"], shown["subscription"]) == (
+        "payments-v1", ["payments:read", "payments:write"], None)
+
+
+def test_developer_reads_refuse_unknown_names_with_did_you_mean(cli: Run) -> None:
+    cli("app", "create", "Demo App")
+    for args, message in (
+        (("app", "show", "Demo"), "error: no application with ID or name 'Demo'; did you mean 'Demo App'? "
+                                  "applications: Demo App\n"),
+        (("api", "list", "--app", "Ghost"), "error: no application with ID or name 'Ghost'; applications: Demo App\n"),
+        (("api", "show", "payment-v1"), "error: unknown API id 'payment-v1'; did you mean 'payments-v1'? "
+                                        "configured: orders-v1, payments-v1\n"),
+        (("subscribe", "Demo App", "Payments"), "error: unknown API id 'Payments'; did you mean 'payments-v1'? "
+                                                "configured: orders-v1, payments-v1\n"),
+    ):
+        result = cli(*args, ok=False)
+        assert (result.returncode, result.stderr) == (1, message)
+
+
+def test_the_readmes_add_client_output_is_what_the_make_run_config_prints(
+    redis_server: RedisServer, key_prefix: str, tmp_path: Path
+) -> None:
+    doc = yaml.safe_load(Path("config/authz.yaml").read_text(encoding="utf-8"))
+    doc["redis"] = {"url": redis_server.url, "key_prefix": key_prefix}
+    path = tmp_path / "authz.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    run = registry_cli(path)
+    run("app", "create", "Demo App", "--id", "demo-app")
+    run("app", "add-client", "Demo App", "demo-client")
+    run("subscribe", "Demo App", "orders-v1")
+    readme = Path("README.md").read_text(encoding="utf-8")
+    block = readme.split('$ .venv/bin/authz registry app add-client "Demo App" demo-client\n', 1)[1].split("```", 1)[0]
+    assert run("app", "add-client", "Demo App", "demo-client").stdout == block

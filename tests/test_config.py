@@ -230,6 +230,50 @@ def test_env_overrides_listen_and_redis_url() -> None:
     assert settings.server.decision_timeout == 0.4
 
 
+def test_env_overrides_http_listen_and_admin_token_and_ignores_empty_values() -> None:
+    env = {"AUTHZ_HTTP_LISTEN": "0.0.0.0:7100", "AUTHZ_ADMIN_TOKEN": "a-token-of-24-characters", "AUTHZ_LISTEN": ""}
+    settings = parse_config(shipped(), env)
+    assert settings.server.http_listen == "0.0.0.0:7100"
+    assert settings.admin.token is not None and settings.admin.token.get_secret_value() == "a-token-of-24-characters"
+    assert settings.server.listen == "127.0.0.1:9191"  # an empty variable changes nothing
+    assert parse_config(shipped(), {}).server.http_listen is None
+
+
+def test_server_defaults_fit_a_container() -> None:
+    doc = shipped()
+    doc["server"] = {}
+    server = parse_config(doc).server
+    assert (server.workers, server.http_route_headers) == (1, False)  # one process per container
+    assert parse_config(shipped()).server.workers == 2  # the demo config asks for two
+
+
+def test_api_upstream_must_be_scheme_host_port() -> None:
+    doc = shipped()
+    doc["apis"][0]["upstream"] = "http://echo:8082/path"
+    doc["apis"][1]["upstream"] = "ftp://echo"
+    assert errors_of(doc) == [
+        "apis[0].upstream: 'http://echo:8082/path': only scheme://host[:port], without user, path, query or "
+        "fragment",
+        "apis[1].upstream: 'ftp://echo': the scheme must be http or https",
+    ]
+    doc["apis"][0]["upstream"] = "HTTPS://Orders.Example:8443/"
+    doc["apis"][1]["upstream"] = "http://[::1]:80"
+    apis = parse_config(doc).apis
+    assert (apis[0].upstream, apis[1].upstream) == ("https://orders.example:8443", "http://[::1]:80")
+
+
+def test_a_sandbox_host_cannot_be_a_production_host() -> None:
+    doc = shipped()
+    doc["apis"][0]["hosts"] = ["api.example.test"]
+    doc["apis"][1]["sandbox"] = {"hosts": ["API.example.test"]}
+    assert errors_of(doc) == [
+        "apis[1].sandbox.hosts[0]: 'api.example.test' is a production host of apis[0]; a host serves one "
+        "environment",
+    ]
+    doc["apis"][1]["sandbox"] = {"hosts": []}
+    assert errors_of(doc) == ["apis[1].sandbox.hosts: list should have at least 1 item after validation, not 0"]
+
+
 def test_env_overrides_are_validated_like_the_file() -> None:
     env = {"AUTHZ_LISTEN": "nope", "AUTHZ_REDIS_URL": "http://x"}
     assert errors_of(shipped(), env) == [

@@ -17,11 +17,11 @@ import pytest
 
 from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
-from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
+from authz.dev.procs import ManagedProcess, RedisServer, free_port
 from authz.dev.upstream import EchoUpstream
 from tests.support.config import AUDIENCE, settings_dict
+from tests.support.e2e import start_gateway
 from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
@@ -74,17 +74,12 @@ def flow(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) ->
     admin_listen = f"127.0.0.1:{free_port()}"
     doc = settings_dict(km, redis_server.url, f"cp{free_port()}:", admin={"listen": admin_listen, "token": TOKEN})
     doc["redis"]["cache_ttl"] = 30  # steady state from the cache: only invalidation events make changes visible
+    for api in doc["apis"]:  # each API's sandbox environment is served on SANDBOX_HOST (apis[].sandbox)
+        api["sandbox"] = {"hosts": [SANDBOX_HOST]}
     authz = AuthzProcess(doc, tmp).start()
-    listen, admin_port = free_port(), free_port()
-    config = write_envoy_config(
-        tmp / "envoy.yaml", listen_port=listen, admin_port=admin_port, authz_endpoints=[("127.0.0.1", authz.port)],
-        upstream_port=upstream.port, routes=list(DEMO_ROUTES), sandbox_domains=[SANDBOX_HOST],
-    )
-    (tmp / "envoy").mkdir()
-    envoy = start_envoy(config, tmp / "envoy", admin_port=admin_port)
+    envoy, gateway = start_gateway(tmp, "envoy", doc, upstream.port)
     channel = grpc.insecure_channel(admin_listen)
-    yield Flow(km, upstream, authz, envoy, f"http://127.0.0.1:{listen}",
-               admin_pb2_grpc.RegistryAdminStub(channel), channel)
+    yield Flow(km, upstream, authz, envoy, gateway, admin_pb2_grpc.RegistryAdminStub(channel), channel)
     channel.close()
     envoy.stop()
     authz.stop()

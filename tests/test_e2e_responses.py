@@ -18,7 +18,6 @@ import jwt
 import pytest
 import redis
 
-from authz.dev.envoy_config import write_envoy_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import RedisServer, free_port, start_envoy
 from authz.dev.stack import tamper_signature
@@ -27,7 +26,7 @@ from authz.errors import Reason
 from authz.registry.admin import RegistryAdmin
 from tests.support.config import AUDIENCE, settings_dict
 from tests.support.e2e import Stack as BaseStack
-from tests.support.e2e import drop_keys
+from tests.support.e2e import drop_keys, start_gateway, write_gateway_config
 from tests.support.processes import AuthzProcess
 from tests.test_backend_jwt import write_key
 
@@ -120,21 +119,19 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         "jwks_listen": f"127.0.0.1:{jwks_port}",
     }
     authz = AuthzProcess(doc, tmp)
-    listen, admin_port = free_port(), free_port()
     stack = Stack(km, upstream, authz, None, "", doc, tmp,  # type: ignore[arg-type]
-                  jwks_url=f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json",
-                  admin_url=f"http://127.0.0.1:{admin_port}")
+                  jwks_url=f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json")
     stack.admin(_seed)
     authz.start()
-    # orders-v1 is routed without context extensions (authz matches host + path), payments-v1 by api_id.
-    config = write_envoy_config(
-        tmp / "envoy.yaml", listen_port=listen, admin_port=admin_port, authz_endpoints=[("127.0.0.1", authz.port)],
-        upstream_port=upstream.port, routes=[("/orders/v1", None), ("/payments/v1", "payments-v1")],
-        authz_metadata=True, tier_limits={"Bronze": BRONZE_LIMIT},
-    )
+    # orders-v1 has no route of its own: the catch-all route carries no context extensions and authz matches
+    # it by host + path; payments-v1 is routed by api_id.
+    config = tmp / "envoy.yaml"
+    listen, admin_port = write_gateway_config(config, doc, upstream.port, routed_apis={"payments-v1"},
+                                              tier_limits={"Bronze": BRONZE_LIMIT})
     (tmp / "envoy").mkdir()
     stack.envoy = start_envoy(config, tmp / "envoy", admin_port=admin_port)
     stack.gateway = f"http://127.0.0.1:{listen}"
+    stack.admin_url = f"http://127.0.0.1:{admin_port}"
     yield stack
     stack.envoy.stop()
     authz.stop()
@@ -252,6 +249,7 @@ def test_access_log_prints_the_dynamic_metadata_of_an_allowed_request(stack: Sta
         "authz_application_id": "demo-app", "authz_application_name": "Demo App",
         "authz_application_tier": "Gold", "authz_client_id": "demo-client", "authz_subject": "demo",
         "authz_api_id": "orders-v1", "authz_subscription_tier": "Unlimited", "authz_key_type": "PRODUCTION",
+        "authz_auth": None,  # set only for public resources
     }
     assert (line["method"], line["path"], line["status"]) == ("GET", f"/orders/v1/items?t={tag}", 200)
 
@@ -263,6 +261,7 @@ def test_denied_and_public_requests_log_no_application(stack: Stack) -> None:
     d, p = stack.access_log(denied), stack.access_log(public)
     assert (d["status"], d["authz_application_id"], d["authz_api_id"]) == (401, None, None)
     assert (p["status"], p["authz_application_id"], p["authz_api_id"]) == (200, None, "orders-v1")
+    assert (d["authz_auth"], p["authz_auth"]) == (None, "none")
 
 
 def test_rate_limit_descriptor_uses_the_application_tier_from_metadata(stack: Stack) -> None:
@@ -283,7 +282,9 @@ def test_public_resource_needs_no_credentials_and_forwards_no_identity(stack: St
     seen = r.json()["headers"]
     assert not [name for name in IDENTITY_HEADERS if name in seen]
     deadline = time.monotonic() + 3
-    while "allow public GET /orders/v1/public/health api=orders-v1" not in stack.authz.log_text():
+    # The decision line of an anonymous allow (logged under the default logging.decisions: denies).
+    while ("api=orders-v1 resource=/public/** method=GET path=/orders/v1/public/health result=allow code=ok "
+           "phase=public") not in stack.authz.log_text():
         assert time.monotonic() < deadline, "public access not logged"
         time.sleep(0.05)
 
@@ -374,12 +375,7 @@ def test_c23_slow_registry_is_503_with_retry_after_within_the_budget(
     doc.pop("backend_jwt")
     doc["apis"] = [{k: v for k, v in a.items() if k != "backend_jwt"} for a in doc["apis"]]
     authz = AuthzProcess(doc, tmp_path).start()
-    listen, admin_port = free_port(), free_port()
-    config = write_envoy_config(tmp_path / "envoy.yaml", listen_port=listen, admin_port=admin_port,
-                                authz_endpoints=[("127.0.0.1", authz.port)], upstream_port=stack.upstream.port,
-                                routes=[("/orders/v1", "orders-v1")], failure_mode_allow=True)
-    (tmp_path / "envoy").mkdir()
-    envoy = start_envoy(config, tmp_path / "envoy", admin_port=admin_port)
+    envoy, gateway = start_gateway(tmp_path, "envoy", doc, stack.upstream.port, failure_mode_allow=True)
     pauser = redis.Redis.from_url(redis_server.url)
     try:
         before = len(stack.upstream.received)
@@ -387,7 +383,7 @@ def test_c23_slow_registry_is_503_with_retry_after_within_the_budget(
             token = stack.token(client_id)
             pauser.execute_command("CLIENT", "PAUSE", 1000, "ALL")
             started = time.monotonic()
-            r = stack.call("/orders/v1/items", token, gateway=f"http://127.0.0.1:{listen}")
+            r = stack.call("/orders/v1/items", token, gateway=gateway)
             elapsed = time.monotonic() - started
             body = _denial(r, 503, 900950, token)
             assert body["error"] == "temporarily_unavailable"

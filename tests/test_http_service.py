@@ -1,18 +1,14 @@
-"""The HTTP ext_authz listener (``server.http_listen``): request adaptation, direct calls, workers, and the
-generator's ``http_service`` bootstrap validated by the real Envoy binary."""
+"""The HTTP ext_authz listener (``server.http_listen``): request adaptation, direct calls, workers. The Envoy side
+of HTTP mode (``authz envoy-config --authz-mode http``) is tested in tests/test_envoy_config.py."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
 
-from authz.dev.envoy_bin import envoy_binary
-from authz.dev.envoy_config import DEMO_ROUTES, build_envoy_config, write_envoy_config
 from authz.dev.procs import free_port
 from authz.envoy.http_service import adapt_http
 from authz.envoy.requests import MAX_HEADERS, MAX_PATH_BYTES
@@ -80,36 +76,3 @@ def test_with_two_workers_worker_i_serves_http_on_the_port_plus_i(start_authz: C
                 time.sleep(0.1)
         assert r.status_code == 401
         assert r.json()["code"] == 900902
-
-
-def test_http_mode_bootstrap_validates_and_uses_http_service_without_context_extensions(tmp_path: Path) -> None:
-    path = write_envoy_config(
-        tmp_path / "http.yaml", listen_port=10000, admin_port=10001, authz_endpoints=[], upstream_port=10002,
-        routes=list(DEMO_ROUTES), authz_mode="http", authz_http_endpoints=[("127.0.0.1", 10003)],
-    )
-    result = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--disable-hot-restart",
-                             "--log-level", "warn"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "deprecated" not in result.stderr.lower()
-    cfg = build_envoy_config(listen_port=1, admin_port=2, authz_endpoints=[], upstream_port=3,
-                             routes=list(DEMO_ROUTES), authz_mode="http", authz_http_endpoints=[("127.0.0.1", 4)])
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    ext = hcm["http_filters"][0]["typed_config"]
-    assert "grpc_service" not in ext
-    assert ext["http_service"]["server_uri"] == {"uri": "http://authz_http", "cluster": "authz_http", "timeout": "0.5s"}
-    assert ext["allowed_headers"] == {"patterns": [{"exact": "authorization"}, {"exact": "x-request-id"}]}
-    assert ext["http_service"]["authorization_response"]["allowed_client_headers"] == {
-        "patterns": [{"exact": "content-type"}, {"exact": "www-authenticate"}, {"exact": "retry-after"}]}
-    assert all("typed_per_filter_config" not in r for r in hcm["route_config"]["virtual_hosts"][0]["routes"])
-    assert [c["name"] for c in cfg["static_resources"]["clusters"]] == ["authz_http", "upstream"]
-
-
-def test_http_mode_without_endpoints_or_with_sandbox_domains_is_rejected() -> None:
-    common = {"listen_port": 1, "admin_port": 2, "authz_endpoints": [], "upstream_port": 3, "routes": []}
-    with pytest.raises(ValueError, match="HTTP endpoint"):
-        build_envoy_config(**common, authz_mode="http")
-    with pytest.raises(ValueError, match="sandbox_domains"):
-        build_envoy_config(**common, authz_mode="http", authz_http_endpoints=[("127.0.0.1", 4)],
-                           sandbox_domains=["sandbox.example.test"])
-    with pytest.raises(ValueError, match="authz_mode"):
-        build_envoy_config(**common, authz_mode="thrift")

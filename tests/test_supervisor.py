@@ -14,10 +14,10 @@ import pytest
 import yaml
 
 from authz.dev.keymanager import KeyManager
-from authz.dev.procs import ManagedProcess, RedisServer, free_port
+from authz.dev.procs import ManagedProcess, RedisServer
 from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
-from tests.support.config import settings_dict
+from tests.support.config import free_consecutive_ports, settings_dict
 
 
 def _children(pid: int) -> list[int]:
@@ -34,24 +34,13 @@ def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def _two_free_consecutive_ports() -> int:
-    while True:
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-                return port
-            except OSError:
-                continue
-
-
 @pytest.fixture
 def supervised(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path):  # noqa: ANN201
     started: list[ManagedProcess] = []
 
     def start(workers: int = 2, port: int | None = None) -> tuple[ManagedProcess, str]:
         doc = settings_dict(idp, redis_server.url, key_prefix)
-        doc["server"]["listen"] = f"127.0.0.1:{port or _two_free_consecutive_ports()}"
+        doc["server"]["listen"] = f"127.0.0.1:{port or free_consecutive_ports()}"
         config = tmp_path / f"sup{len(started)}.yaml"
         config.write_text(yaml.safe_dump(doc), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
@@ -105,7 +94,7 @@ def test_sighup_restarts_the_workers_one_at_a_time(supervised) -> None:  # noqa:
 
 
 def test_workers_that_keep_crashing_make_the_supervisor_exit_1(supervised) -> None:  # noqa: ANN001
-    port = _two_free_consecutive_ports()
+    port = free_consecutive_ports()
     with socket.socket() as squatter:  # worker 1's port is taken: it exits 1 at every start
         squatter.bind(("127.0.0.1", port + 1))
         squatter.listen()

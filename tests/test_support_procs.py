@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 import redis
 
-from authz.dev.envoy_config import write_envoy_config
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy, wait_for_port
 from authz.dev.upstream import EchoUpstream
+from tests.support.e2e import write_gateway_config
 
 
 def test_free_port_is_bindable():
@@ -82,14 +82,16 @@ def test_two_envoys_run_side_by_side_and_proxy(tmp_path):
     upstream.start()
     envoys = []
     try:
+        doc = {  # authz is never started: nothing listens on server.listen
+            "server": {"listen": f"127.0.0.1:{free_port()}"},
+            "key_managers": [{"name": "km", "issuer": "http://127.0.0.1:9", "jwks_uri": "http://127.0.0.1:9/jwks",
+                              "audiences": ["a"]}],
+            "apis": [{"id": "orders-v1", "name": "Orders", "context": "/orders/v1", "resources": [{"path": "/x"}]}],
+        }
         for i in range(2):
-            listen, admin = free_port(), free_port()
-            cfg = write_envoy_config(
-                tmp_path / f"envoy{i}.yaml", listen_port=listen, admin_port=admin,
-                authz_endpoints=[("127.0.0.1", free_port())], upstream_port=upstream.port,
-                routes=[("/orders/v1", "orders-v1")], failure_mode_allow=True,
-            )
-            envoys.append((start_envoy(cfg, tmp_path / f"logs{i}"), listen))
+            cfg = tmp_path / f"envoy{i}.yaml"
+            listen, admin = write_gateway_config(cfg, doc, upstream.port, failure_mode_allow=True)
+            envoys.append((start_envoy(cfg, tmp_path / f"logs{i}", admin_port=admin), listen))
         for proc, listen in envoys:
             assert proc.alive()
             # authz is down and failure_mode_allow is on, so the request reaches the echo upstream.

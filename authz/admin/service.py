@@ -17,11 +17,16 @@ from typing import Any, TypeVar
 
 import grpc
 
+from authz.admin.explain import request_of, response_of
 from authz.admin.v1 import admin_pb2 as pb
 from authz.admin.v1 import admin_pb2_grpc
+from authz.admin.views import api_message, application_description
 from authz.config import Settings
-from authz.model import Application, Subscription
+from authz.decide.explain import Explanation
+from authz.keys.connection import ConnectionDirectory
+from authz.model import Application, Request, Subscription
 from authz.registry.admin import ClientView, RegistryAdmin, Revocation
+from authz.registry.developer import DeveloperViews
 from authz.registry.store import CorruptRecord, RegistryError, RegistryStore, StoreUnavailable
 
 log = logging.getLogger("authz.admin")
@@ -34,6 +39,8 @@ _CODES = {
     "failed_precondition": grpc.StatusCode.FAILED_PRECONDITION,
 }
 _R = TypeVar("_R")
+Explain = Callable[[Request], Awaitable[Explanation]]
+"""Makes the explanation of a request (:func:`authz.ops.server.explainer`)."""
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -130,10 +137,15 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
 
     Args:
         admin: the validated registry operations.
+        views: the developer views (default: over ``admin``, with its own cache of key manager metadata).
+        explain: makes the explanation of a request (``Explain``); None: ``Explain`` is UNIMPLEMENTED.
     """
 
-    def __init__(self, admin: RegistryAdmin) -> None:
+    def __init__(self, admin: RegistryAdmin, views: DeveloperViews | None = None,
+                 explain: Explain | None = None) -> None:
         self.admin = admin
+        self.views = views or DeveloperViews(admin, ConnectionDirectory(admin.settings.key_managers))
+        self._explain = explain
 
     # ---- applications ----------------------------------------------------------------------------
 
@@ -262,8 +274,39 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
         await self.admin.unrevoke(_required(request.jti, "jti"), key_manager=request.key_manager or None)
         return pb.DeleteRevocationResponse()
 
+    # ---- developer views -------------------------------------------------------------------------
 
-async def start_admin_server(settings: Settings, store: RegistryStore) -> grpc.aio.Server | None:
+    @_rpc
+    async def DescribeApplication(self, request: pb.DescribeApplicationRequest, context: Any) -> pb.ApplicationDescription:  # noqa: N802
+        details = await self.views.application(
+            _required(request.application, "application"), client_id=request.client_id or None,
+            key_manager=request.key_manager or None,
+        )
+        return application_description(details)
+
+    @_rpc
+    async def ListApis(self, request: pb.ListApisRequest, context: Any) -> pb.ListApisResponse:  # noqa: N802
+        views = await self.views.apis(request.application or None)
+        return pb.ListApisResponse(apis=[api_message(v) for v in views])
+
+    @_rpc
+    async def GetApi(self, request: pb.GetApiRequest, context: Any) -> pb.Api:  # noqa: N802
+        return api_message(await self.views.api(_required(request.api_id, "api_id"), request.application or None))
+
+
+    # ---- explain -------------------------------------------------------------------------------------
+
+    @_rpc
+    async def Explain(self, request: pb.ExplainRequest, context: Any) -> pb.ExplainResponse:  # noqa: N802
+        if self._explain is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Explain is not served by this process")
+        assert self._explain is not None
+        return response_of(await self._explain(request_of(request)))
+
+
+async def start_admin_server(
+    settings: Settings, store: RegistryStore, explain: Explain | None = None
+) -> grpc.aio.Server | None:
     """Serve the admin API on ``admin.listen`` (None when it is not set).
 
     With ``authz serve --workers N`` only worker 0 calls this (:func:`authz.ops.server.serve`, ``primary``). The
@@ -272,6 +315,7 @@ async def start_admin_server(settings: Settings, store: RegistryStore) -> grpc.a
     Args:
         settings: the configuration (``admin.listen``, ``admin.token``, key managers and APIs).
         store: the Redis store to write through.
+        explain: answers ``Explain`` (:func:`authz.ops.server.explainer`), or None.
     Returns:
         The started server (stop it with ``await server.stop(grace)``), or None.
     Raises:
@@ -283,7 +327,8 @@ async def start_admin_server(settings: Settings, store: RegistryStore) -> grpc.a
         interceptors=[BearerTokenInterceptor(settings.admin.token.get_secret_value())],
         options=[("grpc.so_reuseport", 0)],
     )
-    admin_pb2_grpc.add_RegistryAdminServicer_to_server(RegistryAdminServicer(RegistryAdmin(store, settings)), server)
+    admin_pb2_grpc.add_RegistryAdminServicer_to_server(
+        RegistryAdminServicer(RegistryAdmin(store, settings), explain=explain), server)
     port = server.add_insecure_port(settings.admin.listen)
     await server.start()
     log.info("admin API listening on %s:%d (gRPC %s)", settings.admin.listen.rpartition(":")[0], port, SERVICE_NAME)

@@ -9,7 +9,10 @@ from authz.config.apis import ApiBackendJwtSettings, ApiSettings, ResourceSettin
 from authz.config.base import (
     ASYMMETRIC_ALGORITHMS,
     ENV_ADMIN_TOKEN,
+    ENV_CONFIG,
+    ENV_HTTP_LISTEN,
     ENV_LISTEN,
+    ENV_OVERRIDES,
     ENV_REDIS_URL,
     HTTP_METHODS,
     normalize_issuer,
@@ -22,6 +25,7 @@ from authz.config.sections import (
     BackendJwtKeySettings,
     BackendJwtSettings,
     HeadersSettings,
+    LoggingSettings,
     RedisSettings,
     ServerSettings,
     TokenSettings,
@@ -29,9 +33,10 @@ from authz.config.sections import (
 from authz.config.settings import Settings, serving_errors
 
 __all__ = [
-    "ASYMMETRIC_ALGORITHMS", "BACKEND_JWT_RESERVED_CLAIMS", "ENV_ADMIN_TOKEN", "ENV_LISTEN", "ENV_REDIS_URL",
+    "ASYMMETRIC_ALGORITHMS", "BACKEND_JWT_RESERVED_CLAIMS", "ENV_ADMIN_TOKEN", "ENV_CONFIG", "ENV_HTTP_LISTEN",
+    "ENV_LISTEN", "ENV_OVERRIDES", "ENV_REDIS_URL",
     "HTTP_METHODS", "AdminSettings", "ApiBackendJwtSettings", "ApiSettings", "BackendJwtKeySettings",
     "BackendJwtSettings", "CertificateFile", "ConfigError", "HeadersSettings", "JwksSettings", "KeyManagerSettings",
-    "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
+    "LoggingSettings", "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
     "normalize_issuer", "parse_config", "serving_errors",
 ]

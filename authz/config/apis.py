@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -79,6 +80,65 @@ class ApiBackendJwtSettings(ConfigModel):
     """`aud` of this API's backend JWT."""
 
 
+def upstream_url(value: str) -> str:
+    """Check an upstream URL (``apis[].upstream``): ``http://host[:port]`` or ``https://host[:port]``, where host is a
+    host name, an IPv4 address or an ``[IPv6]`` address; no user, path, query or fragment.
+
+    Returns:
+        The URL, host lower-cased, without a trailing ``/``.
+    Raises:
+        ValueError: with the reason.
+    """
+    try:
+        url = urlsplit(value)
+        port = url.port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https"):
+        raise ValueError(f"{value!r}: the scheme must be http or https")
+    host = (url.hostname or "").lower()
+    bracketed = f"[{host}]" if ":" in host else host
+    if not (HOSTNAME.match(bracketed) or IPV6_LITERAL.match(bracketed)):
+        raise ValueError(f"{value!r}: needs a host name or IP address")
+    if url.username is not None or url.path not in ("", "/") or url.query or url.fragment:
+        raise ValueError(f"{value!r}: only scheme://host[:port], without user, path, query or fragment")
+    if port == 0:
+        raise ValueError(f"{value!r}: the port must be 1-65535")
+    return f"{url.scheme}://{bracketed}" + (f":{port}" if port is not None else "")
+
+
+def _hosts(value: list[str]) -> list[str]:
+    out = []
+    for host in value:
+        h = host.lower()
+        if not (HOSTNAME.match(h) or IPV6_LITERAL.match(h)):
+            raise ValueError(f"{host!r} is not a host name or IP address (no port, no wildcard)")
+        out.append(h)
+    return out
+
+
+class ApiSandboxSettings(ConfigModel):
+    """The API's sandbox environment (``apis[].sandbox``), used only by ``authz envoy-config``."""
+
+    hosts: Annotated[list[str], Field(min_length=1)]
+    """Hosts (`:authority` without port) on which Envoy serves this API's sandbox routes: the same context path,
+    with the route's `context_extensions` `environment: sandbox` (gRPC) or the `x-authz-environment: sandbox`
+    header (HTTP mode), so only SANDBOX client IDs are accepted there. A host cannot also be a production host
+    of an API."""
+    upstream: str | None = None
+    """`http://host:port` of the sandbox backend; none: the API's `upstream`."""
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return _hosts(value)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str | None) -> str | None:
+        return None if value is None else upstream_url(value)
+
+
 class ApiSettings(ConfigModel):
     """An API published through Envoy, which applications subscribe to."""
 
@@ -102,6 +162,18 @@ class ApiSettings(ConfigModel):
     backend_jwt: ApiBackendJwtSettings | None = None
     """`{}` or `{audience: ...}`: send a [backend JWT](backend-jwt.md) to this API's upstream. Needs the
     top-level `backend_jwt` section."""
+    upstream: str | None = None
+    """`http://host:port` (or `https://host[:port]`) of the API's backend, where Envoy forwards allowed
+    requests. Used only by `authz envoy-config` (authz itself never calls it); none: the command's default
+    upstream, else the route answers 404 after the check."""
+    sandbox: ApiSandboxSettings | None = None
+    """`{hosts: [...], upstream: ...}`: serve the API's sandbox environment on these hosts (`authz
+    envoy-config` only)."""
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, value: str | None) -> str | None:
+        return None if value is None else upstream_url(value)
 
     @field_validator("headers_to_remove")
     @classmethod
@@ -128,12 +200,6 @@ class ApiSettings(ConfigModel):
     @field_validator("hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
-        out = []
-        for host in value:
-            h = host.lower()
-            if not (HOSTNAME.match(h) or IPV6_LITERAL.match(h)):
-                raise ValueError(f"{host!r} is not a host name or IP address (no port, no wildcard)")
-            out.append(h)
-        return out
+        return _hosts(value)
 
 

@@ -24,9 +24,20 @@ RFC6750_VALUE = re.compile(r"^[\x20\x21\x23-\x5b\x5d-\x7e]+$")
 HOSTNAME = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
 IPV6_LITERAL = re.compile(r"^\[[0-9a-f:.]+\]$")
 
+ENV_CONFIG = "AUTHZ_CONFIG"
 ENV_LISTEN = "AUTHZ_LISTEN"
+ENV_HTTP_LISTEN = "AUTHZ_HTTP_LISTEN"
 ENV_REDIS_URL = "AUTHZ_REDIS_URL"
 ENV_ADMIN_TOKEN = "AUTHZ_ADMIN_TOKEN"
+
+ENV_OVERRIDES: tuple[tuple[str, str, str], ...] = (
+    (ENV_LISTEN, "server", "listen"),
+    (ENV_HTTP_LISTEN, "server", "http_listen"),
+    (ENV_REDIS_URL, "redis", "url"),
+    (ENV_ADMIN_TOKEN, "admin", "token"),
+)
+"""The environment variables that override a config field, as ``(variable, section, field)``: what a deployment
+sets per container or pod (``AUTHZ_CONFIG`` names the file itself)."""
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 ListenAddress = Annotated[str, AfterValidator(lambda value: check_listen(value))]

@@ -76,7 +76,8 @@ class KeyManagerSettings(ConfigModel):
     """Identifier (letters, digits, `.`, `_`, `-`); client IDs are registered per key manager."""
     preset: Literal["keycloak", "auth0", "okta", "entra-v1", "entra-v2", "asgardeo"] | None = None
     """`keycloak`, `auth0`, `okta`, `entra-v1`, `entra-v2` or `asgardeo`: defaults for `client_id_claims`,
-    `scope_claims`, `algorithms` and (when no key source is given) `discovery: oidc`. Fields given explicitly
+    `scope_claims`, `algorithms`, `audience_parameter` (Auth0), `token_endpoint_auth_method` (Okta) and (when no key
+    source is given) `discovery: oidc`. Fields given explicitly
     win, field by field. See [key-managers/](key-managers/README.md)."""
     issuer: Annotated[str, Field(min_length=1)]
     """Exact `iss` of its tokens. One trailing `/` is ignored on both sides (`https://idp/` = `https://idp`);
@@ -123,6 +124,29 @@ class KeyManagerSettings(ConfigModel):
     max_token_lifetime: PositiveSeconds | None = None
     """Seconds. A token whose `exp` lies further in the future is denied (401) before any key lookup. None: no
     limit."""
+
+    # ---- connection data shown to developers (never used to validate tokens) ----
+    token_endpoint: Annotated[str, Field(pattern=r"^https?://[^/?#@]+([/?][^#]*)?$")] | None = None
+    """`http(s)://` URL of its token endpoint (RFC 6749 section 3.2), shown to developers with ready-to-run token
+    requests (`authz registry app add-client`, `app show`, the admin API's `DescribeApplication`). With
+    `discovery` it replaces the metadata's `token_endpoint`; otherwise it is the only source, and without it
+    developers are told that the token endpoint is unknown. No user info (credentials) allowed in the URL."""
+    grant_types_supported: list[Annotated[str, Field(pattern=r"^[\x21-\x7e]+$")]] = []
+    """Grant types of its token endpoint (RFC 8414 `grant_types_supported`), e.g. `[password,
+    client_credentials]`, shown to developers. Empty: the metadata's list with `discovery`, else not stated."""
+    audience_parameter: Annotated[str, Field(pattern=r"^[A-Za-z0-9._~-]+$")] | None = None
+    """Token-request parameter that asks for the audience (the first of `audiences`) in the token requests shown
+    to developers: `audience` for Auth0 (its preset sets it), `resource` for RFC 8707 servers. None: the key
+    manager puts the audience in its tokens by itself (Keycloak's audience mapper, Okta's authorization server)."""
+    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic"] | None = None
+    """How clients authenticate in the token requests shown to developers (RFC 7591 names): `client_secret_post`
+    (`client_id` and `client_secret` form parameters) or `client_secret_basic` (HTTP Basic, Okta's default; its
+    preset sets it). None: `client_secret_post`, unless the metadata's `token_endpoint_auth_methods_supported`
+    lists only `client_secret_basic`."""
+    requested_scope: Annotated[str, Field(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$")] | None = None
+    """The `scope` of the token requests shown to developers (both grants), instead of the scopes the application's
+    APIs require: Entra ID's `api://orders-api/.default` (the permissions granted to the client: delegated ones in
+    `scp` for a user, application ones in `roles` for client credentials). None: the APIs' scopes."""
 
     @field_validator("algorithms")
     @classmethod

@@ -1,7 +1,7 @@
 """Reading a config file: YAML, environment overrides, validation, and every error with its YAML path.
 
-``load_config(path)`` reads the file, applies the environment overrides (``AUTHZ_LISTEN``, ``AUTHZ_REDIS_URL``,
-``AUTHZ_ADMIN_TOKEN``) and validates everything; it raises :class:`ConfigError` listing every problem with its
+``load_config(path)`` reads the file, applies the environment overrides (``AUTHZ_LISTEN``, ``AUTHZ_HTTP_LISTEN``,
+``AUTHZ_REDIS_URL``, ``AUTHZ_ADMIN_TOKEN``: :data:`authz.config.base.ENV_OVERRIDES`) and validates everything; it raises :class:`ConfigError` listing every problem with its
 YAML path (``key_managers[0].issuer: field required``).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from authz.config.base import ENV_ADMIN_TOKEN, ENV_LISTEN, ENV_REDIS_URL
+from authz.config.base import ENV_OVERRIDES
 from authz.config.settings import Settings, raw_duplicates
 
 
@@ -64,8 +64,8 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Settings:
 
     Args:
         data: the YAML document (a mapping).
-        env: environment for the overrides ``AUTHZ_LISTEN``, ``AUTHZ_REDIS_URL`` and ``AUTHZ_ADMIN_TOKEN``
-            (default: none applied).
+        env: environment for the overrides of :data:`authz.config.base.ENV_OVERRIDES` (``AUTHZ_LISTEN``,
+            ``AUTHZ_HTTP_LISTEN``, ``AUTHZ_REDIS_URL``, ``AUTHZ_ADMIN_TOKEN``; default: none applied).
     Returns:
         The validated :class:`Settings`.
     Raises:
@@ -75,9 +75,7 @@ def parse_config(data: Any, env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError([f"(top level): expected a mapping, got {type(data).__name__}"])
     data = dict(data)
     env = env or {}
-    for variable, section, key in (
-        (ENV_LISTEN, "server", "listen"), (ENV_REDIS_URL, "redis", "url"), (ENV_ADMIN_TOKEN, "admin", "token"),
-    ):
+    for variable, section, key in ENV_OVERRIDES:
         if env.get(variable):
             current = data.get(section)
             if current is None or isinstance(current, dict):

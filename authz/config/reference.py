@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from authz.config.base import ENV_ADMIN_TOKEN, ENV_LISTEN, ENV_REDIS_URL
+from authz.config.base import ENV_CONFIG, ENV_OVERRIDES
 from authz.config.settings import Settings
 
 PREAMBLE = f"""# Configuration reference
@@ -28,9 +28,10 @@ authz reads one YAML file (`authz serve --config FILE`). Validate it with `authz
 problem is printed as `<yaml path>: <reason>` (e.g. `key_managers[0].issuer: field required`), exit status 1.
 Unknown fields are errors, so a typo never silently falls back to a default. Durations are seconds.
 
-Environment overrides: `{ENV_LISTEN}` replaces `server.listen`; `{ENV_REDIS_URL}` replaces `redis.url`;
-`{ENV_ADMIN_TOKEN}` replaces `admin.token`. `AUTHZ_CONFIG` is the default config path of the CLI (default
-`config/authz.yaml`).
+Environment overrides, for what a deployment sets per container or pod:
+{"; ".join(f"`{variable}` replaces `{section}.{field}`" for variable, section, field in ENV_OVERRIDES)}.
+`{ENV_CONFIG}` is the default config path of every command (default `config/authz.yaml`). A variable that is
+unset or empty changes nothing.
 
 What ops own lives here (key managers, APIs, headers, limits). What changes at runtime (applications,
 client IDs, subscriptions) lives in Redis: see [registry.md](registry.md).

@@ -1,4 +1,4 @@
-"""The service sections: ``server``, ``redis``, ``admin``, ``tokens``, ``headers`` and ``backend_jwt``."""
+"""The service sections: ``server``, ``redis``, ``admin``, ``logging``, ``tokens``, ``headers`` and ``backend_jwt``."""
 
 from __future__ import annotations
 
@@ -167,9 +167,13 @@ class ServerSettings(ConfigModel):
     """The gRPC server."""
 
     listen: ListenAddress = "127.0.0.1:9191"
-    """`host:port` of the gRPC `envoy.service.auth.v3.Authorization` service (also Health and reflection)."""
-    workers: Annotated[int, Field(ge=0, le=64)] = 0
-    """Worker processes, each on its own port; 0: one per CPU."""
+    """`host:port` of the gRPC `envoy.service.auth.v3.Authorization` service (also Health and reflection). Env
+    `AUTHZ_LISTEN` overrides it."""
+    workers: Annotated[int, Field(ge=0, le=64)] = 1
+    """Worker processes, each on its own port counting up from `listen`'s (and `http_listen`'s); 0: one per CPU.
+    The default, 1, fits a container (one process per container, replicas scale it); several workers on one
+    host are an explicit choice, each port an endpoint of Envoy's authz cluster (`authz envoy-config` lists
+    them)."""
     route_cache_size: Annotated[int, Field(ge=0)] = 10_000
     """Most (path, method, host, `api_id`) route resolutions kept per worker (LRU); `0` disables the cache."""
     decision_cache_size: Annotated[int, Field(ge=0)] = 10_000
@@ -187,7 +191,32 @@ class ServerSettings(ConfigModel):
     http_listen: ListenAddress | None = None
     """`host:port` of the HTTP/1.1 listener for Envoy's HTTP ext_authz mode (`http_service`), served next to the
     gRPC one by the same pipeline; not served when unset. With `--workers N`, worker I listens on the port +
-    I. See [operations](operations.md#envoy-http-ext_authz-mode)."""
+    I. See [operations](operations.md#envoy-http-ext_authz-mode). Env `AUTHZ_HTTP_LISTEN` overrides it."""
+    http_route_headers: bool = False
+    """HTTP ext_authz mode: take the API and the route's environment from the `x-authz-api-id` and
+    `x-authz-environment` request headers (the gRPC mode's `context_extensions` `api_id` and `environment`).
+    Set it only when the Envoy in front removes client-sent copies of both headers and sets them per route, as
+    the config of `authz envoy-config --authz-mode http` does; false: both headers are ignored and the API is
+    matched by host and path."""
+    metrics_listen: ListenAddress | None = None
+    """`host:port` serving the Prometheus metrics at `/metrics` ([operations](operations.md#metrics)); not served
+    when unset. With `--workers N` the supervisor serves it and every scrape shows the sum over all workers
+    (prometheus-client's multiprocess mode; a worker's counts reach it within a second); with one worker the
+    worker serves it itself."""
+
+
+class LoggingSettings(ConfigModel):
+    """What authz logs (to stderr) and in which format."""
+
+    format: Literal["text", "json"] = "text"
+    """`text`: one human-readable line per record. `json`: one JSON object per line for every record, decision
+    lines included ([operations](operations.md#logs)); values that come from a request are escaped in both, so a
+    request cannot forge a log line."""
+    decisions: Literal["all", "denies", "none"] = "denies"
+    """Which decisions get a decision line (logger `authz.decisions`, INFO): `all` (every check: tens of
+    microseconds of CPU per allowed check, see [performance](performance.md#metrics-and-decision-log-cost)),
+    `denies` (every denial, and every allow of a public resource called without credentials), or `none`. Every
+    decision is counted in the metrics whatever this says."""
 
 
 class TokenSettings(ConfigModel):

@@ -14,6 +14,7 @@ from authz.config.sections import (
     AdminSettings,
     BackendJwtSettings,
     HeadersSettings,
+    LoggingSettings,
     RedisSettings,
     ServerSettings,
     TokenSettings,
@@ -33,6 +34,9 @@ class Settings(ConfigModel):
     uses the same `cache_ttl` and `max_stale`, and its own `revocation_cache_size`."""
     admin: AdminSettings = AdminSettings()
     """The registry admin gRPC API ([admin-api.md](admin-api.md)), served by `authz serve` on its own port."""
+    logging: LoggingSettings = LoggingSettings()
+    """The log format and which decisions are logged ([operations](operations.md#logs)). Tokens and secrets are
+    never logged: a decision line names a token by the first 12 hex digits of its SHA-256."""
     tokens: TokenSettings = TokenSettings()
     """Limits of token validation that do not depend on the key manager."""
     key_managers: Annotated[list[KeyManagerSettings], Field(min_length=1)]
@@ -45,8 +49,8 @@ class Settings(ConfigModel):
     authenticated.
 
     **Public resources** (`auth: none`): a request without an `authorization` header is allowed without any
-    token, application, subscription or scope check, and logged (`allow public GET /path api=...` at INFO on the
-    `authz.decisions` logger). No identity is forwarded: every configured identity header and the backend JWT
+    token, application, subscription or scope check, and logged (a decision line with `phase=public`, under
+    `logging.decisions` `denies` or `all`). No identity is forwarded: every configured identity header and the backend JWT
     header are removed from the upstream request, and the dynamic metadata carries only `{"api_id", "auth":
     "none"}`. A credential that *is* sent is still validated: an invalid, expired or non-Bearer credential is a 401
     (C19: an invalid credential is never silently ignored); a valid token is allowed without registry or scope
@@ -59,6 +63,10 @@ class Settings(ConfigModel):
     backend_jwt: BackendJwtSettings | None = None
     """Optional. The keys and claims of the [backend JWT](backend-jwt.md) sent to the upstreams of APIs with
     `apis[].backend_jwt`, and the HTTP server publishing its public keys."""
+    gateway_url: Annotated[str, Field(pattern=r"^https?://[^/?#@]+(/[^?#]*)?$")] | None = None
+    """Base URL at which developers call the APIs through Envoy (`https://api.example.com`), used in the call
+    through the gateway shown with token instructions (`authz registry app add-client`, `app show`, the admin
+    API's `DescribeApplication`). No query, fragment or user info. None: the call shows `<GATEWAY_URL>`."""
 
     @model_validator(mode="after")
     def _api_headers(self) -> Settings:
@@ -101,6 +109,12 @@ class Settings(ConfigModel):
                     f"apis[{index}].context: {api.context!r} on the same hosts is already used by apis[{seen[key]}]"
                 )
             seen.setdefault(key, index)
+        production = {host: index for index, api in enumerate(self.apis) for host in api.hosts}
+        for index, api in enumerate(self.apis):
+            for j, host in enumerate(api.sandbox.hosts if api.sandbox else ()):
+                if host in production:
+                    problems.append(f"apis[{index}].sandbox.hosts[{j}]: {host!r} is a production host of "
+                                    f"apis[{production[host]}]; a host serves one environment")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -7,7 +7,11 @@ phase: may await the key managers or the registry, may raise a :class:`Denial`) 
 from the phase's cache, or nothing). :meth:`Pipeline.decide` first walks the list with ``cached``: when every
 phase answers from its cache, the decision is made without awaiting (the warm path); at the first miss it walks
 the list again with ``run``. One ordered list drives both, so the two paths cannot diverge; ``authz explain``
-walks the same list phase by phase.
+walks the same list phase by phase (:mod:`authz.decide.explain`), with a trace on the :class:`Check` that the
+phases fill with each rule they apply (only on the full path, and only when a trace is asked for).
+
+:meth:`Pipeline.evaluate` returns the :class:`Check` itself, naming the phase that decided, so that the front ends
+can count and log the decision (:mod:`authz.decide.record`); the pipeline logs no decision itself.
 
 The route is resolved first because it is pure and cheap, but a route denial is only reported (phase
 ``resource``) after the caller has authenticated, so an anonymous client cannot probe which APIs exist (a
@@ -37,10 +41,10 @@ from authz.decide.policy import authorize
 from authz.decide.revocation import check_not_revoked
 from authz.decide.routes import Route, RouteTable
 from authz.errors import Denial, DependencyUnavailable, Reason, unavailable
-from authz.model import Allow, Identity, Lookup, Request
+from authz.model import Allow, Identity, Lookup, Request, Step
 from authz.registry.cache import RegistryCache
 
-log = logging.getLogger("authz.decisions")
+log = logging.getLogger("authz.pipeline")
 
 
 def token_fingerprint(token: str) -> str:
@@ -59,11 +63,16 @@ class Check:
         identity: the validated token (phase ``identity``), or None.
         lookup: the registry's answer for (key manager, client ID, API) (phase ``registry``), or None.
         allow: the decision once a phase allowed, or None.
+        denial: the denial once a phase denied (or the 503 of an outage or a timeout), or None.
+        phase: the name of the phase that decided (``""`` before a decision).
+        trace: the rules the phases applied, each a :class:`authz.model.Step` (``authz explain``), or None: the
+            phases record nothing then.
     """
 
-    __slots__ = ("request", "route", "route_denial", "token", "identity", "lookup", "allow")
+    __slots__ = ("request", "route", "route_denial", "token", "identity", "lookup", "allow", "denial", "phase",
+                 "trace")
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: Request, trace: list[Step] | None = None) -> None:
         self.request = request
         self.route: Route | None = None
         self.route_denial: Denial | None = None
@@ -71,6 +80,9 @@ class Check:
         self.identity: Identity | None = None
         self.lookup: Lookup | None = None
         self.allow: Allow | None = None
+        self.denial: Denial | None = None
+        self.phase = ""
+        self.trace = trace
 
 
 class Phase(Protocol):
@@ -147,7 +159,7 @@ class PublicPhase(_Pure):
     def apply(self, check: Check) -> None:
         route = check.route
         if route is not None and route.resource.auth == "none" and "authorization" not in check.request.headers:
-            check.allow = public_allow(check.request, route, self.headers, self.backend_jwt)
+            check.allow = build_public_allow(route, self.headers, self.backend_jwt)
 
 
 class CredentialsPhase(_Pure):
@@ -172,7 +184,7 @@ class IdentityPhase:
         return check.identity is not None
 
     async def run(self, check: Check) -> None:
-        check.identity = await self.tokens.validate(check.token)
+        check.identity = await self.tokens.validate(check.token, check.trace)
 
 
 class RevocationPhase:
@@ -209,7 +221,7 @@ class ResourcePhase(_Pure):
             raise check.route_denial
         assert check.route is not None
         if check.route.resource.auth == "none":
-            check.allow = public_allow(check.request, check.route, self.headers, self.backend_jwt)
+            check.allow = build_public_allow(check.route, self.headers, self.backend_jwt)
 
 
 class RegistryPhase:
@@ -280,22 +292,13 @@ class PolicyPhase:
         identity, lookup, route = check.identity, check.lookup, check.route
         assert identity is not None and lookup is not None and route is not None
         application, subscription = authorize(identity, route, lookup, check.request.context_extensions.get(
-            "environment"))
+            "environment"), check.trace)
         assert lookup.binding is not None
         allow = build_allow(identity, application, lookup.binding, subscription, route, self.headers,
                             access_token=check.token, backend_jwt=self.backend_jwt)
         if route.api.backend_jwt is None:
             self.memo.put(self._key(check), (identity, lookup, route.resource, allow))
         check.allow = allow
-
-
-def public_allow(
-    request: Request, route: Route, headers: HeadersSettings, backend_jwt: BackendJwtSigner | None
-) -> Allow:
-    """Allow a request to a public resource (``auth: none``), logged at INFO."""
-    log.info("request %s: allow public %s %s api=%s", request.request_id, request.method, route.path[:256],
-             route.api.id)
-    return build_public_allow(route, headers, backend_jwt)
 
 
 class Pipeline:
@@ -318,7 +321,7 @@ class Pipeline:
         self, routes: RouteTable, tokens: TokenValidator, registry: RegistryCache, headers: HeadersSettings,
         *, budget: float = 0.4, backend_jwt: BackendJwtSigner | None = None, decision_cache_size: int = 10_000,
     ) -> None:
-        self._budget = budget
+        self.budget = budget
         self.phases: Sequence[Phase] = (
             RoutePhase(routes),
             PublicPhase(headers, backend_jwt),
@@ -338,33 +341,42 @@ class Pipeline:
         Returns:
             :class:`Allow`, or the :class:`Denial` to render. Never raises for bad input or outages.
         """
-        fast = self.decide_cached(request)
+        check = await self.evaluate(request)
+        return check.allow or check.denial  # type: ignore[return-value]
+
+    async def evaluate(self, request: Request) -> Check:
+        """:meth:`decide`, returning the whole :class:`Check`: exactly one of ``allow`` and ``denial`` is set, and
+        ``phase`` names the phase that decided (for an outage or a timeout, the phase that was running).
+
+        Never raises for bad input or outages (any of them is a ``denial``).
+        """
+        fast = self.evaluate_cached(request)
         if fast is not None:
             return fast
         check = Check(request)
+        phase: Phase | None = None
         try:
-            async with asyncio.timeout(self._budget):
+            async with asyncio.timeout(self.budget):
                 for phase in self.phases:
                     await phase.run(check)
                     if check.allow is not None:
-                        break
+                        check.phase = phase.name
+                        return check
         except Denial as denial:
-            self._log(request, check.token, denial)
-            return denial
+            check.denial = denial
         except DependencyUnavailable as exc:
             log.warning("request %s: dependency unavailable: %s", request.request_id, exc)
-            return unavailable("A service authz depends on is unavailable; retry later")
+            check.denial = unavailable("A service authz depends on is unavailable; retry later")
+            check.denial.log_detail = str(exc)
         except TimeoutError:
-            log.warning("request %s: decision exceeded its %.3fs budget", request.request_id, self._budget)
-            return unavailable("The authorization decision took too long; retry later")
-        allow = check.allow
-        if allow is None:  # every phase ran and none decided: never an allow by default
+            log.warning("request %s: decision exceeded its %.3fs budget", request.request_id, self.budget)
+            check.denial = unavailable("The authorization decision took too long; retry later")
+            check.denial.log_detail = f"exceeded server.decision_timeout ({self.budget:g}s)"
+        else:  # every phase ran and none decided: never an allow by default
             log.error("request %s: no phase decided; denying with 503", request.request_id)
-            return unavailable("authz failed to decide; retry later")
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("request %s: allow %s %s app=%s", request.request_id, request.method, request.path[:256],
-                      allow.dynamic_metadata.get("application_id"))
-        return allow
+            check.denial = unavailable("authz failed to decide; retry later")
+        check.phase = phase.name if phase is not None else ""
+        return check
 
     def decide_cached(self, request: Request) -> Allow | None:
         """The allow for a request every phase can answer from its cache, without awaiting; else None.
@@ -372,22 +384,16 @@ class Pipeline:
         Each phase answers in the order of :meth:`decide` or not at all; denials are never answered here (the
         full path renders them), so this never answers differently from :meth:`decide`.
         """
+        check = self.evaluate_cached(request)
+        return None if check is None else check.allow
+
+    def evaluate_cached(self, request: Request) -> Check | None:
+        """:meth:`decide_cached`, returning the :class:`Check` (``allow`` and ``phase`` set), or None."""
         check = Check(request)
         for phase in self.phases:
             if not phase.cached(check):
                 return None
             if check.allow is not None:
-                return check.allow
+                check.phase = phase.name
+                return check
         return None
-
-    @staticmethod
-    def _log(request: Request, token: str, denial: Denial) -> None:
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "request %s: deny %d %s%s%s",
-                request.request_id,
-                denial.reason.info.code,
-                denial.description,
-                f" ({denial.log_detail})" if denial.log_detail else "",
-                f" token={token_fingerprint(token)}" if token else "",
-            )

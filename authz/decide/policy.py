@@ -19,6 +19,7 @@ from authz.model import (
     Identity,
     KeyType,
     Lookup,
+    Step,
     Subscription,
     SubscriptionStatus,
 )
@@ -28,7 +29,7 @@ PRODUCTION = "production"
 
 
 def authorize(
-    identity: Identity, route: Route, found: Lookup, environment: str | None = None
+    identity: Identity, route: Route, found: Lookup, environment: str | None = None, trace: list[Step] | None = None,
 ) -> tuple[Application, Subscription]:
     """Check registration, key type against the route's environment, subscription state and scopes.
 
@@ -38,6 +39,7 @@ def authorize(
         found: the registry lookup for (key manager, client ID, API).
         environment: the route's ``context_extensions.environment`` (Envoy ``ExtAuthzPerRoute``
             ``check_settings.context_extensions``): ``sandbox``, ``production`` or None (production).
+        trace: when given (``authz explain``), each check made is added as a :class:`authz.model.Step`.
     Returns:
         The application and its active subscription.
     Raises:
@@ -48,6 +50,10 @@ def authorize(
             (BLOCKED, or PROD_ONLY_BLOCKED with a production key) or ``INSUFFICIENT_SCOPE``.
     """
     api_id = route.api.id
+    if trace is not None:
+        trace.append(Step("client", f"{identity.client_id} of key manager {identity.key_manager} -> " + (
+            f"application {found.binding.application_id}" if found.binding is not None else "no application"),
+            "registered to an application", found.binding is not None and found.application is not None))
     if found.binding is None or found.application is None:
         raise Denial(
             Reason.UNKNOWN_CLIENT,
@@ -55,15 +61,23 @@ def authorize(
             log_detail=f"client {identity.client_id[:128]!r} of key manager {identity.key_manager}",
         )
     app = found.application
+    if trace is not None:
+        trace.append(Step("application", f"{app.name} ({app.id}): {app.status.value}", "ACTIVE",
+                          app.status is ApplicationStatus.ACTIVE))
     if app.status is not ApplicationStatus.ACTIVE:
         raise Denial(Reason.SUBSCRIPTION_INACTIVE, f"Application '{app.name}' is not active")
-    _check_environment(found.binding.key_type, environment)
+    _check_environment(found.binding.key_type, environment, trace)
     sub = found.subscription
+    blocked = sub is not None and (sub.status is SubscriptionStatus.BLOCKED or (
+        sub.status is SubscriptionStatus.PROD_ONLY_BLOCKED and found.binding.key_type is KeyType.PRODUCTION))
+    if trace is not None:
+        trace.append(Step(
+            "subscription", f"to {api_id}: " + (f"{sub.status.value}, tier {sub.tier}" if sub else "none"),
+            "present and ACTIVE (PROD_ONLY_BLOCKED: SANDBOX keys only)", sub is not None and not blocked
+            and sub.status not in (SubscriptionStatus.ON_HOLD, SubscriptionStatus.REJECTED)))
     if sub is None:
         raise Denial(Reason.NOT_SUBSCRIBED, f"Application '{app.name}' is not subscribed to API '{api_id}'")
-    if sub.status is SubscriptionStatus.BLOCKED or (
-        sub.status is SubscriptionStatus.PROD_ONLY_BLOCKED and found.binding.key_type is KeyType.PRODUCTION
-    ):
+    if blocked:
         raise Denial(
             Reason.SUBSCRIPTION_BLOCKED, f"Application '{app.name}' has a blocked subscription to API '{api_id}'"
         )
@@ -73,11 +87,15 @@ def authorize(
             f"The subscription of application '{app.name}' to API '{api_id}' is {sub.status.value}",
         )
     required = route.resource.scopes
-    if required:
+    if required or trace is not None:
         held = identity.scopes
         ok = all(s in held for s in required) if route.resource.scope_match == "all" else any(
             s in held for s in required
         )
+        ok = ok or not required
+        if trace is not None:
+            trace.append(Step("scopes", f"held: {' '.join(sorted(held)) or '(none)'}", f"{route.resource.scope_match} "
+                              f"of: {' '.join(required)}" if required else "none required", ok))
         if not ok:
             needed = " ".join(required)
             raise Denial(
@@ -88,7 +106,11 @@ def authorize(
     return app, sub
 
 
-def _check_environment(key_type: KeyType, environment: str | None) -> None:
+def _check_environment(key_type: KeyType, environment: str | None, trace: list[Step] | None = None) -> None:
+    if trace is not None:
+        ok = environment in (None, SANDBOX, PRODUCTION) and (key_type is KeyType.SANDBOX) == (environment == SANDBOX)
+        trace.append(Step("key type", f"{key_type.value} key on a {environment or PRODUCTION} route",
+                          "SANDBOX keys on sandbox routes, PRODUCTION keys on the others", ok))
     if environment is not None and environment not in (SANDBOX, PRODUCTION):
         raise Denial(
             Reason.NO_MATCHING_RESOURCE,

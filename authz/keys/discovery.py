@@ -1,4 +1,5 @@
-"""Authorization server metadata: find a key manager's ``jwks_uri`` from its issuer.
+"""Authorization server metadata: a key manager's metadata document (its ``jwks_uri``, ``token_endpoint``,
+``grant_types_supported``...) from its issuer.
 
 ``discovery: oidc`` reads ``{issuer}/.well-known/openid-configuration`` (OpenID Connect Discovery 1.0
 section 4); ``discovery: oauth`` reads the RFC 8414 section 3.1 URL, the well-known path inserted between the
@@ -12,13 +13,15 @@ may belong to another issuer (a mix-up or a misconfiguration).
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from authz.config import normalize_issuer
-from authz.keys.fetch import FetchError, fetch_json, redact_url
+from authz.keys.fetch import FetchError, fetch_json, freshness, redact_url
 
 
 class DiscoveryError(Exception):
@@ -57,6 +60,83 @@ def metadata_url(issuer: str, style: Literal["oidc", "oauth"]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/.well-known/oauth-authorization-server{path}", "", ""))
 
 
+@dataclass(frozen=True, slots=True)
+class ServerMetadata:
+    """A checked metadata document (OIDC Discovery 1.0 section 3, RFC 8414 section 2).
+
+    Attributes:
+        url: where it was fetched (:func:`metadata_url`).
+        document: the JSON object as served; its ``issuer`` is the configured one. Metadata is public:
+            it carries no secret.
+        max_age: seconds it stays fresh by its ``Cache-Control`` (:func:`authz.keys.fetch.freshness`), None when
+            the response states none.
+    """
+
+    url: str
+    document: Mapping[str, Any]
+    max_age: float | None = None
+
+    def endpoint(self, name: str) -> str:
+        """The URL member ``name`` (``jwks_uri``, ``token_endpoint``...), checked.
+
+        Returns:
+            The URL: ``https``, or ``http`` only when the metadata itself was fetched over ``http``, with a host.
+        Raises:
+            DiscoveryError: the member is missing, not a string, or not such a URL.
+        """
+        value = self.document.get(name)
+        if not isinstance(value, str):
+            raise DiscoveryError(f"metadata at {self.url} has no {name}")
+        parts = urlsplit(value)
+        allowed = ("https", "http") if urlsplit(self.url).scheme == "http" else ("https",)
+        if parts.scheme not in allowed or not parts.netloc:
+            raise DiscoveryError(
+                f"metadata at {self.url} has an unusable {name} {redact_url(value[:200])!r} (https required)"
+            )
+        return value
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        """The list-of-strings member ``name`` (``grant_types_supported``, ``scopes_supported``...).
+
+        Returns:
+            Its string items in the document's order (other items dropped); empty when the member is absent
+            or not a list (no default of the RFCs is applied: absent means "not stated").
+        """
+        value = self.document.get(name)
+        if not isinstance(value, list):
+            return ()
+        return tuple(item for item in value if isinstance(item, str))
+
+
+async def discover_metadata(
+    client: httpx.AsyncClient, issuer: str, style: Literal["oidc", "oauth"], timeout: float
+) -> ServerMetadata:
+    """Fetch the issuer's metadata document and check that it names the issuer.
+
+    Args:
+        client: the key manager's httpx client (:func:`authz.keys.fetch.http_client`).
+        issuer: the configured issuer.
+        style: ``oidc`` or ``oauth`` (see :func:`metadata_url`).
+        timeout: seconds for the whole fetch (:func:`authz.keys.fetch.fetch_json`: bounded in size too).
+    Returns:
+        The :class:`ServerMetadata`.
+    Raises:
+        IssuerMismatch: the document's ``issuer`` is not the configured one.
+        DiscoveryError: fetch failure or a document that is not a JSON object.
+    """
+    url = metadata_url(issuer, style)
+    try:
+        document, headers = await fetch_json(client, url, timeout)
+    except FetchError as exc:
+        raise DiscoveryError(f"fetch of {url} failed: {exc}") from None
+    if not isinstance(document, dict):
+        raise DiscoveryError(f"metadata at {url} is not a JSON object")
+    found = document.get("issuer")
+    if not isinstance(found, str) or normalize_issuer(found) != normalize_issuer(issuer):
+        raise IssuerMismatch(url, found if isinstance(found, str) else repr(found), issuer)
+    return ServerMetadata(url, document, freshness(headers))
+
+
 async def discover_jwks_uri(
     client: httpx.AsyncClient, issuer: str, style: Literal["oidc", "oauth"], timeout: float
 ) -> str:
@@ -73,21 +153,5 @@ async def discover_jwks_uri(
         IssuerMismatch: the document's ``issuer`` is not the configured one.
         DiscoveryError: fetch failure, a document that is not an object, a missing or invalid ``jwks_uri``.
     """
-    url = metadata_url(issuer, style)
-    try:
-        document, _headers = await fetch_json(client, url, timeout)
-    except FetchError as exc:
-        raise DiscoveryError(f"fetch of {url} failed: {exc}") from None
-    if not isinstance(document, dict):
-        raise DiscoveryError(f"metadata at {url} is not a JSON object")
-    found = document.get("issuer")
-    if not isinstance(found, str) or normalize_issuer(found) != normalize_issuer(issuer):
-        raise IssuerMismatch(url, found if isinstance(found, str) else repr(found), issuer)
-    jwks_uri = document.get("jwks_uri")
-    if not isinstance(jwks_uri, str):
-        raise DiscoveryError(f"metadata at {url} has no jwks_uri")
-    scheme = urlsplit(jwks_uri).scheme
-    allowed = ("https", "http") if urlsplit(url).scheme == "http" else ("https",)
-    if scheme not in allowed or not urlsplit(jwks_uri).netloc:
-        raise DiscoveryError(f"metadata at {url} has an unusable jwks_uri {redact_url(jwks_uri[:200])!r} (https required)")
-    return jwks_uri
+    metadata = await discover_metadata(client, issuer, style, timeout)
+    return metadata.endpoint("jwks_uri")

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from authz.config import KeyManagerSettings
+from authz.config import JwksSettings, KeyManagerSettings
 
 MAX_DOCUMENT_BYTES = 1024 * 1024
 """A JWKS or discovery response larger than this is a failed fetch (they are a few KB)."""
@@ -123,3 +123,18 @@ def freshness(headers: httpx.Headers) -> float | None:
     age = headers.get("age", "").strip()
     current_age = float(age) if age.isdigit() and len(age) <= 10 else 0.0
     return max(0.0, max_age - current_age)
+
+
+def refresh_period(fresh: float | None, settings: JwksSettings) -> float:
+    """How long a fetched JWKS or metadata document is used before it is fetched again.
+
+    Args:
+        fresh: the response's freshness (:func:`freshness`), None when it states none.
+        settings: the key manager's ``jwks`` settings.
+    Returns:
+        Seconds: ``fresh`` bounded by ``min_refresh_interval`` and ``max_refresh_interval``; ``refresh_interval``
+        when ``fresh`` is None.
+    """
+    if fresh is None:
+        return settings.refresh_interval
+    return min(max(fresh, settings.min_refresh_interval), settings.max_refresh_interval)

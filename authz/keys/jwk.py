@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from authz.keys.pem import check_public_key, public_key_of_certificate
+from authz.model import Step
 
 log = logging.getLogger("authz.jwks")
 
@@ -197,6 +198,11 @@ class KeySource(Protocol):
     name: str
     last_error: str | None
 
+    @property
+    def keyset(self) -> KeySet | None:
+        """The current key set (for metrics and ``authz explain``), or None when there is none."""
+        ...
+
     def usable(self) -> bool:
         """Whether the keys may decide now (a key set exists and is not past its staleness bound)."""
         ...
@@ -205,8 +211,9 @@ class KeySource(Protocol):
         """Whether ``key`` is still part of the current, usable key set (for cached verifications)."""
         ...
 
-    async def signing_key(self, kid: str | None, alg: str) -> VerificationKey:
-        """The key that verifies a token with these header values.
+    async def signing_key(self, kid: str | None, alg: str, trace: list[Step] | None = None) -> VerificationKey:
+        """The key that verifies a token with these header values; with ``trace``, a ``key``
+        :class:`authz.model.Step` says where it came from (``authz explain``).
 
         Raises:
             Denial: ``INVALID_CREDENTIALS`` when no key (or more than one, without ``kid``) fits.

@@ -38,8 +38,9 @@ import httpx
 from authz.config import KeyManagerSettings
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.keys.discovery import IssuerMismatch, discover_jwks_uri
-from authz.keys.fetch import fetch_json, freshness, redact_url
+from authz.keys.fetch import fetch_json, freshness, redact_url, refresh_period
 from authz.keys.jwk import KeySet, VerificationKey, key_identity, parse_jwks, select_key
+from authz.model import Step
 
 log = logging.getLogger("authz.jwks")
 
@@ -55,6 +56,7 @@ class JwksCache:
 
     Attributes:
         fetch_count: JWKS fetches attempted (discovery fetches not included).
+        fetches: fetches by outcome, ``{"ok": n, "error": n}`` (a failed discovery counts as an ``error``).
         discovery_count: metadata fetches attempted (``discovery`` only).
         last_error: why the last fetch failed, or None after a success.
         fetch_seconds: how long the last successful JWKS fetch took (0 before the first).
@@ -79,6 +81,7 @@ class JwksCache:
         self.last_error: str | None = None
         self.fetch_count = 0
         self.fetch_seconds = 0.0
+        self.fetches = {"ok": 0, "error": 0}
         self.discovery_count = 0
         self.jwks_uri: str | None = settings.jwks_uri
 
@@ -86,6 +89,11 @@ class JwksCache:
     def keyset(self) -> KeySet | None:
         """The current key set, or None before the first successful fetch."""
         return self._keyset
+
+    def seconds_since_fetch(self) -> float | None:
+        """Seconds since the last successful fetch (the current key set's), or None before the first one."""
+        ks = self._keyset
+        return None if ks is None else self._clock() - ks.fetched_at
 
     def usable(self) -> bool:
         """Whether the key set exists and is not older than its refresh interval + ``max_stale`` seconds."""
@@ -158,6 +166,7 @@ class JwksCache:
             if not keys:
                 raise ValueError("the key set has no usable signature key")
         except IssuerMismatch as exc:
+            self.fetches["error"] += 1
             self.last_error = f"IssuerMismatch: {exc}"
             self._keyset = None  # keys found through metadata that names another issuer are not trusted
             log.error("key manager %s unusable: %s; checks with its tokens answer 503 until it matches",
@@ -166,6 +175,7 @@ class JwksCache:
         except Exception as exc:
             # Anything (HTTP, timeout, JSON nesting -> RecursionError, a bug in key loading) is a failed
             # fetch: it must neither replace the last good set nor escape into checks or the refresh loop.
+            self.fetches["error"] += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             kept = "keeping the last good key set" if self._keyset is not None else "no key set yet"
             log.warning("jwks %s: fetch from %s failed (%s); %s", self.name,
@@ -177,6 +187,7 @@ class JwksCache:
             keys=self._keep_unchanged(keys), fetched_at=self._clock(), refresh_interval=self._interval(headers)
         )
         self.fetch_seconds = took
+        self.fetches["ok"] += 1
         if self.last_error is not None:
             log.info("jwks %s: fetch recovered, %d keys", self.name, len(keys))
         self.last_error = None
@@ -192,11 +203,7 @@ class JwksCache:
 
     def _interval(self, headers: httpx.Headers) -> float:
         """The refresh period: ``Cache-Control`` freshness within the configured bounds, else ``refresh_interval``."""
-        cfg = self.settings.jwks
-        fresh = freshness(headers)
-        if fresh is None:
-            return cfg.refresh_interval
-        return min(max(fresh, cfg.min_refresh_interval), cfg.max_refresh_interval)
+        return refresh_period(freshness(headers), self.settings.jwks)
 
     def _keep_unchanged(self, keys: tuple[VerificationKey, ...]) -> tuple[VerificationKey, ...]:
         """Reuse the previous objects of keys that did not change, so verified-token cache entries stay valid."""
@@ -205,7 +212,7 @@ class JwksCache:
         previous = {key_identity(k): k for k in self._keyset.keys}
         return tuple(previous.get(key_identity(k), k) for k in keys)
 
-    async def signing_key(self, kid: str | None, alg: str) -> VerificationKey:
+    async def signing_key(self, kid: str | None, alg: str, trace: list[Step] | None = None) -> VerificationKey:
         """Choose the key that verifies a token with header ``kid`` and ``alg``.
 
         A token that names a ``kid`` is matched only against keys with that ``kid``; an unknown ``kid``
@@ -214,6 +221,7 @@ class JwksCache:
         Args:
             kid: the JWS header ``kid``, or None.
             alg: the JWS header ``alg``, already checked against the allow-list.
+            trace: when given, a ``key`` step saying whether the key came from the cached key set or a refetch.
         Returns:
             The :class:`VerificationKey`.
         Raises:
@@ -221,10 +229,22 @@ class JwksCache:
             DependencyUnavailable: no usable key set (key manager down at a cold start or past ``max_stale``).
         """
         if not self.usable():
+            if trace is not None:
+                trace.append(Step("key", self.last_error or "key set expired", f"a usable key set from {self.name}'s "
+                                  "JWKS (fetched within its refresh interval + jwks.max_stale)", False))
             raise DependencyUnavailable(f"jwks:{self.name}", self.last_error or "key set expired")
+        source = "cached"
         key = select_key(self._keyset, kid, alg)
         if key is None and kid is not None:
-            key = await self._await_unknown_kid(kid, alg)
+            key, source = await self._await_unknown_kid(kid, alg)
+        if trace is not None:
+            age = self.seconds_since_fetch() or 0.0
+            source = {"cached": f"the cached key set (fetched {age:.1f}s ago)", "cooldown": f"the cached key set "
+                      f"(fetched {age:.1f}s ago; kid unknown, not refetched within jwks.kid_refetch_cooldown)"}.get(
+                source, source)
+            trace.append(Step("key", f"kid={kid!r} alg={alg}: " + ("found" if key is not None else "no key fits")
+                              + f" in {source}", f"one key of {self.name}'s key set fits kid and alg",
+                              key is not None))
         if key is None:
             raise Denial(
                 Reason.INVALID_CREDENTIALS,
@@ -233,9 +253,10 @@ class JwksCache:
             )
         return key
 
-    async def _await_unknown_kid(self, kid: str, alg: str) -> VerificationKey | None:
+    async def _await_unknown_kid(self, kid: str, alg: str) -> tuple[VerificationKey | None, str]:
         """The key for a ``kid`` missing from the key set, from a key set fetched after this check arrived, if the
-        rate limit and the check's wait allow it; else None (the caller answers 401).
+        rate limit and the check's wait allow it; else None (the caller answers 401). With it, where the answer
+        came from (``cooldown`` when no refetch could be had within the wait), for ``authz explain``.
 
         Within ``jwks.forced_refetch_wait`` seconds from arrival, repeatedly:
 
@@ -254,6 +275,7 @@ class JwksCache:
         cfg = self.settings.jwks
         arrived = self._clock()
         deadline = arrived + cfg.forced_refetch_wait
+        refetched = "a refetch of the JWKS (the kid was not in the cached key set)"
         while True:
             inflight = self._inflight
             if inflight is not None and not inflight.done():
@@ -261,18 +283,18 @@ class JwksCache:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(inflight), max(0.0, deadline - self._clock()))
                 if not inflight.done():
-                    return None
+                    return None, "a refetch still under way when jwks.forced_refetch_wait ran out"
                 key = select_key(self._keyset, kid, alg)
                 if key is not None or started >= arrived:
-                    return key
+                    return key, refetched
                 continue
             if self._fetch_started >= arrived:
-                return select_key(self._keyset, kid, alg)
+                return select_key(self._keyset, kid, alg), refetched
             forced = self._last_forced
             hold = forced + cfg.kid_refetch_cooldown - self._clock()
             if hold > 0:
                 if hold + self.fetch_seconds >= deadline - self._clock():
-                    return None
+                    return None, "cooldown"
                 await asyncio.sleep(hold)
                 if self._last_forced != forced or (self._inflight is not None and not self._inflight.done()):
                     continue  # another check forced the fetch, or a refresh began: join it or read its answer

@@ -26,6 +26,7 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
         "scope_claims": ("scope",),
         "algorithms": ("RS256",),
         "discovery": "oidc",
+        "audience_parameter": "audience",  # the API identifier is asked for with the 'audience' parameter
     }),
     # Okta (custom authorization servers): 'cid'; scopes are the list 'scp'. Issuer https://<org>/oauth2/<id>.
     "okta": MappingProxyType({
@@ -33,6 +34,7 @@ PRESETS: MappingProxyType[str, MappingProxyType[str, Any]] = MappingProxyType({
         "scope_claims": ("scp",),
         "algorithms": ("RS256",),
         "discovery": "oidc",
+        "token_endpoint_auth_method": "client_secret_basic",  # Okta's default for an app's client secret
     }),
     # Microsoft Entra ID v1.0 access tokens: 'appid'; delegated scopes in 'scp' (space-separated), application
     # permissions in 'roles' (list). Issuer https://sts.windows.net/<tenant>/.

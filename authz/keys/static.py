@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from authz.config import CertificateFile
 from authz.errors import Denial, DependencyUnavailable, Reason
 from authz.keys.jwk import KeySet, VerificationKey, select_key
+from authz.model import Step
 
 log = logging.getLogger("authz.static_keys")
 
@@ -48,8 +49,13 @@ class StaticKeys:
         """Whether ``key`` is one of the static keys."""
         return self._keyset is not None and key in self._keyset.keys
 
-    async def signing_key(self, kid: str | None, alg: str) -> VerificationKey:
+    async def signing_key(self, kid: str | None, alg: str, trace: list[Step] | None = None) -> VerificationKey:
         """The static key for these header values (:func:`authz.keys.jwk.select_key`); nothing is ever fetched.
+
+        Args:
+            kid: the JWS header ``kid``, or None.
+            alg: the JWS header ``alg``.
+            trace: when given, a ``key`` step is added.
 
         Raises:
             Denial: ``INVALID_CREDENTIALS`` when no key (or more than one, without ``kid``) fits.
@@ -58,6 +64,10 @@ class StaticKeys:
         if self._keyset is None:
             raise DependencyUnavailable(f"jwks:{self.name}", self.last_error or "no key")
         key = select_key(self._keyset, kid, alg)
+        if trace is not None:
+            trace.append(Step("key", f"kid={kid!r} alg={alg}: " + ("found" if key is not None else "no key fits")
+                              + " among the static certificates", f"one of {self.name}'s certificates fits kid and alg",
+                              key is not None))
         if key is None:
             raise Denial(
                 Reason.INVALID_CREDENTIALS, "The access token was not signed by a key of its issuer",

@@ -1,7 +1,8 @@
-"""Command line: ``authz serve | check-config | registry ... | dev ...``.
+"""Command line: ``authz serve | check-config | health | envoy-config | explain | registry ... | dev ...``.
 
-Each group of subcommands has its module (``authz registry``: :mod:`authz.ops.cli_registry`); exit statuses are
-those of :mod:`authz.ops.cli_support`.
+Each group of subcommands has its module (``authz registry``: :mod:`authz.ops.cli_registry`, ``authz
+envoy-config``: :mod:`authz.ops.cli_envoy`, ``authz explain``: :mod:`authz.ops.cli_explain`); exit statuses are
+those of :mod:`authz.ops.cli_support` (``explain`` has its own).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 from authz.config import ConfigError, load_config, serving_errors
-from authz.ops import cli_registry
+from authz.ops import cli_envoy, cli_explain, cli_registry
 from authz.ops.cli_support import DEFAULT_CONFIG, load, run, setup_logging
 
 
@@ -27,6 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     settings = load(args.config)
+    setup_logging(args.log_level, settings.logging.format)
     problems = serving_errors(settings)
     if problems:
         print(f"{args.config}: cannot serve:", file=sys.stderr)
@@ -35,15 +37,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
-        return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0))
+        return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0,
+                         supervised=args.worker_index is not None))
     from authz.ops.health import wait_serving  # noqa: PLC0415
+    from authz.ops.metrics_http import SupervisedMetrics, envoy_mode  # noqa: PLC0415
 
+    listen = settings.server.metrics_listen
     supervisor = Supervisor(
         worker_command(args.config, args.log_level),
         settings.server.listen,
         workers or default_workers(),
         grace_period=settings.server.grace_period,
         wait_ready=wait_serving,
+        metrics=SupervisedMetrics(listen, envoy_mode(settings)) if listen is not None else None,
     )
     return supervisor.run()
 
@@ -67,6 +73,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def health_address(listen: str) -> str:
+    """The address ``authz health`` calls for a ``server.listen`` value: a wildcard host (``0.0.0.0``, ``::``)
+    becomes loopback, the address a process reaches its own listener on."""
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"{host}:{port}"
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """``authz health [--address HOST:PORT]``: 0 when authz's ``grpc.health.v1.Health`` answers SERVING, else 1.
+
+    Without ``--address`` it calls the ``server.listen`` of the config (``--config``, ``$AUTHZ_CONFIG``, with
+    ``AUTHZ_LISTEN`` applied) on loopback: the container image's ``HEALTHCHECK``.
+    """
+    from authz.ops.health import serving  # noqa: PLC0415
+
+    target = args.address or health_address(load(args.config).server.listen)
+    if serving(target, timeout=args.timeout):
+        print(f"{target}: SERVING")
+        return 0
+    print(f"{target}: not serving (NOT_SERVING, unreachable or no answer within {args.timeout:g}s)", file=sys.stderr)
+    return 1
+
+
 def cmd_dev_stack(args: argparse.Namespace) -> int:
     """``authz dev stack``: the local demo stack (see :mod:`authz.dev.stack`)."""
     from authz.dev.stack import run_stack  # noqa: PLC0415
@@ -84,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=DEFAULT_CONFIG, help="YAML config (default: $AUTHZ_CONFIG, else config/authz.yaml)")
     p.add_argument("--log-level", default=os.environ.get("AUTHZ_LOG_LEVEL", "info"))
     p.add_argument("--workers", type=int, default=None,
-                   help="worker processes, one port each from server.listen's port up (default: server.workers; 0: one per CPU)")
+                   help="worker processes, one port each from server.listen's port up (default: server.workers, "
+                        "1 unless set; 0: one per CPU)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
@@ -92,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser("health", help="exit 0 when authz's gRPC health service answers SERVING, else 1")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="authz's gRPC address (default: the config's server.listen, on loopback)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="config read for server.listen without --address")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds for the call (default: %(default)s)")
+    p.set_defaults(func=cmd_health)
+
+    cli_envoy.add_parser(sub)
+    cli_explain.add_parser(sub)
     cli_registry.add_parser(sub)
 
     dev = sub.add_parser("dev", help="development aids").add_subparsers(dest="dev_command", required=True)

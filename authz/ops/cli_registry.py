@@ -4,44 +4,13 @@ manages them (through :class:`authz.registry.admin.RegistryAdmin`, the admin API
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from authz.ops.cli_support import DEFAULT_CONFIG, load
-
-
-def _registry(args: argparse.Namespace, action: Callable[[Any], Awaitable[str]]) -> int:
-    from authz.keys.fetch import redact_url  # noqa: PLC0415
-    from authz.registry.admin import RegistryAdmin  # noqa: PLC0415
-    from authz.registry.redis_store import RedisStore  # noqa: PLC0415
-    from authz.registry.store import CorruptRecord, RegistryError, StoreUnavailable  # noqa: PLC0415
-
-    settings = load(args.config)
-
-    async def main() -> int:
-        store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, max(settings.redis.socket_timeout, 2.0))
-        try:
-            admin = RegistryAdmin(store, settings)
-            await admin.ensure_schema()
-            print(await action(admin))
-            return 0
-        except RegistryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except CorruptRecord as exc:
-            print(f"error: the registry holds a corrupt record: {exc}", file=sys.stderr)
-            return 1
-        except StoreUnavailable as exc:
-            print(f"error: Redis at {redact_url(settings.redis.url)} is unreachable: {exc.detail}", file=sys.stderr)
-            return 3
-        finally:
-            await store.aclose()
-
-    return asyncio.run(main())
+from authz.ops.cli_developer import add_client_text, add_parsers, developer_views
+from authz.ops.cli_support import DEFAULT_CONFIG, run_registry
 
 
 def cmd_app_create(args: argparse.Namespace) -> int:
@@ -51,20 +20,20 @@ def cmd_app_create(args: argparse.Namespace) -> int:
         app = await admin.create_application(args.name, owner=args.owner, tier=args.tier, app_id=args.id)
         return f"created application {app.name} (id {app.id})"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_app_add_client(args: argparse.Namespace) -> int:
-    """``authz registry app add-client APP CLIENT_ID``."""
+    """``authz registry app add-client APP CLIENT_ID [--json]``: attach, then print the key manager's connection
+    data, token requests for this client ID and a call through the gateway."""
 
     async def act(admin: Any) -> str:
         app, km, added = await admin.add_client(
             args.app, args.client_id, key_manager=args.key_manager, key_type=args.key_type
         )
-        verb = "attached" if added else "already attached"
-        return f"client ID {args.client_id} of key manager {km} {verb} to application {app.name}"
+        return await add_client_text(developer_views(admin), app.id, args.client_id, km, added, args.json)
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_app_remove_client(args: argparse.Namespace) -> int:
@@ -74,7 +43,7 @@ def cmd_app_remove_client(args: argparse.Namespace) -> int:
         await admin.remove_client(args.app, args.client_id, key_manager=args.key_manager)
         return f"client ID {args.client_id} detached from {args.app}"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_app_delete(args: argparse.Namespace) -> int:
@@ -84,7 +53,7 @@ def cmd_app_delete(args: argparse.Namespace) -> int:
         app = await admin.delete_application(args.app)
         return f"deleted application {app.name} (id {app.id}) with its client IDs and subscriptions"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_app_set_status(args: argparse.Namespace) -> int:
@@ -94,7 +63,7 @@ def cmd_app_set_status(args: argparse.Namespace) -> int:
         app = await admin.set_application_status(args.app, args.status)
         return f"application {app.name} is now {args.status.upper()}"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_app_list(args: argparse.Namespace) -> int:
@@ -132,7 +101,7 @@ def cmd_app_list(args: argparse.Namespace) -> int:
                 lines.append(f"  subscribed  {s.api_id}  {s.status.value}  tier={s.tier}")
         return "\n".join(lines)
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
@@ -142,7 +111,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
         sub = await admin.subscribe(args.app, args.api_id, tier=args.tier)
         return f"subscribed {args.app} to {sub.api_id} ({sub.status.value}, tier {sub.tier})"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
@@ -152,7 +121,7 @@ def cmd_unsubscribe(args: argparse.Namespace) -> int:
         await admin.unsubscribe(args.app, args.api_id)
         return f"unsubscribed {args.app} from {args.api_id}"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_subscription_set_status(args: argparse.Namespace) -> int:
@@ -162,7 +131,7 @@ def cmd_subscription_set_status(args: argparse.Namespace) -> int:
         await admin.set_subscription_status(args.app, args.api_id, args.status)
         return f"subscription of {args.app} to {args.api_id} is now {args.status.upper()}"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
@@ -172,7 +141,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         r = await admin.revoke(args.jti, args.expires_at, key_manager=args.key_manager)
         return f"revoked token ID {r.token_id} of key manager {r.key_manager} until {r.expires_at}"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_unrevoke(args: argparse.Namespace) -> int:
@@ -182,7 +151,7 @@ def cmd_unrevoke(args: argparse.Namespace) -> int:
         await admin.unrevoke(args.jti, key_manager=args.key_manager)
         return f"token ID {args.jti} is no longer revoked"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_revocations(args: argparse.Namespace) -> int:
@@ -192,7 +161,7 @@ def cmd_revocations(args: argparse.Namespace) -> int:
         rows = await admin.list_revocations()
         return "\n".join(f"{r.key_manager}  {r.token_id}  until {r.expires_at}" for r in rows) or "no revocations"
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -202,7 +171,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     async def act(admin: Any) -> str:
         return (await export_yaml(admin)).rstrip("\n")
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -222,7 +191,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             return "no changes"
         return "\n".join([*changes, f"{head} {len(changes)} change(s)"])
 
-    return _registry(args, act)
+    return run_registry(args, act)
 
 
 def add_parser(sub: Any) -> None:
@@ -247,6 +216,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("client_id")
     p.add_argument("--key-manager", default=None, help="key manager name (default: the only one configured)")
     p.add_argument("--key-type", default="PRODUCTION", help="PRODUCTION or SANDBOX")
+    p.add_argument("--json", action="store_true", help="the connection data and token requests as JSON")
     p.set_defaults(func=cmd_app_add_client)
     p = app.add_parser("remove-client", help="detach a client ID", parents=[leaf])
     p.add_argument("app")
@@ -263,6 +233,7 @@ def add_parser(sub: Any) -> None:
     p = app.add_parser("list", help="list applications", parents=[leaf])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_app_list)
+    add_parsers(app, rsub, leaf)
 
     p = rsub.add_parser("subscribe", help="subscribe an application to an API", parents=[leaf])
     p.add_argument("app")

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from authz.ops.http_logging import quiet_client_errors
+from authz.ops.http_site import start_site
 
 log = logging.getLogger("authz.jwks_endpoint")
 
@@ -51,22 +51,9 @@ class JwksEndpoint:
         Raises:
             OSError: the address cannot be bound.
         """
-        quiet_client_errors()
         app = web.Application()
         app.router.add_get(JWKS_PATH, self._jwks)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(app, self._host, self._port)
         log.info("JWKS of the backend JWT keys at http://%s:%d%s", self._host, self.port, JWKS_PATH)
         return self.port
 

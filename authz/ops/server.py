@@ -10,10 +10,11 @@ let in-flight calls finish for ``server.grace_period`` seconds, close, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -25,8 +26,10 @@ from grpc_reflection.v1alpha import reflection
 from authz.admin.service import start_admin_server
 from authz.config import Settings
 from authz.decide.backend_jwt import BackendJwtSigner
+from authz.decide.explain import Explanation, explain
 from authz.decide.identity import TokenValidator
 from authz.decide.pipeline import Pipeline
+from authz.decide.record import DecisionRecorder
 from authz.decide.routes import RouteTable
 from authz.envoy.grpc_service import AuthorizationServicer, add_to_server
 from authz.envoy.http_service import HttpAuthorizationServer
@@ -34,11 +37,15 @@ from authz.keys.fetch import http_client
 from authz.keys.jwk import KeySource
 from authz.keys.jwks_cache import JwksCache
 from authz.keys.static import StaticKeys
+from authz.model import Request
 from authz.ops.jwks_endpoint import JwksEndpoint
+from authz.ops.metrics import MetricSources
+from authz.ops.metrics_http import start_metrics
 from authz.ops.supervisor import worker_listen
 from authz.registry.cache import RegistryCache
 from authz.registry.durability import AT_RISK, DURABLE
 from authz.registry.redis_store import RedisStore
+from authz.registry.store import RegistryStore
 
 log = logging.getLogger("authz.server")
 
@@ -142,8 +149,30 @@ def assemble_pipeline(
     )
 
 
+def explainer(
+    settings: Settings, keys: Mapping[str, KeySource], store: RegistryStore, signer: BackendJwtSigner | None
+) -> Callable[[Request], Awaitable[Explanation]]:
+    """``authz explain`` over these key sources and this store: each call walks a fresh pipeline (empty token,
+    registry and decision caches, so every phase really runs) with :func:`authz.decide.explain.explain`.
+
+    Args:
+        settings: the configuration.
+        keys: the key source of each key manager (a running server's: no extra fetch).
+        store: the registry store.
+        signer: the backend JWT signer, or None.
+    Returns:
+        An async function of the adapted :class:`Request`.
+    """
+    async def run(request: Request) -> Explanation:
+        pipeline = assemble_pipeline(settings, keys, RegistryCache(store, settings.redis), signer)
+        return await explain(pipeline, request)
+
+    return run
+
+
 async def serve(
-    settings: Settings, stop: asyncio.Event | None = None, *, primary: bool = True, worker_index: int = 0
+    settings: Settings, stop: asyncio.Event | None = None, *, primary: bool = True, worker_index: int = 0,
+    supervised: bool = False,
 ) -> int:
     """Run the gRPC server until SIGTERM/SIGINT (or until ``stop`` is set).
 
@@ -154,6 +183,8 @@ async def serve(
             JWKS endpoint); with ``--workers N`` only worker 0 does.
         worker_index: this worker's index; the HTTP ext_authz listener (``server.http_listen``) binds its
             port + the index, like the gRPC one.
+        supervised: whether this is a worker of ``--workers N``: its metrics then go to the supervisor's
+            multiprocess directory instead of its own ``server.metrics_listen`` (:mod:`authz.ops.metrics_http`).
     Returns:
         The process exit status: 0 after a graceful stop, 1 when the listen address cannot be bound.
     """
@@ -164,13 +195,72 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
 
     services = await build_services(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(services.close)
+        try:
+            await _start_listeners(settings, services, stack, primary=primary, worker_index=worker_index,
+                                   supervised=supervised)
+        except _CannotListen as exc:
+            log.error("cannot listen on %s%s: %s", exc.address, f" ({exc.setting})" if exc.setting else "", exc.error)
+            return 1
+        await stop.wait()
+        log.info("shutting down: draining in-flight checks for up to %.1fs", settings.server.grace_period)
+        await stack.aclose()
+    log.info("stopped")
+    return 0
+
+
+class _CannotListen(Exception):
+    def __init__(self, address: str, setting: str, error: Exception) -> None:
+        super().__init__(address)
+        self.address, self.setting, self.error = address, setting, error
+
+
+async def _start_listeners(
+    settings: Settings, services: Services, stack: contextlib.AsyncExitStack, *, primary: bool, worker_index: int,
+    supervised: bool,
+) -> None:
+    """Start every listener of this process, each registered on ``stack`` to stop (the last started first).
+
+    Raises:
+        _CannotListen: an address cannot be bound (what was started is stopped by ``stack``).
+    """
+    counting = settings.server.metrics_listen is not None
+    grpc_recorder = DecisionRecorder("grpc", settings.logging.decisions, counting)
+    http_recorder = DecisionRecorder("http", settings.logging.decisions, counting)
+    try:
+        metrics = await start_metrics(settings, MetricSources((grpc_recorder, http_recorder), services.jwks,
+                                                              services.registry), supervised=supervised)
+    except OSError as exc:
+        raise _CannotListen(str(settings.server.metrics_listen), "server.metrics_listen", exc) from None
+    if metrics is not None:
+        stack.push_async_callback(metrics.close)  # after the servers drained: the last counts are kept
+    if primary and services.backend_jwt is not None and settings.backend_jwt and settings.backend_jwt.jwks_listen:
+        jwks_endpoint = JwksEndpoint(services.backend_jwt.jwks(), settings.backend_jwt.jwks_listen)
+        try:
+            await jwks_endpoint.start()
+        except OSError as exc:
+            raise _CannotListen(settings.backend_jwt.jwks_listen, "backend_jwt.jwks_listen", exc) from None
+        stack.push_async_callback(jwks_endpoint.close)
+    if settings.server.http_listen is not None:
+        http_listen = worker_listen(settings.server.http_listen, worker_index)
+        http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
+                                              settings.server.grace_period, settings.server.decision_cache_size,
+                                              http_recorder)
+        try:
+            http_port = await http_server.start()
+        except OSError as exc:
+            raise _CannotListen(http_listen, "server.http_listen", exc) from None
+        stack.push_async_callback(http_server.close)
+        log.info("authz listening on %s:%d (HTTP ext_authz)", http_listen.rpartition(":")[0], http_port)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.server.max_receive_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
     )
-    add_to_server(AuthorizationServicer(services.pipeline, settings.realm, settings.server.decision_cache_size), server)
+    add_to_server(AuthorizationServicer(services.pipeline, settings.realm, settings.server.decision_cache_size,
+                                        grpc_recorder), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -180,42 +270,21 @@ async def serve(
     try:
         port = server.add_insecure_port(settings.server.listen)
     except RuntimeError as exc:
-        log.error("cannot listen on %s: %s", settings.server.listen, exc)
-        await services.close()
-        return 1
-    jwks_endpoint = None
-    if primary and services.backend_jwt is not None and settings.backend_jwt and settings.backend_jwt.jwks_listen:
-        jwks_endpoint = JwksEndpoint(services.backend_jwt.jwks(), settings.backend_jwt.jwks_listen)
-        try:
-            await jwks_endpoint.start()
-        except OSError as exc:
-            log.error("cannot listen on %s (backend_jwt.jwks_listen): %s", settings.backend_jwt.jwks_listen, exc)
-            await services.close()
-            return 1
-    http_server = None
-    if settings.server.http_listen is not None:
-        http_listen = worker_listen(settings.server.http_listen, worker_index)
-        http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
-                                              settings.server.grace_period, settings.server.decision_cache_size)
-        try:
-            http_port = await http_server.start()
-        except OSError as exc:
-            log.error("cannot listen on %s (server.http_listen): %s", http_listen, exc)
-            if jwks_endpoint is not None:
-                await jwks_endpoint.close()
-            await services.close()
-            return 1
-        log.info("authz listening on %s:%d (HTTP ext_authz)", http_listen.rpartition(":")[0], http_port)
+        raise _CannotListen(settings.server.listen, "", exc) from None
     await server.start()
+
+    async def drain() -> None:
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(settings.server.grace_period)
+
+    stack.push_async_callback(drain)
     try:
-        admin_server = await start_admin_server(settings, services.store) if primary else None
+        admin_server = await start_admin_server(settings, services.store, explainer(
+            settings, services.jwks, services.store, services.backend_jwt)) if primary else None
     except RuntimeError as exc:
-        log.error("cannot listen on %s (admin.listen): %s", settings.admin.listen, exc)
-        await server.stop(0)
-        if http_server is not None:
-            await http_server.close()
-        await services.close()
-        return 1
+        raise _CannotListen(str(settings.admin.listen), "admin.listen", exc) from None
+    if admin_server is not None:
+        stack.push_async_callback(admin_server.stop, settings.server.grace_period)
     for name in ("", AUTHORIZATION_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))
@@ -223,17 +292,3 @@ async def serve(
         health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))))
     host = settings.server.listen.rpartition(":")[0]
     log.info("authz listening on %s:%d (gRPC envoy.service.auth.v3.Authorization)", host, port)
-
-    await stop.wait()
-    log.info("shutting down: draining in-flight checks for up to %.1fs", settings.server.grace_period)
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.server.grace_period)
-    if http_server is not None:
-        await http_server.close()
-    if admin_server is not None:
-        await admin_server.stop(settings.server.grace_period)
-    if jwks_endpoint is not None:
-        await jwks_endpoint.close()
-    await services.close()
-    log.info("stopped")
-    return 0

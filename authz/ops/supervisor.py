@@ -3,12 +3,16 @@
 Envoy keeps one HTTP/2 connection per endpoint of a cluster (per Envoy worker thread), so several processes
 sharing one port with SO_REUSEPORT would not share the load evenly: each worker gets a port of its own,
 ``server.listen``'s port + its index (9191, 9192, ...), and the Envoy cluster lists them all as endpoints
-(see ``authz.dev.envoy_config``).
+(``authz envoy-config`` lists them: :func:`authz.ops.envoy_config.authz_endpoints`).
 
 The supervisor starts the workers as child processes (``authz serve --worker-index I``), restarts a worker
 that dies, forwards SIGTERM/SIGINT (each worker drains its in-flight checks and exits 0), answers SIGHUP
 with a rolling restart (one worker at a time, each new one SERVING before the next goes: a config reload
 without dropping the service), and exits 1 when workers keep crashing.
+
+With ``server.metrics_listen`` set, the supervisor serves the metrics summed over its workers
+(:class:`authz.ops.metrics_http.SupervisedMetrics`): the workers get its multiprocess directory in
+``PROMETHEUS_MULTIPROC_DIR``, and every worker that exits is marked dead there.
 """
 
 from __future__ import annotations
@@ -21,10 +25,25 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 log = logging.getLogger("authz.supervisor")
 
 ENV_WORKER_INDEX = "AUTHZ_WORKER_INDEX"
+ENV_MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's multiprocess directory, handed to the workers when the metrics are served."""
+
+
+class WorkerMetrics(Protocol):
+    """What the supervisor needs of the summed metrics (:class:`authz.ops.metrics_http.SupervisedMetrics`)."""
+
+    directory: str
+
+    def start(self) -> None: ...
+
+    def worker_exited(self, pid: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def worker_listen(listen: str, index: int) -> str:
@@ -58,6 +77,7 @@ class Supervisor:
         restart_window: seconds.
         wait_ready: called with a worker's listen address after (re)starting it; returns when it serves
             (used by the rolling restart). Raises TimeoutError when it does not.
+        metrics: the summed metrics, served while the supervisor runs; None without ``server.metrics_listen``.
     """
 
     def __init__(
@@ -70,6 +90,7 @@ class Supervisor:
         max_restarts: int = 5,
         restart_window: float = 60.0,
         wait_ready: Callable[[str], None] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -80,6 +101,7 @@ class Supervisor:
         self._max_restarts = max_restarts
         self._window = restart_window
         self._wait_ready = wait_ready
+        self._metrics = metrics
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._crashes: deque[float] = deque()
         self._stopping = False
@@ -87,6 +109,8 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         env = {**os.environ, "AUTHZ_LISTEN": worker_listen(self._listen, index), ENV_WORKER_INDEX: str(index)}
+        if self._metrics is not None:
+            env[ENV_MULTIPROC_DIR] = self._metrics.directory
         self._procs[index] = subprocess.Popen(list(self._command(index)), env=env)
         log.info("worker %d started (pid %d) on %s", index, self._procs[index].pid, env["AUTHZ_LISTEN"])
 
@@ -95,11 +119,17 @@ class Supervisor:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         try:
-            return proc.wait(self._grace + 5)
+            code = proc.wait(self._grace + 5)
         except subprocess.TimeoutExpired:
             log.warning("worker %d did not drain in time; killing it", index)
             proc.kill()
-            return proc.wait()
+            code = proc.wait()
+        self._exited(proc)
+        return code
+
+    def _exited(self, proc: subprocess.Popen[bytes]) -> None:
+        if self._metrics is not None:
+            self._metrics.worker_exited(proc.pid)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -123,6 +153,19 @@ class Supervisor:
         """
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        if self._metrics is not None:
+            try:
+                self._metrics.start()
+            except OSError as exc:
+                log.error("cannot serve the metrics (server.metrics_listen): %s", exc)
+                return 1
+        try:
+            return self._supervise()
+        finally:
+            if self._metrics is not None:
+                self._metrics.close()
+
+    def _supervise(self) -> int:
         for index in range(self._count):
             self._start(index)
         status = 0
@@ -134,6 +177,7 @@ class Supervisor:
                 code = proc.poll()
                 if code is None:
                     continue
+                self._exited(proc)
                 now = time.monotonic()
                 self._crashes.append(now)
                 while self._crashes and now - self._crashes[0] > self._window:

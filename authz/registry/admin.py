@@ -20,7 +20,8 @@ from authz.model import (
     Subscription,
     SubscriptionStatus,
 )
-from authz.registry.store import SCHEMA_VERSION, RegistryError, RegistryStore
+from authz.registry.names import unknown, unknown_application
+from authz.registry.store import SCHEMA_VERSION, CorruptRecord, RegistryError, RegistryStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +124,16 @@ class RegistryAdmin:
             raise RegistryError("invalid", f"several key managers are configured; name one of: {', '.join(names)}",
                                 "key_manager")
         if name not in names:
-            raise RegistryError("invalid", f"unknown key manager {name!r}; configured: {', '.join(names)}",
+            raise RegistryError("invalid", unknown(f"unknown key manager {name!r}", name, names, names, "configured"),
                                 "key_manager")
         return name
 
     def _api(self, api_id: str) -> str:
         if self.settings.api(api_id) is None:
-            known = ", ".join(api.id for api in self.settings.apis)
-            raise RegistryError("invalid", f"unknown API id {api_id!r}; configured: {known}", "api_id")
+            ids = [api.id for api in self.settings.apis]
+            by_name = [api.id for api in self.settings.apis if api.name.casefold() == api_id.casefold()]
+            raise RegistryError("invalid", unknown(f"unknown API id {api_id!r}", api_id, ids, ids, "configured",
+                                                   guesses=by_name or None), "api_id")
         return api_id
 
     async def create_application(
@@ -161,8 +164,17 @@ class RegistryAdmin:
             if app_id:
                 app = await self.store.get_application(app_id)
         if app is None:
-            raise RegistryError("not_found", f"no application with ID or name {id_or_name!r}")
+            raise RegistryError("not_found", await self._unknown_application(id_or_name))
         return app
+
+    async def _unknown_application(self, id_or_name: str) -> str:
+        """The not-found message: near misses among names and IDs, and the applications' names."""
+        message = f"no application with ID or name {id_or_name!r}"
+        try:
+            apps = await self.store.list_applications()
+        except CorruptRecord:  # the refusal stands; suggestions are a courtesy
+            return message
+        return unknown_application(message, id_or_name, apps)
 
     async def delete_application(self, id_or_name: str) -> Application:
         """Delete an application with its client IDs and subscriptions; returns what was deleted."""

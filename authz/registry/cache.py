@@ -58,10 +58,16 @@ class RegistryCache:
         clock: monotonic clock in seconds.
         wall_clock: epoch seconds (revocations end at an epoch second).
 
-    Attributes:
-        invalidations: times the caches were cleared (events and resubscriptions).
+    Attributes (plain counters, read by the metrics):
+        invalidations: times the cache was cleared (an event, or a new subscription).
+        events: registry write events received.
+        errors: store calls that failed, by kind: ``unavailable`` (unreachable, slow, command error; the event
+            subscription too) and ``corrupt_record``.
+        reconnects: times the event subscription was made again after it was lost.
+        stale_answers: lookups answered from an entry past its TTL because the store did not answer.
         sequence: the registry sequence numbers seen; ``sequence.rollbacks`` counts the rollbacks noticed.
-        revocations: the revocations this process remembers until they end.
+        revocations: the revocations this process remembers until they end (``revocations.dropped``,
+            ``revocations.contradicted``: counters).
         durability: the store's persistence as last checked (``unknown`` before the first check).
     """
 
@@ -86,6 +92,25 @@ class RegistryCache:
         self.sequence = SequenceWatch()
         self.revocations = RevocationMemory(settings.revocation_cache_size, wall_clock)
         self.durability = Durability(UNKNOWN, "not checked yet")
+        self.events = 0
+        self.errors = {"unavailable": 0, "corrupt_record": 0}
+        self.reconnects = 0
+        self.stale_answers = 0
+        self._failing_since: float | None = None
+
+    def stale_seconds(self) -> float:
+        """Seconds since the store last answered, while its calls fail (0 while it answers): how long authz has
+        been deciding from its local cache alone (past ``cache_ttl + max_stale`` a lookup gets 503)."""
+        since = self._failing_since
+        return 0.0 if since is None else self._clock() - since
+
+    def _store_failed(self, kind: str) -> None:
+        self.errors[kind] += 1
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+
+    def _store_answered(self) -> None:
+        self._failing_since = None
 
     async def start(self) -> None:
         """Start the invalidation listener (a background task that reconnects on its own)."""
@@ -198,14 +223,18 @@ class RegistryCache:
         try:
             value = await fetch()
         except StoreUnavailable as exc:
+            self._store_failed("unavailable")
             stale = cache.get_stale(key)
             if stale is not None:
+                self.stale_answers += 1
                 log.warning("registry store unavailable (%s); deciding from a cached entry", exc.detail)
                 return stale
             raise DependencyUnavailable("redis", exc.detail) from None
         except CorruptRecord as exc:
+            self.errors["corrupt_record"] += 1
             log.error("registry record is corrupt: %s", exc)
             raise DependencyUnavailable("redis", f"corrupt record: {exc.reason}") from None
+        self._store_answered()
         if self.sequence.observe(getattr(value, "sequence", None), mark, "store"):
             self._changed()
         if generation == self.invalidations:
@@ -278,17 +307,23 @@ class RegistryCache:
                 events = await self._store.events(failures)
                 # Subscribed: anything cached before may have missed events.
                 await self._subscribed()
+                self._store_answered()
+                if failures:
+                    self.reconnects += 1
                 delay = 0.1
                 previous: int | None = None  # events of one subscription arrive in write order
                 while True:
                     event = await events.wait(1.0)
                     if event is not None:
+                        self.events += 1
                         self._on_event(event, previous)
                         previous = event.sequence if event.sequence is not None else previous
             except StoreUnavailable as exc:
+                self._store_failed("unavailable")
                 failures += 1
                 log.warning("registry invalidation channel lost (%s); reconnecting", exc.detail)
             except CorruptRecord as exc:
+                self._store_failed("corrupt_record")
                 failures += 1
                 log.error("registry sequence number is corrupt (%s); resubscribing", exc)
             finally:

@@ -8,12 +8,13 @@ import contextlib
 import io
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from unittest import mock
 
 from authz.ops.cli import main
 
-CLEAN_ENV = ("AUTHZ_LISTEN", "AUTHZ_REDIS_URL", "AUTHZ_CONFIG", "AUTHZ_ADMIN_TOKEN")
+CLEAN_ENV = ("AUTHZ_LISTEN", "AUTHZ_HTTP_LISTEN", "AUTHZ_REDIS_URL", "AUTHZ_CONFIG", "AUTHZ_ADMIN_TOKEN")
 """Environment overrides a test must not inherit from the shell that runs the suite."""
 
 
@@ -42,3 +43,20 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Comp
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return subprocess.CompletedProcess(["authz", *args], code, out.getvalue(), err.getvalue())
+
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def registry_cli(config: Path) -> Run:
+    """``run(*args, ok=True)``: ``authz registry --config CONFIG *args`` in-process (:func:`run_cli`); with ``ok``,
+    asserts exit status 0. A traceback in the output fails the test."""
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        result = run_cli("registry", "--config", str(config), *args)
+        assert "Traceback" not in result.stdout + result.stderr, result.stderr
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,22 @@ def settings_dict(idp: KeyManager, redis_url: str = NO_REDIS, prefix: str = "t:"
         "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1},
         "redis": {"url": redis_url, "key_prefix": prefix, "socket_timeout": 0.5},
         "key_managers": [km],
-        "apis": yaml.safe_load(Path("config/authz.yaml").read_text())["apis"],
+        # Without the demo's fixed upstream: each test's gateway forwards to its own echo upstream (the default
+        # upstream of tests.support.e2e.start_gateway).
+        "apis": [{k: v for k, v in api.items() if k != "upstream"}
+                 for api in yaml.safe_load(Path("config/authz.yaml").read_text())["apis"]],
     }
     doc.update(overrides)
     return doc
+
+
+def free_consecutive_ports() -> int:
+    """A free loopback port whose next port is free too (``authz serve --workers 2`` listens on both)."""
+    while True:
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue

@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 
-from authz.dev.envoy_config import DEMO_ROUTES, write_envoy_config
+from authz.config import parse_config
 from authz.dev.keymanager import DEMO_CLIENTS, DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
+from authz.ops.envoy_config import EnvoyOptions, build_bootstrap, render_yaml
+from authz.ops.envoy_proto import HostPort
 from authz.registry.admin import RegistryAdmin
 from tests.support.config import AUDIENCE, settings_dict
 from tests.support.processes import AuthzProcess
@@ -97,21 +99,33 @@ def mode_gateway(
 ) -> tuple[ManagedProcess, str]:
     """A real Envoy in ext_authz ``mode`` (``grpc`` or ``http``) in front of the authz of config ``doc``."""
     name = f"envoy-{mode}{'-failopen' if failure_mode_allow else ''}"
-    if mode == "grpc":
-        port = int(doc["server"]["listen"].rsplit(":", 1)[1])
-        return start_gateway(tmp, name, authz_endpoints=[("127.0.0.1", port)], upstream_port=upstream_port,
-                             failure_mode_allow=failure_mode_allow)
-    port = int(doc["server"]["http_listen"].rsplit(":", 1)[1])
-    return start_gateway(tmp, name, authz_endpoints=[], upstream_port=upstream_port, authz_mode="http",
-                         authz_http_endpoints=[("127.0.0.1", port)], failure_mode_allow=failure_mode_allow)
+    return start_gateway(tmp, name, doc, upstream_port, authz_mode=mode, failure_mode_allow=failure_mode_allow)
 
 
-def start_gateway(tmp: Path, name: str, **config: Any) -> tuple[ManagedProcess, str]:
-    """A real Envoy on free ports with :func:`authz.dev.envoy_config.build_envoy_config` ``config`` (the demo
-    routes unless given); returns the process and its ``http://127.0.0.1:PORT`` base URL."""
+def write_gateway_config(path: Path, doc: dict[str, Any], upstream_port: int, **options: Any) -> tuple[int, int]:
+    """Write the ``authz envoy-config`` bootstrap of the config document ``doc`` (target ``local``: authz's
+    ``server.listen``, or ``server.http_listen`` in HTTP mode) on free listener and admin ports, every API
+    forwarding to the echo upstream on ``upstream_port``.
+
+    Args:
+        options: further :class:`authz.ops.envoy_config.EnvoyOptions` fields (``authz_mode``,
+            ``failure_mode_allow``, ``tier_limits``, ``routed_apis``...).
+    Returns:
+        ``(listener port, admin port)``.
+    """
     listen, admin = free_port(), free_port()
-    config.setdefault("routes", list(DEMO_ROUTES))
-    path = write_envoy_config(tmp / f"{name}.yaml", listen_port=listen, admin_port=admin, **config)
+    config = EnvoyOptions(listen=HostPort("127.0.0.1", listen), admin=HostPort("127.0.0.1", admin),
+                          default_upstream=f"http://127.0.0.1:{upstream_port}", **options)
+    path.write_text(render_yaml(build_bootstrap(parse_config(doc), config), "tests"), encoding="utf-8")
+    return listen, admin
+
+
+def start_gateway(tmp: Path, name: str, doc: dict[str, Any], upstream_port: int,
+                  **options: Any) -> tuple[ManagedProcess, str]:
+    """A real Envoy with the :func:`write_gateway_config` bootstrap of ``doc``; returns the process and its
+    ``http://127.0.0.1:PORT`` base URL."""
+    path = tmp / f"{name}.yaml"
+    listen, admin = write_gateway_config(path, doc, upstream_port, **options)
     log_dir = tmp / name
     log_dir.mkdir()
     return start_envoy(path, log_dir, admin_port=admin), f"http://127.0.0.1:{listen}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from authz.config import Settings
 from authz.decide.backend_jwt import BackendJwtSigner
 from authz.decide.pipeline import Pipeline
+from authz.keys.jwk import KeySource
 from authz.ops.server import assemble_pipeline
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
@@ -26,12 +27,14 @@ class PipelineUnderTest:
         registry: its registry cache.
         store: the in-memory store under the cache.
         admin: validated registry writes on that store (what the CLI and the admin API do).
+        keys: the key source of each key manager.
     """
 
     pipeline: Pipeline
     registry: RegistryCache
     store: MemoryStore
     admin: RegistryAdmin
+    keys: dict[str, KeySource]
 
     async def settle(self) -> None:
         """Let the registry cache's listener see the events of the writes so far (and clear the cache)."""
@@ -53,7 +56,7 @@ async def running_pipeline(settings: Settings, store: MemoryStore | None = None)
         signer = BackendJwtSigner(settings.backend_jwt) if settings.backend_jwt else None
         try:
             under_test = PipelineUnderTest(assemble_pipeline(settings, keys, registry, signer), registry, store,
-                                           RegistryAdmin(store, settings))
+                                           RegistryAdmin(store, settings), keys)
             await under_test.settle()
             yield under_test
         finally:

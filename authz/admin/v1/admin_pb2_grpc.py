@@ -129,6 +129,26 @@ class RegistryAdminStub:
                 request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.DeleteRevocationRequest.SerializeToString,
                 response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.DeleteRevocationResponse.FromString,
                 _registered_method=True)
+        self.DescribeApplication = channel.unary_unary(
+                '/authz.admin.v1.RegistryAdmin/DescribeApplication',
+                request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.DescribeApplicationRequest.SerializeToString,
+                response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ApplicationDescription.FromString,
+                _registered_method=True)
+        self.ListApis = channel.unary_unary(
+                '/authz.admin.v1.RegistryAdmin/ListApis',
+                request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ListApisRequest.SerializeToString,
+                response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ListApisResponse.FromString,
+                _registered_method=True)
+        self.GetApi = channel.unary_unary(
+                '/authz.admin.v1.RegistryAdmin/GetApi',
+                request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.GetApiRequest.SerializeToString,
+                response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.Api.FromString,
+                _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/authz.admin.v1.RegistryAdmin/Explain',
+                request_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryAdminServicer:
@@ -250,6 +270,42 @@ class RegistryAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeApplication(self, request, context):
+        """---- developer views (reads only): what a portal shows developers ---------------------------------------
+        The application with its client IDs, each with its key manager's connection data (issuer, token endpoint,
+        JWKS URI, grants: from OIDC / RFC 8414 discovery, cached, or the config) and ready-to-run token requests
+        (secrets are the placeholders <CLIENT_SECRET>, <USER_NAME>, <USER_PASSWORD>), its subscriptions with the
+        APIs' resources and scopes, and a call through the gateway. A new method rather than a change of
+        GetApplication, whose Application answer existing callers decode. NOT_FOUND: unknown application, or a
+        client_id not attached to it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApis(self, request, context):
+        """Every configured API ("explore APIs"); with `application`, each with that application's subscription.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApi(self, request, context):
+        """One API by ID (or exact name); INVALID_ARGUMENT "api_id: unknown API id ..." names the configured IDs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Explain(self, request, context):
+        """Why a request would be allowed or denied (`authz explain`): runs the real decision phases on the described
+        request against the live registry and key managers and returns each phase with what it saw and the rule it
+        applied. Never echoes the token. INVALID_ARGUMENT for a request that has no path or breaks the limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -347,6 +403,26 @@ def add_RegistryAdminServicer_to_server(servicer, server):
                     servicer.DeleteRevocation,
                     request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.DeleteRevocationRequest.FromString,
                     response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.DeleteRevocationResponse.SerializeToString,
+            ),
+            'DescribeApplication': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeApplication,
+                    request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.DescribeApplicationRequest.FromString,
+                    response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ApplicationDescription.SerializeToString,
+            ),
+            'ListApis': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApis,
+                    request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ListApisRequest.FromString,
+                    response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ListApisResponse.SerializeToString,
+            ),
+            'GetApi': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApi,
+                    request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.GetApiRequest.FromString,
+                    response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.Api.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainRequest.FromString,
+                    response_serializer=authz_dot_admin_dot_v1_dot_admin__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -862,6 +938,114 @@ class RegistryAdmin:
             '/authz.admin.v1.RegistryAdmin/DeleteRevocation',
             authz_dot_admin_dot_v1_dot_admin__pb2.DeleteRevocationRequest.SerializeToString,
             authz_dot_admin_dot_v1_dot_admin__pb2.DeleteRevocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeApplication(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.admin.v1.RegistryAdmin/DescribeApplication',
+            authz_dot_admin_dot_v1_dot_admin__pb2.DescribeApplicationRequest.SerializeToString,
+            authz_dot_admin_dot_v1_dot_admin__pb2.ApplicationDescription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.admin.v1.RegistryAdmin/ListApis',
+            authz_dot_admin_dot_v1_dot_admin__pb2.ListApisRequest.SerializeToString,
+            authz_dot_admin_dot_v1_dot_admin__pb2.ListApisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.admin.v1.RegistryAdmin/GetApi',
+            authz_dot_admin_dot_v1_dot_admin__pb2.GetApiRequest.SerializeToString,
+            authz_dot_admin_dot_v1_dot_admin__pb2.Api.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.admin.v1.RegistryAdmin/Explain',
+            authz_dot_admin_dot_v1_dot_admin__pb2.ExplainRequest.SerializeToString,
+            authz_dot_admin_dot_v1_dot_admin__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
