@@ -27,11 +27,10 @@ from authz.dev.procs import ManagedProcess, RedisServer
 from authz.errors import Denial, Reason
 from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
-from tests.support.config import settings_dict
+from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.registry import run_admin
 from tests.support.tokencraft import claims, running_validator, sign
 from tests.test_registry_processes import ALLOW, Checker, Verdict
-from tests.test_supervisor import _two_free_consecutive_ports
 
 JWKS = "/oauth2/jwks"
 INVALID_TOKEN = Verdict(16, 401, 900901)
@@ -138,7 +137,7 @@ async def test_a_cooldown_within_the_wait_refuses_no_valid_token_under_a_sustain
 def two_workers(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> Iterator[list[str]]:
     """``authz serve --workers 2`` with the default JWKS timings; yields the two workers' addresses."""
     doc = settings_dict(idp, redis_server.url, key_prefix, **_jwks())
-    doc["server"]["listen"] = f"127.0.0.1:{_two_free_consecutive_ports()}"
+    doc["server"]["listen"] = f"127.0.0.1:{free_consecutive_ports()}"
 
     async def seed(admin: Any) -> None:
         await admin.create_application("Demo App", app_id="demo")

@@ -12,15 +12,19 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from authz.cache import BoundedCache
 from authz.config import Settings
+from authz.ops.metrics import Metrics, MetricSources, MetricsUpdater
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
 from authz.registry.durability import AT_RISK, Durability
 from authz.registry.memory import MemoryStore
 from authz.registry.redis_store import RedisStore
 from authz.registry.rollback import RevocationMemory, SequenceWatch
+from tests.support.metrics import Samples, sample
 
 KM = "test-km"
 
@@ -265,3 +269,37 @@ async def test_the_warm_path_reads_no_sequence_number(admin: RegistryAdmin, stor
         await cache.is_revoked(KM, "j")
     assert memory.reads == reads
     assert cache.sequence.highest == 2  # read along with the two misses
+
+
+async def test_rollbacks_kept_revocations_and_durability_reach_the_metrics(
+    admin: RegistryAdmin, cache: RegistryCache, raw: redis.Redis, key_prefix: str,
+) -> None:
+    registry = CollectorRegistry()
+    updater = MetricsUpdater(Metrics(registry), MetricSources([], {}, cache))
+    await admin.revoke("jti-m", int(time.time()) + 600)  # sequence 1
+    await admin.create_application("Before 1", app_id="before-1")
+    await admin.create_application("Before 2", app_id="before-2")  # 3
+    await _until(lambda: cache.sequence.highest == 3, "events not seen")
+    updater.update()
+    before = _samples(registry)
+    assert sample(before, "authz_registry_rollbacks_total") == 0
+    assert sample(before, "authz_registry_durable") == 0  # the session's test Redis has no AOF
+    _roll_back(raw, key_prefix, 0, f"revoked:{KM}:jti-m")  # back to before the revocation
+    await admin.create_application("After 1", app_id="after-1")  # its event carries 1, after 3: a rollback
+    await admin.create_application("After 2", app_id="after-2")  # 2: past the revocation's 1
+    await _until(lambda: cache.sequence.highest == 2, "events not seen")
+    cache.clear()
+    assert await cache.is_revoked(KM, "jti-m") is True
+    assert await cache.is_revoked(KM, "jti-m") is True
+    updater.update()
+    after = _samples(registry)
+    assert sample(after, "authz_registry_rollbacks_total") == 1
+    assert sample(after, "authz_revocations_kept_total") == 2
+    assert sample(after, "authz_revocations_forgotten_early_total") == 0
+    assert sample(after, "authz_cache_entries", cache="remembered-revocations") == 1
+
+
+def _samples(registry: CollectorRegistry) -> Samples:
+    text = generate_latest(registry).decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
