@@ -16,14 +16,16 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.dev.keymanager import KeyManager
-from authz.dev.procs import ManagedProcess, RedisServer, free_port, redis_server_binary
+from authz.dev.procs import DURABLE_REDIS_ARGS, ManagedProcess, RedisServer, free_port, redis_server_binary
 from authz.dev.stack import dev_redis
 from authz.ops.server import DURABILITY_SERVICE
 from authz.registry.durability import AT_RISK, DURABLE, UNKNOWN, Durability, assess, redis_durability, worst
 from authz.registry.redis_conn import connect
+from tests.support.cli import run_cli
 from tests.support.config import settings_dict
 from tests.support.processes import AuthzProcess
 from tests.test_registry_processes import ALLOW, NOT_SUBSCRIBED, Admin, Checker, Verdict, seed
@@ -72,6 +74,16 @@ def _jti(token: str) -> tuple[str, int]:
     return claims["jti"], int(claims["exp"])
 
 
+def test_every_redis_the_project_ships_keeps_every_acknowledged_write() -> None:
+    compose = yaml.safe_load(Path("docker-compose.yml").read_text(encoding="utf-8"))
+    assert compose["services"]["redis"]["command"] == ["redis-server", *DURABLE_REDIS_ARGS]
+    statefulset = yaml.safe_load(
+        Path("deploy/kubernetes/components/redis/redis-statefulset.yaml").read_text(encoding="utf-8"))
+    args = statefulset["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[: 1 + len(DURABLE_REDIS_ARGS)] == ["redis-server", *DURABLE_REDIS_ARGS]
+    assert DURABLE_REDIS_ARGS == ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+
+
 def test_the_dev_stack_redis_fsyncs_every_write(durable_redis: RedisServer) -> None:
     with durable_redis.client(decode_responses=True) as client:
         config = client.config_get("append*") | client.config_get("save")
@@ -89,6 +101,8 @@ def test_an_acknowledged_revocation_and_unsubscribe_survive_kill_9_of_the_dev_st
         authz = start_authz(redis=doc["redis"])
         assert durability_health(authz.listen, want=SERVING) == SERVING
         _wait_log(authz, "registry durability: durable: AOF on, appendfsync always")
+        assert run_cli("health", "--address", authz.listen, "--service", "authz.durability").stdout == (
+            f"{authz.listen} authz.durability: SERVING\n")
         checker = Checker(authz.listen)
         demo = idp.issue_token("demo-client", "demo", "orders:read")
         other = idp.issue_token("other-client", "demo", "orders:read")
@@ -142,6 +156,9 @@ def test_a_redis_restarted_from_an_older_copy_is_noticed_and_a_seen_revocation_s
         shutil.copytree(older, durable_redis.dir / "appendonlydir")
         durable_redis.start()  # Redis is back, without the revocation
         assert durable_health_after_rollback(authz) == NOT_SERVING
+        said = run_cli("health", "--address", authz.listen, "--service", "authz.durability")
+        assert (said.returncode, said.stderr) == (1, f"{authz.listen} authz.durability: NOT_SERVING\n")
+        assert run_cli("health", "--address", authz.listen).returncode == 0  # checks are still served
         assert checker.check(token) == REVOKED  # whatever Redis now says
         admin.close()
         admin = Admin(doc)
