@@ -1,7 +1,8 @@
 """Process wiring: build the pipeline from settings and serve it over gRPC (grpc.aio).
 
 Serves ``envoy.service.auth.v3.Authorization``, ``grpc.health.v1.Health`` (SERVING once the JWKS
-prefetch is done, NOT_SERVING while draining) and server reflection; when ``admin.listen`` is set, also the
+prefetch is done, NOT_SERVING while draining; the informational service ``authz.durability`` says whether
+acknowledged registry writes are safe, see :func:`durability_status`) and server reflection; when ``admin.listen`` is set, also the
 registry admin API (:mod:`authz.admin.service`) on that port. SIGTERM or SIGINT: stop accepting,
 let in-flight calls finish for ``server.grace_period`` seconds, close, exit 0.
 """
@@ -42,12 +43,31 @@ from authz.ops.metrics import MetricSources
 from authz.ops.metrics_http import start_metrics
 from authz.ops.supervisor import worker_listen
 from authz.registry.cache import RegistryCache
+from authz.registry.durability import AT_RISK, DURABLE
 from authz.registry.redis_store import RedisStore
 from authz.registry.store import RegistryStore
 
 log = logging.getLogger("authz.server")
 
 AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+DURABILITY_SERVICE = "authz.durability"
+"""The health service name that reports registry durability (never the one Envoy health-checks)."""
+
+
+def durability_status(registry: RegistryCache) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    """The ``authz.durability`` health status: informational, it never stops authz from serving checks.
+
+    SERVING: the registry's Redis keeps every acknowledged write (AOF, ``appendfsync always``) and no rollback
+    was seen; NOT_SERVING: acknowledged writes can be lost (other persistence settings), or a rollback or an
+    early-forgotten revocation was seen (until the process restarts); UNKNOWN: Redis refused ``CONFIG GET`` or
+    was not reachable yet. The reasons are in the ``authz.registry`` log (:meth:`RegistryCache.health`).
+    """
+    level = registry.health().level
+    if level == DURABLE:
+        return health_pb2.HealthCheckResponse.SERVING
+    if level == AT_RISK:
+        return health_pb2.HealthCheckResponse.NOT_SERVING
+    return health_pb2.HealthCheckResponse.UNKNOWN
 
 
 @dataclass
@@ -268,5 +288,8 @@ async def _start_listeners(
         stack.push_async_callback(admin_server.stop, settings.server.grace_period)
     for name in ("", AUTHORIZATION_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))
+    services.registry.watch(lambda: asyncio.ensure_future(
+        health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))))
     host = settings.server.listen.rpartition(":")[0]
     log.info("authz listening on %s:%d (gRPC envoy.service.auth.v3.Authorization)", host, port)
