@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
-.PHONY: deps run test bench lint clean protos
+.PHONY: deps run test bench fuzz lint clean protos
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || \
@@ -42,6 +42,21 @@ bench: deps
 	@command -v wrk >/dev/null 2>&1 && command -v h2load >/dev/null 2>&1 || \
 	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk nghttp2-client )
 	$(PY) bench/run.py --duration 8 --repeat 3
+
+# Coverage-guided fuzzing with atheris (tests/fuzz/harness.py), FUZZ_SECONDS per target (default 60); not in CI
+# (the test suite runs the hypothesis properties of tests/test_fuzz.py and replays the seed corpus). New inputs go
+# to .run/fuzz/<target>/, a failing input to .run/fuzz/crash-*.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= bearer path jws check
+fuzz: deps
+	$(PY) -m pip install --quiet -e '.[dev,fuzz]'
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .run/fuzz/$$t && \
+	  echo "fuzz $$t for $(FUZZ_SECONDS)s" && \
+	  $(PY) -m tests.fuzz.harness $$t .run/fuzz/$$t tests/fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=.run/fuzz/ > .run/fuzz/$$t.log 2>&1 || { tail -40 .run/fuzz/$$t.log; exit 1; }; \
+	  grep -E "DONE|^Done" .run/fuzz/$$t.log; \
+	done
 
 lint: deps
 	$(VENV)/bin/ruff check authz tests

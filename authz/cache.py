@@ -119,6 +119,19 @@ class BoundedCache(Generic[K, V]):
         if len(data) > self.capacity:
             data.popitem(last=False)
 
+    def prune(self) -> int:
+        """Drop every entry past its deadline and stale window (a full scan: for a full cache only).
+
+        Returns:
+            How many entries were dropped.
+        """
+        now = self._clock()
+        stale = self.stale
+        ended = [key for key, (_, deadline) in self._data.items() if deadline is not None and now >= deadline + stale]
+        for key in ended:
+            del self._data[key]
+        return len(ended)
+
     def discard(self, key: K) -> None:
         """Drop the entry of ``key``, if any."""
         self._data.pop(key, None)

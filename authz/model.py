@@ -159,11 +159,14 @@ class Lookup:
         binding: the client ID's application and key type, or None when the client ID is not registered.
         application: that application, or None.
         subscription: the application's subscription to the API, or None.
+        sequence: the registry's write sequence number when it was read (``P seq``, 0 for a registry never
+            written), or None when unknown; not part of equality.
     """
 
     binding: ClientBinding | None
     application: Application | None
     subscription: Subscription | None
+    sequence: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

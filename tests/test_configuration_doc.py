@@ -29,7 +29,7 @@ def test_every_section_and_nested_field_has_a_row_with_its_default() -> None:
     assert rows["issuer"] == "required"
     assert rows["algorithms"] == "`[RS256]`"
     assert rows["jwks"] == "see below"
-    assert rows["jwks.kid_refetch_cooldown"] == "`30`"
+    assert rows["jwks.kid_refetch_cooldown"] == "`5`"
     assert rows["ca_bundle"] == "none" and rows["verify_tls"] == "`true`"
     assert rows["certificates[]"] == "`[]`" and "certificates[].path" in rows
     page = render()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -108,8 +109,9 @@ def _random_kid_token(idp: KeyManager) -> str:
 
 
 async def test_c02_refetch_storm_makes_at_most_one_forced_fetch(
-    idp: KeyManager, make_settings: Callable[..., Settings]
+    idp: KeyManager, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="authz.jwks")
     settings = make_settings(**_jwks_settings(kid_refetch_cooldown=1.0))
     async with running_validator(settings) as (v, _):
         assert idp.requests[JWKS] == 1
@@ -123,18 +125,28 @@ async def test_c02_refetch_storm_makes_at_most_one_forced_fetch(
             r = by_token[t]
             assert isinstance(r, Denial) and r.reason is Reason.INVALID_CREDENTIALS, r
             assert r.description == "The access token was not signed by a key of its issuer"
-        assert idp.requests[JWKS] == 2  # the prefetch and one forced refetch
-        # A second burst inside the cooldown: no fetch at all.
+        assert idp.requests[JWKS] >= 2  # the prefetch and one forced refetch (two if the burst outlasted a cooldown)
+        # A second burst inside the cooldown; then one after it.
         results = await asyncio.gather(*(v.validate(_random_kid_token(idp)) for _ in range(200)),
                                        return_exceptions=True)
         assert all(isinstance(r, Denial) for r in results)
-        assert idp.requests[JWKS] == 2
-        # After the cooldown: one more forced fetch for the whole burst.
         await asyncio.sleep(1.05)
         results = await asyncio.gather(*(v.validate(_random_kid_token(idp)) for _ in range(200)),
                                        return_exceptions=True)
         assert all(isinstance(r, Denial) for r in results)
-        assert idp.requests[JWKS] == 3
+        _assert_one_forced_fetch_per_cooldown(idp, caplog, 1.0, at_least=2)
+
+
+def _assert_one_forced_fetch_per_cooldown(
+    idp: KeyManager, caplog: pytest.LogCaptureFixture, cooldown: float, at_least: int,
+) -> None:
+    """Forced fetches (``at_least`` of them) started at least ``cooldown`` apart, each one JWKS request after the
+    prefetch. Start times are the cache's own (its log record of each forced fetch): the key manager's arrival
+    times carry the scheduling delays of a loaded machine."""
+    forced = [r.created for r in caplog.records if r.getMessage() == "jwks test-km: unknown kid, refetching"]
+    gaps = [b - a for a, b in zip(forced, forced[1:], strict=False)]
+    assert len(forced) >= at_least and all(gap >= cooldown - 0.002 for gap in gaps), gaps
+    assert idp.requests[JWKS] == 1 + len(forced)
 
 
 async def test_c02_valid_tokens_do_not_wait_for_a_slow_forced_fetch(
@@ -154,8 +166,9 @@ async def test_c02_valid_tokens_do_not_wait_for_a_slow_forced_fetch(
 
 
 async def test_c02_failed_forced_fetch_never_evicts_cached_keys(
-    idp: KeyManager, make_settings: Callable[..., Settings]
+    idp: KeyManager, make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="authz.jwks")
     async with running_validator(make_settings(**_jwks_settings(kid_refetch_cooldown=0.2))) as (v, caches):
         keyset = caches["test-km"].keyset
         idp.jwks_status = 503
@@ -168,7 +181,7 @@ async def test_c02_failed_forced_fetch_never_evicts_cached_keys(
             await asyncio.sleep(0.25)
         assert caches["test-km"].keyset is keyset
         assert "503" in (caches["test-km"].last_error or "")
-        assert idp.requests[JWKS] == 4  # prefetch + one forced fetch per cooldown window
+        _assert_one_forced_fetch_per_cooldown(idp, caplog, 0.2, at_least=3)  # one per round at least, never closer
 
 
 async def test_c02_no_kid_tokens_never_refetch(idp: KeyManager, make_settings: Callable[..., Settings]) -> None:

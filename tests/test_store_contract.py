@@ -15,7 +15,14 @@ import pytest
 from authz.model import ApplicationStatus, ClientBinding, KeyType, Lookup, SubscriptionStatus
 from authz.registry.memory import MemoryStore
 from authz.registry.redis_store import RedisStore
-from authz.registry.store import SCHEMA_VERSION, RegistryError, RegistryStore
+from authz.registry.store import (
+    SCHEMA_VERSION,
+    RegistryError,
+    RegistryEvent,
+    RegistryStore,
+    RevocationState,
+    parse_event,
+)
 
 KM = "km"
 
@@ -93,23 +100,83 @@ async def test_revocations_are_kept_until_their_expiry(store: RegistryStore) -> 
     later = int(time.time()) + 600
     await store.revoke(KM, "j-soon", soon)
     await store.revoke(KM, "j-later", later)
-    assert await store.is_revoked(KM, "j-later") == later
+    assert (await store.revocation(KM, "j-later")).expires_at == later
     assert [(km, jti) for km, jti, _ in await store.list_revocations()] == [(KM, "j-later"), (KM, "j-soon")]
     await asyncio.sleep(soon - time.time() + 0.3)
-    assert await store.is_revoked(KM, "j-soon") is None
+    assert await store.revocation(KM, "j-soon") == RevocationState(None, False, 2)
     assert await store.unrevoke(KM, "j-later") is True and await store.unrevoke(KM, "j-later") is False
 
 
-async def test_every_write_reaches_event_subscribers(store: RegistryStore) -> None:
+async def test_a_withdrawn_revocation_is_stored_until_the_revocation_would_have_ended(store: RegistryStore) -> None:
+    soon = int(time.time()) + 1
+    await store.revoke(KM, "j", soon)
+    assert await store.revocation(KM, "j") == RevocationState(float(soon), False, 1)
+    assert await store.unrevoke(KM, "j") is True
+    assert await store.revocation(KM, "j") == RevocationState(None, True, 2)
+    assert await store.list_revocations() == []  # a withdrawal is not a revocation
+    await store.revoke(KM, "j", soon + 600)  # revoked again: the withdrawal goes
+    assert await store.revocation(KM, "j") == RevocationState(float(soon + 600), False, 3)
+    await store.unrevoke(KM, "j")
+    await store.revoke(KM, "k", soon)
+    await store.unrevoke(KM, "k")
+    await asyncio.sleep(soon - time.time() + 0.3)
+    assert await store.revocation(KM, "k") == RevocationState(None, False, 6)  # forgotten with the revocation
+
+
+async def test_every_write_increments_the_sequence_number_and_reads_return_it(store: RegistryStore) -> None:
+    assert await store.sequence() == 0
+    assert (await store.lookup(KM, "c1", "orders")).sequence == 0
+    app = await store.create_application("Demo", app_id="demo")
+    await store.add_client(app, KM, "c1")
+    await store.subscribe(app, "orders")
+    assert await store.sequence() == 3
+    assert (await store.lookup(KM, "c1", "orders")).sequence == 3
+    # Refused or empty writes change nothing and count nothing.
+    with pytest.raises(RegistryError):
+        await store.create_application("Demo", app_id="demo")
+    assert await store.remove_client(app, KM, "nobody") is False
+    assert await store.unrevoke(KM, "never") is False
+    assert await store.sequence() == 3
+    await store.set_subscription_status(app, "orders", SubscriptionStatus.BLOCKED)
+    await store.update_application("demo", tier="Gold")
+    await store.set_application_status("demo", ApplicationStatus.INACTIVE)
+    await store.set_client_key_type(app, KM, "c1", KeyType.SANDBOX)
+    await store.unsubscribe(app, "orders")
+    await store.revoke(KM, "j", int(time.time()) + 60)
+    await store.unrevoke(KM, "j")
+    await store.remove_client(app, KM, "c1")
+    await store.delete_application("demo")
+    assert await store.sequence() == 12
+    assert (await store.revocation(KM, "j")).sequence == 12
+
+
+async def test_every_write_reaches_event_subscribers_with_its_sequence_number(store: RegistryStore) -> None:
     events = await store.events()
     try:
-        assert await events.wait(0.05) is False
+        assert await events.wait(0.05) is None
         app = await store.create_application("Demo", app_id="demo")
         await store.add_client(app, KM, "c1")
-        await store.revoke(KM, "j", int(time.time()) + 60)
-        received = 0
-        while await events.wait(0.5):
-            received += 1
-        assert received == 3
+        expiry = int(time.time()) + 60
+        await store.revoke(KM, "j:with:colons", expiry)
+        await store.unrevoke(KM, "j:with:colons")
+        received = []
+        while (event := await events.wait(0.5)) is not None:
+            received.append(event)
+        assert received == [RegistryEvent(1, "app:demo"), RegistryEvent(2, f"client:{KM}:c1"),
+                            RegistryEvent(3, f"revoked:{expiry}:{KM}:j:with:colons"),
+                            RegistryEvent(4, f"unrevoked:{KM}:j:with:colons")]
+        assert received[2].revocation() == (KM, "j:with:colons", float(expiry))
+        assert received[3].withdrawal() == (KM, "j:with:colons")
+        assert received[0].revocation() is None and received[0].withdrawal() is None
     finally:
         await events.aclose()
+
+
+def test_event_messages_parse_whatever_their_shape() -> None:
+    assert parse_event("7 sub:demo:orders") == RegistryEvent(7, "sub:demo:orders")
+    assert parse_event("app:demo") == RegistryEvent(None, "app:demo")  # an older writer: no sequence number
+    assert parse_event("") == RegistryEvent(None, "")
+    assert parse_event("x revoked:1:km:j").revocation() is None
+    assert RegistryEvent(1, "revoked:soon:km:j").revocation() is None  # a malformed expiry is no revocation
+    assert RegistryEvent(1, "revoked:5:km").revocation() is None
+    assert RegistryEvent(1, "unrevoked:km").withdrawal() is None

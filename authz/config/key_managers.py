@@ -23,9 +23,14 @@ class JwksSettings(ConfigModel):
 
     refresh_interval: PositiveSeconds = 300.0
     """Background refresh period of the key set when the JWKS response has no `Cache-Control: max-age`."""
-    kid_refetch_cooldown: PositiveSeconds = 30.0
+    kid_refetch_cooldown: PositiveSeconds = 5.0
     """A token with an unknown `kid` forces a refetch at most once per this many seconds (single-flight,
-    whatever the number of distinct kids)."""
+    whatever the number of distinct kids). A check arriving less than `forced_refetch_wait` before the cooldown
+    ends waits for that refetch; earlier ones get 401. So while an attacker sends unknown kids, a token signed
+    with a newly published key is refused for at most `kid_refetch_cooldown - forced_refetch_wait` seconds (plus
+    the key manager's answer time), and never when `kid_refetch_cooldown` plus that answer time is at most
+    `forced_refetch_wait` (at the price of one fetch per cooldown under attack;
+    [security.md](security.md#key-rotation))."""
     max_stale: PositiveSeconds = 3600.0
     """After refreshes start failing, seconds (past `refresh_interval`) the last good key set is still used;
     then checks answer 503."""

@@ -108,7 +108,10 @@ class RedisSettings(ConfigModel):
     cache_size: Annotated[int, Field(gt=0)] = 100_000
     """Most registry lookups (key manager, client ID, API) in the local cache (LRU)."""
     revocation_cache_size: Annotated[int, Field(gt=0)] = 100_000
-    """Most revocation answers (key manager, ``jti``) in the local cache (LRU)."""
+    """Most revocation answers (key manager, ``jti``) in the local cache (LRU); also the most revocations a
+    process remembers until they end whatever Redis says later (a registry rollback,
+    [operations.md](operations.md#durability)): past that many live at once the least recently used is forgotten
+    early, logged and reported by the `authz.durability` health service."""
     max_stale: Annotated[float, Field(ge=0)] = 60.0
     """During a Redis outage, seconds past its TTL a cached entry may still decide; then 503."""
 

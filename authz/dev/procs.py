@@ -212,8 +212,24 @@ def redis_server_binary() -> str:
     raise RuntimeError(REDIS_MISSING)
 
 
+DURABLE_REDIS_ARGS = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+"""The persistence of every Redis the project starts for keeps (``make run``; docker-compose and the Kubernetes
+manifests use the same settings): the append-only file, flushed to disk before each write is acknowledged, so
+a crash of Redis or of its host loses no acknowledged write. Registry writes are rare and checks read through a
+local cache, so the fsync costs the hot path nothing. See docs/operations.md, "Durability"."""
+
+EPHEMERAL_REDIS_ARGS = ("--appendonly", "no", "--save", "")
+"""No persistence at all: a restart starts empty (the test suite's throwaway servers)."""
+
+
 class RedisServer:
-    """A private real ``redis-server`` on 127.0.0.1, no persistence, in ``data_dir`` (default: a temporary one).
+    """A private real ``redis-server`` on 127.0.0.1, in ``data_dir`` (default: a temporary one).
+
+    Args:
+        port: the TCP port (default: a free one).
+        data_dir: where its files go.
+        persist: keep every acknowledged write (:data:`DURABLE_REDIS_ARGS`, the dev stack's settings); else no
+            persistence (:data:`EPHEMERAL_REDIS_ARGS`).
 
     Raises RuntimeError on construction when redis-server is not installed (the suite must fail loudly).
     The port is chosen once, so :meth:`restart` comes back on the same port and :attr:`url` stays valid.
@@ -256,17 +272,42 @@ class RedisServer:
         """
         if self._proc is not None and self._proc.alive():
             raise RuntimeError(f"redis-server already running on port {self._port}")
+        # Data left by a run without the append-only file (dump.rdb, no appendonlydir/): Redis started with AOF on
+        # would ignore it, so load it first and switch AOF on at run time (Redis writes the AOF from it).
+        migrate = self.persist and (self.dir / "dump.rdb").exists() and not (self.dir / "appendonlydir").exists()
+        args = DURABLE_REDIS_ARGS if self.persist and not migrate else EPHEMERAL_REDIS_ARGS
         cmd = [
             self.binary,
             "--port", str(self._port),
             "--bind", "127.0.0.1",
-            "--save", "60 1" if self.persist else "",
-            "--appendonly", "no",
+            *args,
             "--dir", str(self.dir),
             "--daemonize", "no",
         ]
         self._proc = ManagedProcess(cmd, name="redis-server", log_dir=self.dir)
         self._proc.start()
+        self._wait_ping(timeout)
+        if migrate:
+            self._enable_aof(timeout)
+        return self
+
+    def _enable_aof(self, timeout: float) -> None:
+        """Switch the append-only file on in the running server and wait until Redis has written it."""
+        with self.client(socket_timeout=timeout) as client:
+            client.config_set("appendonly", "yes")
+            client.config_set("appendfsync", "always")
+            deadline = time.monotonic() + timeout
+            while True:
+                info = client.info("persistence")
+                if info.get("aof_enabled") == 1 and not info.get("aof_rewrite_in_progress") and not info.get(
+                        "aof_rewrite_scheduled"):
+                    return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"redis-server on port {self._port} did not write its AOF in {timeout:.1f}s")
+                time.sleep(0.05)
+
+    def _wait_ping(self, timeout: float) -> None:
+        assert self._proc is not None
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -275,7 +316,7 @@ class RedisServer:
             client = redis.Redis(host="127.0.0.1", port=self._port, socket_timeout=0.5, socket_connect_timeout=0.5)
             try:
                 if client.ping():
-                    return self
+                    return
             except redis.RedisError as exc:
                 last = exc
             finally:
@@ -297,7 +338,7 @@ class RedisServer:
         return self._proc.kill() if self._proc else None
 
     def restart(self, timeout: float = 10.0) -> RedisServer:
-        """Stop (if running) and start again on the same port (data is not kept). Returns self."""
+        """Stop (if running) and start again on the same port (data kept only with ``persist``). Returns self."""
         self.stop()
         deadline = time.monotonic() + timeout
         while True:  # the port can linger a moment after a kill

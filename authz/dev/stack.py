@@ -2,7 +2,8 @@
 
 Starts, each as its own process with its log under ``.run/logs/``:
 
-* redis-server on the port of ``redis.url`` (6380 in ``config/authz.yaml``), data in ``.run/redis``;
+* redis-server on the port of ``redis.url`` (6380 in ``config/authz.yaml``), data in ``.run/redis``, every
+  acknowledged write on disk (append-only file, ``appendfsync always``: :func:`dev_redis`);
 * the demo key manager on 127.0.0.1:8081 (key persisted in ``.run/keymanager-key.pem``);
 * the echo upstream on 127.0.0.1:8082;
 * authz (``authz serve``) on ``server.listen`` (gRPC, 127.0.0.1:9191) and ``server.http_listen`` (HTTP,
@@ -54,6 +55,19 @@ DEMO_APPS = (
     ("demo-app", "Demo App", "demo-client", ("orders-v1",)),
     ("other-app", "Other App", "other-client", ()),
 )
+
+
+def dev_redis(port: int, run_dir: Path = DEFAULT_RUN_DIR) -> RedisServer:
+    """The registry's Redis of ``make run``: data in ``run_dir/redis``, kept through a crash (AOF with
+    ``appendfsync always``, :data:`authz.dev.procs.DURABLE_REDIS_ARGS`).
+
+    Args:
+        port: its TCP port on 127.0.0.1.
+        run_dir: the stack's run directory.
+    Returns:
+        The :class:`RedisServer`, not started.
+    """
+    return RedisServer(port=port, data_dir=run_dir / "redis", persist=True)
 
 
 def _port_free(port: int) -> bool:
@@ -279,12 +293,12 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
     logs = run_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    redis_server = RedisServer(port=redis_port, data_dir=run_dir / "redis", persist=True)
+    redis_server = dev_redis(redis_port, run_dir)
     procs: list[ManagedProcess] = []
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
-        print(f"redis-server      127.0.0.1:{redis_port}  (data in {run_dir / 'redis'})")
+        print(f"redis-server      127.0.0.1:{redis_port}  (data in {run_dir / 'redis'}, AOF fsync always)")
         redis_server.start()
         km = ManagedProcess(
             [python, "-m", "authz.dev.keymanager", "--port", str(KEY_MANAGER_PORT), "--audience", "authz-demo",

@@ -5,7 +5,12 @@ Rules it keeps:
 * the key set is prefetched at start and refreshed every ``jwks.refresh_interval`` seconds; a failed
   fetch is retried after ``jwks.retry_interval`` (doubling, capped at the refresh interval);
 * an unknown ``kid`` forces at most one refetch per ``jwks.kid_refetch_cooldown`` seconds, shared by all
-  concurrent callers (single-flight), whatever the number of distinct unknown kids;
+  concurrent callers (single-flight), whatever the number of distinct unknown kids; a check that arrives
+  while the cooldown runs waits for the next permitted refetch when it comes within the check's own wait
+  (``jwks.forced_refetch_wait``, less the key manager's answer time), else it is refused at once (401). So a
+  valid token signed with a key published just after a refetch that an attacker's kid triggered is refused for
+  at most ``kid_refetch_cooldown - forced_refetch_wait`` seconds plus the key manager's answer time, and never
+  when the cooldown plus that answer time fits inside the wait (docs/security.md, "Key rotation");
 * a failed or garbage fetch never replaces a good key set; the last good set is used for
   ``jwks.max_stale`` seconds past its refresh time, then :class:`DependencyUnavailable` (503);
 * keys that cannot be loaded (bad encoding, ``use: enc``, weak RSA) are skipped and logged, the others work
@@ -54,6 +59,7 @@ class JwksCache:
         fetches: fetches by outcome, ``{"ok": n, "error": n}`` (a failed discovery counts as an ``error``).
         discovery_count: metadata fetches attempted (``discovery`` only).
         last_error: why the last fetch failed, or None after a success.
+        fetch_seconds: how long the last successful JWKS fetch took (0 before the first).
         jwks_uri: the JWKS URL in use (configured or discovered), None before discovery succeeded.
     """
 
@@ -70,9 +76,11 @@ class JwksCache:
         self._keyset: KeySet | None = None
         self._inflight: asyncio.Task[bool] | None = None
         self._last_forced = -math.inf
+        self._fetch_started = -math.inf
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
         self.fetch_count = 0
+        self.fetch_seconds = 0.0
         self.fetches = {"ok": 0, "error": 0}
         self.discovery_count = 0
         self.jwks_uri: str | None = settings.jwks_uri
@@ -140,6 +148,7 @@ class JwksCache:
             An awaitable of True when a usable key set was stored, False when the fetch failed.
         """
         if self._inflight is None or self._inflight.done():
+            self._fetch_started = self._clock()
             self._inflight = asyncio.ensure_future(self._fetch())
         return asyncio.shield(self._inflight)
 
@@ -150,7 +159,9 @@ class JwksCache:
                 await self._discover()
             assert self.jwks_uri is not None
             self.fetch_count += 1
+            started = self._clock()
             document, headers = await fetch_json(self._client, self.jwks_uri, cfg.timeout)
+            took = self._clock() - started
             keys = parse_jwks(document, self.name)
             if not keys:
                 raise ValueError("the key set has no usable signature key")
@@ -175,6 +186,7 @@ class JwksCache:
         self._keyset = KeySet(
             keys=self._keep_unchanged(keys), fetched_at=self._clock(), refresh_interval=self._interval(headers)
         )
+        self.fetch_seconds = took
         self.fetches["ok"] += 1
         if self.last_error is not None:
             log.info("jwks %s: fetch recovered, %d keys", self.name, len(keys))
@@ -224,19 +236,7 @@ class JwksCache:
         source = "cached"
         key = select_key(self._keyset, kid, alg)
         if key is None and kid is not None:
-            now = self._clock()
-            if now - self._last_forced >= self.settings.jwks.kid_refetch_cooldown:
-                self._last_forced = now
-                log.info("jwks %s: unknown kid, refetching", self.name)
-                await self._await_refetch(self.refresh())
-                key = select_key(self._keyset, kid, alg)
-                source = "a refetch of the JWKS (the kid was not in the cached key set)"
-            elif self._inflight is not None and not self._inflight.done():
-                await self._await_refetch(asyncio.shield(self._inflight))
-                key = select_key(self._keyset, kid, alg)
-                source = "a refetch already under way (the kid was not in the cached key set)"
-            else:
-                source = "cooldown"
+            key, source = await self._await_unknown_kid(kid, alg)
         if trace is not None:
             age = self.seconds_since_fetch() or 0.0
             source = {"cached": f"the cached key set (fetched {age:.1f}s ago)", "cooldown": f"the cached key set "
@@ -253,10 +253,51 @@ class JwksCache:
             )
         return key
 
-    async def _await_refetch(self, fetch: asyncio.Future[bool]) -> None:
-        """Wait for a forced refetch at most ``jwks.forced_refetch_wait`` seconds; it goes on in the background.
+    async def _await_unknown_kid(self, kid: str, alg: str) -> tuple[VerificationKey | None, str]:
+        """The key for a ``kid`` missing from the key set, from a key set fetched after this check arrived, if the
+        rate limit and the check's wait allow it; else None (the caller answers 401). With it, where the answer
+        came from (``cooldown`` when no refetch could be had within the wait), for ``authz explain``.
 
-        An unknown ``kid`` is a token problem (401): a slow key manager must not turn it into a timeout (503).
+        Within ``jwks.forced_refetch_wait`` seconds from arrival, repeatedly:
+
+        * a fetch in flight: join it; if it began before this check arrived, its answer may predate the key, so
+          when the key is still missing, go on;
+        * else, a fetch that began after arrival has answered: its key set decides;
+        * else, the cooldown since the last forced fetch is over: force one (single-flight);
+        * else, the cooldown ends early enough that the fetch can still answer within the wait (less
+          :attr:`fetch_seconds`, the key manager's last answer time): wait for that moment, then join the fetch
+          another waiting check forced, or force it;
+        * else: give up at once.
+
+        A fetch still running when the wait ends goes on in the background. Never raises: an unknown ``kid`` is a
+        token problem (401), never a timeout (503).
         """
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(fetch, self.settings.jwks.forced_refetch_wait)
+        cfg = self.settings.jwks
+        arrived = self._clock()
+        deadline = arrived + cfg.forced_refetch_wait
+        refetched = "a refetch of the JWKS (the kid was not in the cached key set)"
+        while True:
+            inflight = self._inflight
+            if inflight is not None and not inflight.done():
+                started = self._fetch_started
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(inflight), max(0.0, deadline - self._clock()))
+                if not inflight.done():
+                    return None, "a refetch still under way when jwks.forced_refetch_wait ran out"
+                key = select_key(self._keyset, kid, alg)
+                if key is not None or started >= arrived:
+                    return key, refetched
+                continue
+            if self._fetch_started >= arrived:
+                return select_key(self._keyset, kid, alg), refetched
+            forced = self._last_forced
+            hold = forced + cfg.kid_refetch_cooldown - self._clock()
+            if hold > 0:
+                if hold + self.fetch_seconds >= deadline - self._clock():
+                    return None, "cooldown"
+                await asyncio.sleep(hold)
+                if self._last_forced != forced or (self._inflight is not None and not self._inflight.done()):
+                    continue  # another check forced the fetch, or a refresh began: join it or read its answer
+            self._last_forced = self._clock()
+            log.info("jwks %s: unknown kid, refetching", self.name)
+            self.refresh()

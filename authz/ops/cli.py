@@ -85,17 +85,22 @@ def health_address(listen: str) -> str:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    """``authz health [--address HOST:PORT]``: 0 when authz's ``grpc.health.v1.Health`` answers SERVING, else 1.
+    """``authz health [--address HOST:PORT] [--service NAME]``: 0 when authz's ``grpc.health.v1.Health`` answers
+    SERVING (for ``NAME``, e.g. ``authz.durability``), else 1 with the status seen.
 
     Without ``--address`` it calls the ``server.listen`` of the config (``--config``, ``$AUTHZ_CONFIG``, with
     ``AUTHZ_LISTEN`` applied) on loopback: the container image's ``HEALTHCHECK``.
     """
-    from authz.ops.health import serving  # noqa: PLC0415
+    from authz.ops.health import status  # noqa: PLC0415
 
     target = args.address or health_address(load(args.config).server.listen)
-    if serving(target, timeout=args.timeout):
-        print(f"{target}: SERVING")
+    answer = status(target, timeout=args.timeout, service=args.service)
+    if answer == "SERVING":
+        print(f"{target}{' ' + args.service if args.service else ''}: SERVING")
         return 0
+    if args.service:  # a named service: say which status (authz.durability: see docs/operations.md#durability)
+        print(f"{target} {args.service}: {answer or f'no answer within {args.timeout:g}s'}", file=sys.stderr)
+        return 1
     print(f"{target}: not serving (NOT_SERVING, unreachable or no answer within {args.timeout:g}s)", file=sys.stderr)
     return 1
 
@@ -131,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="authz's gRPC address (default: the config's server.listen, on loopback)")
     p.add_argument("--config", default=DEFAULT_CONFIG, help="config read for server.listen without --address")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds for the call (default: %(default)s)")
+    p.add_argument("--service", default="", metavar="NAME",
+                   help="the health service to ask (default: the server as a whole); authz.durability: whether "
+                        "acknowledged registry writes are safe (SERVING, NOT_SERVING or UNKNOWN)")
     p.set_defaults(func=cmd_health)
 
     cli_envoy.add_parser(sub)

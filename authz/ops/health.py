@@ -12,23 +12,33 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def serving(target: str, timeout: float = 1.0, service: str = "") -> bool:
-    """Whether the health service at ``target`` reports SERVING for ``service``.
+def status(target: str, timeout: float = 1.0, service: str = "") -> str | None:
+    """The status the health service at ``target`` reports for ``service``.
 
     Args:
         target: ``host:port`` of the gRPC server.
         timeout: seconds for the one call.
-        service: the service name to ask about ("" = the server as a whole).
+        service: the service name to ask about ("" = the server as a whole; ``authz.durability``: whether
+            acknowledged registry writes are safe).
     Returns:
-        True for SERVING; False for any other status, an RPC error or a timeout.
+        ``SERVING``, ``NOT_SERVING``, ``UNKNOWN`` or ``SERVICE_UNKNOWN``; None for an RPC error or a timeout.
     """
     with grpc.insecure_channel(target) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+            return None
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+def serving(target: str, timeout: float = 1.0, service: str = "") -> bool:
+    """Whether the health service at ``target`` reports SERVING for ``service`` (see :func:`status`).
+
+    Returns:
+        True for SERVING; False for any other status, an RPC error or a timeout.
+    """
+    return status(target, timeout, service) == "SERVING"
 
 
 def wait_serving(target: str, timeout: float = 20.0) -> None:

@@ -32,6 +32,7 @@ from authz.decide.record import ALLOW_CODE, DURATION_BUCKETS, DecisionRecorder
 from authz.keys.jwk import KeySource
 from authz.keys.jwks_cache import JwksCache
 from authz.registry.cache import RegistryCache
+from authz.registry.durability import DURABLE
 
 UPDATE_INTERVAL = 1.0
 """Seconds between two copies of a worker's counters into the multiprocess files (with ``--workers N``)."""
@@ -85,6 +86,19 @@ class Metrics:
         self.registry_events = Counter(
             "authz_registry_events", "Registry write events received (each clears the local registry cache).",
             registry=r)
+        self.registry_rollbacks = Counter(
+            "authz_registry_rollbacks", "Times the registry's write sequence number went back: Redis served an "
+            "older copy of the registry, and writes acknowledged after it were lost.", registry=r)
+        self.registry_durable = Gauge(
+            "authz_registry_durable", "1 while the registry's Redis keeps every acknowledged write (AOF, "
+            "appendfsync always) and no rollback was seen; else 0 (the lowest of any worker).",
+            multiprocess_mode="livemin", registry=r)
+        self.revocations_kept = Counter(
+            "authz_revocations_kept", "Checks denied by a revocation this process remembers although the registry, "
+            "at a later write, held neither it nor its withdrawal (a lost write).", registry=r)
+        self.revocations_forgotten = Counter(
+            "authz_revocations_forgotten_early", "Live revocations forgotten before their end because more than "
+            "redis.revocation_cache_size were remembered at once.", registry=r)
 
 
 def build_labels(envoy_mode: str) -> dict[str, str]:
@@ -188,6 +202,10 @@ class MetricsUpdater:
         m.redis_reconnects.inc(self._advance(("reconnects",), registry.reconnects))
         m.redis_stale_answers.inc(self._advance(("stale_answers",), registry.stale_answers))
         m.registry_events.inc(self._advance(("events",), registry.events))
+        m.registry_rollbacks.inc(self._advance(("rollbacks",), registry.sequence.rollbacks))
+        m.revocations_kept.inc(self._advance(("revocations_kept",), registry.revocations.contradicted))
+        m.revocations_forgotten.inc(self._advance(("revocations_forgotten",), registry.revocations.dropped))
+        m.registry_durable.set(1 if registry.health().level == DURABLE else 0)
         m.redis_stale.set(registry.stale_seconds())
 
     def _update_caches(self) -> None:

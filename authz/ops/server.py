@@ -1,11 +1,12 @@
 """Process wiring: build the pipeline from settings and serve it over gRPC (grpc.aio) and HTTP/1.1.
 
 Serves ``envoy.service.auth.v3.Authorization``, ``grpc.health.v1.Health`` (SERVING once the JWKS
-prefetch is done, NOT_SERVING while draining) and server reflection; with ``server.http_listen``, Envoy's HTTP
-ext_authz mode (:mod:`authz.envoy.http_service`, whose health probe reports the same state); when
-``admin.listen`` is set, also the registry admin API (:mod:`authz.admin.service`) on that port. SIGTERM or
-SIGINT: stop accepting on every listener at once, let in-flight calls finish for ``server.grace_period``
-seconds (one grace period for all listeners), close, exit 0.
+prefetch is done, NOT_SERVING while draining; the informational service ``authz.durability`` says whether
+acknowledged registry writes are safe, see :func:`durability_status`) and server reflection; with
+``server.http_listen``, Envoy's HTTP ext_authz mode (:mod:`authz.envoy.http_service`, whose health probe reports
+the same state as the server's health); when ``admin.listen`` is set, also the registry admin API
+(:mod:`authz.admin.service`) on that port. SIGTERM or SIGINT: stop accepting on every listener at once, let
+in-flight calls finish for ``server.grace_period`` seconds (one grace period for all listeners), close, exit 0.
 """
 
 from __future__ import annotations
@@ -44,12 +45,31 @@ from authz.ops.metrics import MetricSources
 from authz.ops.metrics_http import start_metrics
 from authz.ops.supervisor import worker_listen
 from authz.registry.cache import RegistryCache
+from authz.registry.durability import AT_RISK, DURABLE
 from authz.registry.redis_store import RedisStore
 from authz.registry.store import RegistryStore
 
 log = logging.getLogger("authz.server")
 
 AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+DURABILITY_SERVICE = "authz.durability"
+"""The health service name that reports registry durability (never the one Envoy health-checks)."""
+
+
+def durability_status(registry: RegistryCache) -> health_pb2.HealthCheckResponse.ServingStatus.ValueType:
+    """The ``authz.durability`` health status: informational, it never stops authz from serving checks.
+
+    SERVING: the registry's Redis keeps every acknowledged write (AOF, ``appendfsync always``) and no rollback
+    was seen; NOT_SERVING: acknowledged writes can be lost (other persistence settings), or a rollback or an
+    early-forgotten revocation was seen (until the process restarts); UNKNOWN: Redis refused ``CONFIG GET`` or
+    was not reachable yet. The reasons are in the ``authz.registry`` log (:meth:`RegistryCache.health`).
+    """
+    level = registry.health().level
+    if level == DURABLE:
+        return health_pb2.HealthCheckResponse.SERVING
+    if level == AT_RISK:
+        return health_pb2.HealthCheckResponse.NOT_SERVING
+    return health_pb2.HealthCheckResponse.UNKNOWN
 
 
 @dataclass
@@ -278,6 +298,9 @@ async def _start_listeners(
         stoppers.append(lambda: admin_server.stop(grace))
     for name in ("", AUTHORIZATION_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))
+    services.registry.watch(lambda: asyncio.ensure_future(
+        health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))))
     if http_server is not None:
         http_server.serving = True
     host = settings.server.listen.rpartition(":")[0]

@@ -379,7 +379,7 @@ class RegistryAdmin:
             RegistryError: ``not_found`` (never revoked, withdrawn, or expired).
         """
         km = self._key_manager(key_manager)
-        until = await self.store.is_revoked(km, token_id)
+        until = (await self.store.revocation(km, token_id)).expires_at
         if until is None:
             raise RegistryError("not_found", f"token ID {token_id} of key manager {km} is not revoked")
         return Revocation(km, token_id, int(until))

@@ -1,7 +1,8 @@
 """An in-process registry store: the :class:`authz.registry.store.RegistryStore` interface over dicts.
 
 The same rules as the Redis store (one application per client ID and key manager, unique names, one event per
-write, revocations forgotten at their expiry), in one process. It serves the tests of the code above the
+write carrying the write sequence number, revocations and their withdrawals forgotten at their expiry), in one
+process. It serves the tests of the code above the
 store (registry cache, pipeline, policy, admin checks) without a Redis server; production uses
 :class:`authz.registry.redis_store.RedisStore`.
 """
@@ -24,12 +25,16 @@ from authz.model import (
     Subscription,
     SubscriptionStatus,
 )
+from authz.registry.durability import AT_RISK, Durability
 from authz.registry.store import (
     SCHEMA_VERSION,
     RegistryError,
+    RegistryEvent,
+    RevocationState,
     check_new_application,
     check_new_client_id,
     client_taken,
+    parse_event,
 )
 
 
@@ -40,12 +45,11 @@ class _MemoryEvents:
         self._store = store
         self.queue: asyncio.Queue[str] = asyncio.Queue()
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, timeout: float) -> RegistryEvent | None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                await self.queue.get()
-                return True
-        return False
+                return parse_event(await self.queue.get())
+        return None
 
     async def aclose(self) -> None:
         self._store._subscribers.discard(self)
@@ -58,7 +62,7 @@ class MemoryStore:
         clock: wall clock in epoch seconds (revocations expire on it; tests may pass their own).
 
     Attributes:
-        reads: hot-path reads answered (:meth:`lookup` and :meth:`is_revoked`), for tests of the caches above.
+        reads: hot-path reads answered (:meth:`lookup` and :meth:`revocation`), for tests of the caches above.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
@@ -67,13 +71,17 @@ class MemoryStore:
         self._clients: dict[tuple[str, str], ClientBinding] = {}
         self._subs: dict[str, dict[str, Subscription]] = {}
         self._revoked: dict[tuple[str, str], float] = {}
+        self._withdrawn: dict[tuple[str, str], float] = {}
+        self._seq = 0
         self._schema: str | None = None
         self._subscribers: set[_MemoryEvents] = set()
         self.reads = 0
 
-    def _publish(self, event: str) -> None:
+    def _publish(self, subject: str) -> None:
+        """Commit a write: increment the sequence number and publish ``"<seq> <subject>"``."""
+        self._seq += 1
         for subscriber in self._subscribers:
-            subscriber.queue.put_nowait(event)
+            subscriber.queue.put_nowait(f"{self._seq} {subject}")
 
     def _app(self, app_id: str) -> Application:
         app = self._apps.get(app_id)
@@ -88,18 +96,32 @@ class MemoryStore:
         self.reads += 1
         binding = self._clients.get((key_manager, client_id))
         if binding is None:
-            return Lookup(None, None, None)
+            return Lookup(None, None, None, self._seq)
         return Lookup(binding, self._apps[binding.application_id],
-                      self._subs.get(binding.application_id, {}).get(api_id))
+                      self._subs.get(binding.application_id, {}).get(api_id), self._seq)
 
-    async def is_revoked(self, key_manager: str, token_id: str) -> float | None:
-        """The revocation's expiry, or None (an expired revocation is forgotten, as Redis' ``EXAT`` does)."""
-        self.reads += 1
-        expiry = self._revoked.get((key_manager, token_id))
+    def _unexpired(self, table: dict[tuple[str, str], float], key: tuple[str, str]) -> float | None:
+        """The entry's expiry, or None; an expired entry is forgotten, as Redis' ``EXAT`` does."""
+        expiry = table.get(key)
         if expiry is not None and expiry <= self._clock():
-            del self._revoked[(key_manager, token_id)]
+            del table[key]
             return None
         return expiry
+
+    async def revocation(self, key_manager: str, token_id: str) -> RevocationState:
+        """The revocation's expiry (or None) and whether a withdrawal is stored (see :meth:`RegistryStore.revocation`)."""
+        self.reads += 1
+        key = (key_manager, token_id)
+        return RevocationState(self._unexpired(self._revoked, key), self._unexpired(self._withdrawn, key) is not None,
+                               self._seq)
+
+    async def sequence(self) -> int:
+        """The write sequence number (0 before the first write)."""
+        return self._seq
+
+    async def durability(self) -> Durability:
+        """Never durable: an in-process store keeps nothing across restarts."""
+        return Durability(AT_RISK, "in-process memory store: nothing survives a restart")
 
     async def events(self, attempt: int = 0) -> _MemoryEvents:
         """A new subscription to the write events."""
@@ -250,11 +272,13 @@ class MemoryStore:
 
     async def revoke(self, key_manager: str, token_id: str, expires_at: int) -> None:
         self._revoked[(key_manager, token_id)] = float(int(expires_at))
-        self._publish(f"revoked:{key_manager}:{token_id}")
+        self._withdrawn.pop((key_manager, token_id), None)
+        self._publish(f"revoked:{int(expires_at)}:{key_manager}:{token_id}")
 
     async def unrevoke(self, key_manager: str, token_id: str) -> bool:
         expiry = self._revoked.pop((key_manager, token_id), None)
         if expiry is None or expiry <= self._clock():
             return False
-        self._publish(f"revoked:{key_manager}:{token_id}")
+        self._withdrawn[(key_manager, token_id)] = expiry
+        self._publish(f"unrevoked:{key_manager}:{token_id}")
         return True

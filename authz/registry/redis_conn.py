@@ -6,6 +6,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 
@@ -26,6 +28,21 @@ class ClusterClient(RedisCluster):
             raise RedisConnectionError(f"redis cluster: {exc}") from exc
 
 
+def retry_once() -> Retry:
+    """redis-py's retry policy for the registry: one more attempt, at once, after a connection error.
+
+    A pooled connection whose Redis restarted (or failed over) answers its next command with
+    ``ConnectionError("Connection closed by server")``; redis-py then disconnects it and the retry sends the
+    command again on a fresh connection. Only ``ConnectionError`` (closed, reset, refused) is retried: a
+    ``TimeoutError`` means Redis is slow, and a second ``socket_timeout`` would only spend the decision budget.
+    A command that fails twice raises, and the caller answers 503.
+
+    Returns:
+        A new :class:`redis.asyncio.retry.Retry` (each client gets its own: redis-py copies it per connection).
+    """
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
 def connect(url: str, socket_timeout: float) -> aioredis.Redis:
     """An asyncio Redis client for ``url``, strings decoded.
 
@@ -34,6 +51,10 @@ def connect(url: str, socket_timeout: float) -> aioredis.Redis:
     (the master of a Sentinel-managed group, rediscovered after a failover) and
     ``redis+cluster://host:7000,host:7001/`` (a Redis Cluster: an asyncio ``RedisCluster``, which has the
     same command methods). See docs/registry.md.
+
+    Every form retries a command once on a fresh connection after a connection error (:func:`retry_once`):
+    the plain forms and Sentinel on the command's connection, a Cluster by reading the cluster's layout again
+    and resending to the slot's master.
 
     Args:
         url: the Redis URL.
@@ -45,7 +66,7 @@ def connect(url: str, socket_timeout: float) -> aioredis.Redis:
         nodes, kwargs = parse_cluster_url(url)
         return ClusterClient(  # type: ignore[return-value]
             startup_nodes=[ClusterNode(host, port) for host, port in nodes], decode_responses=True,
-            socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, **kwargs,
+            socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=retry_once(), **kwargs,
         )
     if url.startswith(SENTINEL_SCHEMES):
         from redis.asyncio.sentinel import Sentinel  # noqa: PLC0415
@@ -54,7 +75,7 @@ def connect(url: str, socket_timeout: float) -> aioredis.Redis:
         timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
         sentinel_kwargs = {**timeouts, **({"ssl": True} if kwargs.get("ssl") else {})}
         return Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **timeouts).master_for(
-            service, redis_class=aioredis.Redis, db=db, decode_responses=True, retry_on_timeout=False,
+            service, redis_class=aioredis.Redis, db=db, decode_responses=True, retry=retry_once(),
             **timeouts, **kwargs,
         )
     return aioredis.Redis.from_url(
@@ -62,5 +83,5 @@ def connect(url: str, socket_timeout: float) -> aioredis.Redis:
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         decode_responses=True,
-        retry_on_timeout=False,
+        retry=retry_once(),
     )

@@ -14,11 +14,13 @@ key                                   type    content
 ``P client:{key_manager}:{client_id}``  hash  ``app_id``, ``key_type`` (written only if absent: a client
                                               ID belongs to one application only)
 ``P revoked:{key_manager}:{jti}``     string  expiry (epoch seconds); Redis expires the key then (``EXAT``)
-channel ``P events``                  pubsub  one message per write, for cache invalidation
+``P unrevoked:{key_manager}:{jti}``   string  a withdrawn revocation's expiry, kept until then (``EXAT``)
+``P seq``                             string  the write sequence number: +1 on every write
+channel ``P events``                  pubsub  ``"<seq> <subject>"``, one message per write
 ====================================  ======  ==========================================================
 
-Every write that touches several keys is one Lua script, so it is atomic and publishes its event in the
-same step.
+Every write is one Lua script, so it is atomic, and increments ``P seq`` and publishes its event in the same
+step (:mod:`authz.registry.redis_scripts`).
 """
 
 from __future__ import annotations
@@ -46,15 +48,20 @@ from authz.model import (
     SubscriptionStatus,
 )
 from authz.registry import redis_scripts as lua
+from authz.registry.durability import Durability, redis_durability
 from authz.registry.records import decode_application, decode_enum, decode_float, decode_subscription
 from authz.registry.redis_conn import connect
 from authz.registry.store import (
     CorruptRecord,
     RegistryError,
+    RegistryEvent,
+    RevocationState,
     StoreUnavailable,
     check_new_application,
     check_new_client_id,
     client_taken,
+    decode_sequence,
+    parse_event,
 )
 
 P = ParamSpec("P")
@@ -81,8 +88,9 @@ class _RedisEvents:
         self._pubsub = pubsub
 
     @_answers
-    async def wait(self, timeout: float) -> bool:
-        return await self._pubsub.get_message(timeout=timeout) is not None
+    async def wait(self, timeout: float) -> RegistryEvent | None:
+        message = await self._pubsub.get_message(timeout=timeout)
+        return None if message is None else parse_event(str(message["data"]))
 
     async def aclose(self) -> None:
         try:
@@ -106,6 +114,7 @@ class RedisStore:
         self.channel = prefix + "events"
         self._keys = [prefix + "schema"]
         self._lookup = lua.Script(client, lua.LOOKUP)
+        self._revocation = lua.Script(client, lua.REVOCATION)
         self._create_app = lua.Script(client, lua.CREATE_APP)
         self._add_client = lua.Script(client, lua.ADD_CLIENT)
         self._remove_client = lua.Script(client, lua.REMOVE_CLIENT)
@@ -161,6 +170,10 @@ class RedisStore:
             raise
         return events
 
+    async def durability(self) -> Durability:
+        """The persistence settings of the Redis behind the client (:func:`authz.registry.durability.redis_durability`)."""
+        return await redis_durability(self.client)
+
     # ---- hot path -------------------------------------------------------------------------------
 
     @_answers
@@ -178,12 +191,13 @@ class RedisStore:
             CorruptRecord: a record does not have the documented shape.
         """
         row = await self._lookup(keys=self._keys, args=[self.prefix, key_manager, client_id, api_id])
-        app_id, key_type, name, owner, tier, status, created_at, sub, client_exists, app_exists = row
+        app_id, key_type, name, owner, tier, status, created_at, sub, client_exists, app_exists, seq = row
+        sequence = decode_sequence(seq)
         ckey = f"{self.prefix}client:{key_manager}:{client_id}"
         if not app_id:
             if client_exists:
                 raise CorruptRecord(ckey, "field 'app_id' is missing")
-            return Lookup(None, None, None)
+            return Lookup(None, None, None, sequence)
         binding = ClientBinding(app_id, decode_enum(KeyType, key_type or "PRODUCTION", ckey, "key_type"))
         akey = f"{self.prefix}app:{app_id}"
         if not app_exists:
@@ -194,19 +208,31 @@ class RedisStore:
             akey,
         )
         subscription = decode_subscription(app_id, api_id, sub, akey + ":subs") if sub else None
-        return Lookup(binding, application, subscription)
+        return Lookup(binding, application, subscription, sequence)
 
     @_answers
-    async def is_revoked(self, key_manager: str, token_id: str) -> float | None:
-        """The expiry (epoch seconds) under which this token ID of this key manager is revoked, or None.
+    async def revocation(self, key_manager: str, token_id: str) -> RevocationState:
+        """Whether this token ID of this key manager is revoked (until when) or its revocation withdrawn, with
+        the registry's sequence number: one script call.
 
         Raises:
             StoreUnavailable: Redis unreachable or too slow.
             CorruptRecord: the stored expiry is not a number.
         """
+        raw, withdrawn, seq = await self._revocation(keys=self._keys, args=[self.prefix, key_manager, token_id])
         key = f"{self.prefix}revoked:{key_manager}:{token_id}"
-        raw = await self.client.get(key)
-        return None if raw is None else decode_float(raw, key, "expiry")
+        expiry = None if raw is None else decode_float(raw, key, "expiry")
+        return RevocationState(expiry, bool(withdrawn), decode_sequence(seq))
+
+    @_answers
+    async def sequence(self) -> int:
+        """The registry's write sequence number ``P seq`` (0 for a registry never written).
+
+        Raises:
+            StoreUnavailable: Redis unreachable or too slow.
+            CorruptRecord: not a non-negative integer.
+        """
+        return decode_sequence(await self.client.get(self.prefix + "seq"))
 
     # ---- reads for tools ---------------------------------------------------------------------------
 

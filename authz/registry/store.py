@@ -11,6 +11,7 @@ which the hot path turns into a 503 and the CLI into exit status 3.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from authz.model import (
@@ -22,6 +23,7 @@ from authz.model import (
     Subscription,
     SubscriptionStatus,
 )
+from authz.registry.durability import Durability
 
 SCHEMA_VERSION = "1"
 """The registry's data format version (the ``schema`` key); see docs/registry.md for the migration rule."""
@@ -69,14 +71,88 @@ class StoreUnavailable(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True, slots=True)
+class RegistryEvent:
+    """One write event of the registry, as published on ``P events``: ``"<sequence> <subject>"``.
+
+    Attributes:
+        sequence: the registry's sequence number after the write (``P seq``), or None for a message without
+            one (written by an authz release before sequence numbers).
+        subject: what changed: ``app:ID``, ``client:KM:CLIENT``, ``sub:APP:API``, ``revoked:EXPIRY:KM:JTI``
+            or ``unrevoked:KM:JTI``.
+    """
+
+    sequence: int | None
+    subject: str
+
+    def revocation(self) -> tuple[str, str, float] | None:
+        """``(key_manager, jti, expiry epoch seconds)`` of a revocation event, else None."""
+        kind, _, rest = self.subject.partition(":")
+        if kind != "revoked":
+            return None
+        expiry, _, rest = rest.partition(":")
+        key_manager, sep, token_id = rest.partition(":")  # a key manager name never contains ':'
+        try:
+            return (key_manager, token_id, float(expiry)) if sep else None
+        except ValueError:
+            return None
+
+    def withdrawal(self) -> tuple[str, str] | None:
+        """``(key_manager, jti)`` of a withdrawn revocation's event, else None."""
+        kind, _, rest = self.subject.partition(":")
+        key_manager, sep, token_id = rest.partition(":")
+        return (key_manager, token_id) if kind == "unrevoked" and sep else None
+
+
+def parse_event(message: str) -> RegistryEvent:
+    """The :class:`RegistryEvent` of one ``P events`` message (never raises: an unknown shape has no sequence)."""
+    head, sep, subject = message.partition(" ")
+    if sep and head.isdigit():
+        return RegistryEvent(int(head), subject)
+    return RegistryEvent(None, message)
+
+
+def decode_sequence(raw: object) -> int:
+    """The value of ``P seq`` as read (None for a registry never written: 0).
+
+    Raises:
+        CorruptRecord: not a non-negative integer.
+    """
+    if raw is None:
+        return 0
+    try:
+        value = int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise CorruptRecord("seq", f"not an integer: {str(raw)[:32]!r}") from None
+    if value < 0:
+        raise CorruptRecord("seq", "negative")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationState:
+    """What the registry holds about one ``jti`` of one key manager.
+
+    Attributes:
+        expires_at: the epoch second until which the ``jti`` is revoked, or None when it is not revoked.
+        withdrawn: a withdrawal of its revocation is stored (``authz registry unrevoke``; kept until the
+            revocation would have ended), so "not revoked" is the registry's considered answer, not a loss.
+        sequence: the registry's write sequence number when it was read.
+    """
+
+    expires_at: float | None
+    withdrawn: bool = False
+    sequence: int | None = None
+
+
 class EventStream(Protocol):
     """A subscription to the registry's write events (one per write: the cache invalidation signal)."""
 
-    async def wait(self, timeout: float) -> bool:
+    async def wait(self, timeout: float) -> RegistryEvent | None:
         """Wait up to ``timeout`` seconds for the next event.
 
         Returns:
-            True when an event arrived, False when the time ran out.
+            The :class:`RegistryEvent`, or None when no event arrived in time.
         Raises:
             StoreUnavailable: the subscription was lost (events may have been missed).
         """
@@ -90,8 +166,9 @@ class EventStream(Protocol):
 class RegistryStore(Protocol):
     """Reads and writes of the registry (docs/registry.md).
 
-    Every write is atomic and publishes one event that every :meth:`events` subscriber receives.
-    Every method raises :class:`StoreUnavailable` when the store cannot answer.
+    Every write is atomic, increments the registry's sequence number and publishes one event carrying it that
+    every :meth:`events` subscriber receives. Every method raises :class:`StoreUnavailable` when the store cannot
+    answer.
     """
 
     # ---- hot path ----
@@ -103,8 +180,24 @@ class RegistryStore(Protocol):
         """
         ...
 
-    async def is_revoked(self, key_manager: str, token_id: str) -> float | None:
-        """The expiry (epoch seconds) under which this ``jti`` of this key manager is revoked, or None."""
+    async def revocation(self, key_manager: str, token_id: str) -> RevocationState:
+        """Whether this ``jti`` of this key manager is revoked (until when), or its revocation withdrawn.
+
+        Raises:
+            CorruptRecord: the stored expiry is not a number.
+        """
+        ...
+
+    async def sequence(self) -> int:
+        """The registry's write sequence number (0 for a registry never written).
+
+        Raises:
+            CorruptRecord: the stored value is not a non-negative integer.
+        """
+        ...
+
+    async def durability(self) -> Durability:
+        """Whether the store keeps every acknowledged write through a crash (never raises)."""
         ...
 
     async def events(self, attempt: int = 0) -> EventStream:

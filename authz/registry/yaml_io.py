@@ -237,7 +237,7 @@ async def plan_import(admin: RegistryAdmin, doc: RegistryDoc, now: float | None 
         admin.key_manager_name(rev.key_manager)
         if rev.expires_at <= now:
             continue  # expired: the token is refused as expired anyway
-        current_until = await store.is_revoked(rev.key_manager, rev.jti)
+        current_until = (await store.revocation(rev.key_manager, rev.jti)).expires_at
         if current_until is not None and int(current_until) == rev.expires_at:
             continue
         steps.append((f"revoke token ID {rev.jti} of {rev.key_manager} until {rev.expires_at}",
