@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authz.decide.credentials import extract_bearer
 from authz.errors import Denial, Reason
+from tests.fuzz.strategies import B64TOKEN_SYNTAX
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 
@@ -145,9 +144,6 @@ def test_c20_other_scheme_joined_with_another_credential_is_400(value: str) -> N
 
 # ---- the fast path decides exactly as the full parse ------------------------------------------------------------
 
-_B64 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
-
-
 def _reference(value: str, max_size: int | None) -> tuple[str, str]:
     """The full parse as it stood before the common case got its shortcut (strip, scheme, size, comma / second
     "bearer ", regular expression): ``("token", token)`` or ``("deny", reason name)``."""
@@ -165,7 +161,7 @@ def _reference(value: str, max_size: int | None) -> tuple[str, str]:
         return "deny", Reason.INVALID_CREDENTIALS.name
     if "," in token or "bearer " in token.lower():
         return "deny", Reason.INVALID_REQUEST.name
-    if not _B64.fullmatch(token):
+    if not B64TOKEN_SYNTAX.fullmatch(token):
         return "deny", Reason.INVALID_CREDENTIALS.name
     return "token", token
 
