@@ -28,8 +28,11 @@ deps: $(VENV)/.installed
 	@command -v curl >/dev/null 2>&1 || \
 	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq curl )
 
+# Envoy's ext_authz mode of the demo stack: http (the default) or grpc (make run AUTHZ_MODE=grpc).
+AUTHZ_MODE ?= http
+
 run: deps
-	$(PY) -m authz dev stack --config config/authz.yaml
+	$(PY) -m authz dev stack --config config/authz.yaml --authz-mode $(AUTHZ_MODE)
 
 test: deps
 	$(PY) -m pytest -q

@@ -1,5 +1,7 @@
 """The floor of any Python HTTP ext_authz side call: an ``asyncio.Protocol`` on uvloop answering ``200`` to each
-request, without parsing more than the end of each head (Envoy's authorization requests carry no body).
+request, without parsing more than the end of each head (Envoy's authorization requests carry no body). Envoy's
+health probe of the generated ``authz_http`` cluster (``GET /healthz``, on its own connection) gets the ``204`` of
+authz's probe, so the host is healthy as authz's is.
 
 ``python bench/noop_http_server.py PORT``. Used by ``bench/run.py`` as the baseline ``noop_http``: what Envoy's
 HTTP ext_authz call costs with nothing on the Python side but the event loop and one write per request.
@@ -13,6 +15,8 @@ import sys
 import uvloop
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+HEALTHY = b"HTTP/1.1 204 No Content\r\n\r\n"
+PROBE = b"GET /healthz "
 
 
 class Noop(asyncio.Protocol):
@@ -27,7 +31,7 @@ class Noop(asyncio.Protocol):
         count = data.count(b"\r\n\r\n")
         self.tail = data[data.rfind(b"\r\n\r\n") + 4:] if count else data
         if count:
-            self.transport.write(OK * count)  # type: ignore[attr-defined]
+            self.transport.write((HEALTHY if data.startswith(PROBE) else OK) * count)  # type: ignore[attr-defined]
 
 
 async def main(port: int) -> None:

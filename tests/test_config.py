@@ -236,7 +236,7 @@ def test_env_overrides_http_listen_and_admin_token_and_ignores_empty_values() ->
     assert settings.server.http_listen == "0.0.0.0:7100"
     assert settings.admin.token is not None and settings.admin.token.get_secret_value() == "a-token-of-24-characters"
     assert settings.server.listen == "127.0.0.1:9191"  # an empty variable changes nothing
-    assert parse_config(shipped(), {}).server.http_listen is None
+    assert parse_config(shipped(), {}).server.http_listen == "127.0.0.1:9291"  # the demo's, without the variable
 
 
 def test_server_defaults_fit_a_container() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authz.decide.credentials import extract_bearer
 from authz.errors import Denial, Reason
+from tests.fuzz.strategies import B64TOKEN_SYNTAX
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
 
@@ -137,3 +140,61 @@ def test_c19_single_other_scheme_credential_with_auth_params_is_missing_not_400(
 )
 def test_c20_other_scheme_joined_with_another_credential_is_400(value: str) -> None:
     assert _deny({"authorization": value}).reason is Reason.INVALID_REQUEST
+
+
+# ---- the fast path decides exactly as the full parse ------------------------------------------------------------
+
+def _reference(value: str, max_size: int | None) -> tuple[str, str]:
+    """The full parse as it stood before the common case got its shortcut (strip, scheme, size, comma / second
+    "bearer ", regular expression): ``("token", token)`` or ``("deny", reason name)``."""
+    scheme, sep, rest = value.strip(" \t").partition(" ")
+    if scheme.lower() != "bearer":
+        try:
+            extract_bearer({"authorization": value}, max_size)
+        except Denial as denial:  # another scheme: not the path the shortcut changed
+            return "deny", denial.reason.name
+        raise AssertionError("a non-Bearer scheme was accepted")
+    token = rest.strip(" \t")
+    if not sep or not token:
+        return "deny", Reason.INVALID_CREDENTIALS.name
+    if max_size is not None and len(token) > max_size:
+        return "deny", Reason.INVALID_CREDENTIALS.name
+    if "," in token or "bearer " in token.lower():
+        return "deny", Reason.INVALID_REQUEST.name
+    if not B64TOKEN_SYNTAX.fullmatch(token):
+        return "deny", Reason.INVALID_CREDENTIALS.name
+    return "token", token
+
+
+def _outcome(value: str, max_size: int | None) -> tuple[str, str]:
+    try:
+        return "token", extract_bearer({"authorization": value}, max_size)
+    except Denial as denial:
+        return "deny", denial.reason.name
+
+
+_PIECES = st.sampled_from(["Bearer ", "bearer ", "Bearer", " ", "\t", ",", "=", "==", "a", "Z9", "-._~+/",
+                           TOKEN, "Basic ", "é", "\x00", '"', ";", "Bearer\t"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_PIECES | st.text(max_size=4), max_size=8).map("".join),
+       st.one_of(st.none(), st.integers(min_value=0, max_value=80)))
+def test_every_authorization_value_gets_the_decision_of_the_full_parse(value: str, max_size: int | None) -> None:
+    assert _outcome(value, max_size) == _reference(value, max_size)
+
+
+@pytest.mark.parametrize(("value", "max_size", "expected"), [
+    (f"Bearer {TOKEN}", None, ("token", TOKEN)),
+    (f"Bearer {TOKEN}", len(TOKEN), ("token", TOKEN)),
+    (f"Bearer {TOKEN}", len(TOKEN) - 1, ("deny", "INVALID_CREDENTIALS")),  # too large, before any scan
+    (f"Bearer {TOKEN},Bearer {TOKEN}", None, ("deny", "INVALID_REQUEST")),
+    (f"Bearer {TOKEN} Bearer {TOKEN}", None, ("deny", "INVALID_REQUEST")),
+    ("Bearer a=b", None, ("deny", "INVALID_CREDENTIALS")),
+    ("Bearer ab==", None, ("token", "ab==")),
+    ("Bearer ==", None, ("deny", "INVALID_CREDENTIALS")),
+    ("Bearer t\u00e9", None, ("deny", "INVALID_CREDENTIALS")),
+])
+def test_the_canonical_form_takes_the_shortcut_and_anything_else_the_full_parse(
+        value: str, max_size: int | None, expected: tuple[str, str]) -> None:
+    assert _outcome(value, max_size) == expected == _reference(value, max_size)

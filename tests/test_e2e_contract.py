@@ -8,7 +8,6 @@ what it received proves what was (and was not) forwarded.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -23,7 +22,15 @@ import yaml
 from authz.dev.procs import RedisServer
 from authz.dev.stack import tamper_signature
 from tests.support.config import settings_dict
-from tests.support.e2e import MODES, Stack, json_body, listen_http, mode_gateway, running_stack
+from tests.support.e2e import (
+    MODES,
+    Stack,
+    http_mode_view,
+    json_body,
+    listen_http,
+    mode_gateway,
+    running_stack,
+)
 from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
@@ -40,12 +47,24 @@ def grpc_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFacto
 
 @pytest.fixture(scope="module")
 def http_stack(grpc_stack: Stack) -> Iterator[Stack]:
-    """The same processes seen through a second Envoy, in HTTP ext_authz mode."""
-    envoy, gateway = mode_gateway(grpc_stack.tmp, grpc_stack.doc, grpc_stack.upstream.port, "http")
-    try:
-        yield dataclasses.replace(grpc_stack, envoy=envoy, gateway=gateway, mode="http")
-    finally:
-        envoy.stop()
+    """The same processes seen through a second Envoy, in HTTP ext_authz mode: the ``authz envoy-config --authz-mode
+    http`` bootstrap, whose routes set the route headers authz reads (``server.http_route_headers: true``)."""
+    with http_mode_view(grpc_stack) as stack:
+        yield stack
+
+
+def test_the_http_mode_stack_is_the_generated_config_with_route_headers_on(http_stack: Stack) -> None:
+    """So that the contract below covers the HTTP mode's parity features (the API named by the route)."""
+    assert http_stack.doc["server"]["http_route_headers"] is True
+    config = yaml.safe_load((http_stack.tmp / "envoy-http.yaml").read_text())
+    [listener] = config["static_resources"]["listeners"]
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert [f["name"] for f in hcm["http_filters"]][:2] == [
+        "envoy.filters.http.header_mutation", "envoy.filters.http.ext_authz"]
+    routes = hcm["route_config"]["virtual_hosts"][-1]["routes"]
+    sets = [m["append"]["header"] for r in routes for m in r["typed_per_filter_config"][
+        "envoy.filters.http.header_mutation"]["mutations"]["request_mutations"] if "append" in m]
+    assert sets == [{"key": "x-authz-api-id", "value": "orders-v1"}, {"key": "x-authz-api-id", "value": "payments-v1"}]
 
 
 @pytest.fixture(params=MODES)
@@ -238,6 +257,9 @@ def test_make_run_smoke_demo_passes(tmp_path: Path) -> None:
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "all smoke calls answered as expected" in out
+    # HTTP ext_authz mode is the demo's default (`make run AUTHZ_MODE=grpc` for gRPC mode).
+    assert "(HTTP ext_authz; admin http://127.0.0.1:9901; config " in out
+    assert "--target local --authz-mode http`)" in out
     for line in ("200  GET /orders/v1/items with the token  ok",
                  "403  GET /payments/v1/charges with the token (not subscribed)  ok",
                  "401  GET /orders/v1/items without a token  ok",

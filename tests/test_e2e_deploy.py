@@ -1,5 +1,6 @@
 """End to end, what the deployment relies on: ``authz health`` (the image's HEALTHCHECK), Envoy's retries when an
-authz worker dies, the HTTP mode's per-route headers set by the generated Envoy config, and the compose stack's
+authz worker dies, the HTTP mode's per-route headers set by the generated Envoy config and its health check of
+the check listener, and the compose stack's
 locustfile run headless against a local stack. Real Envoy, real ``authz serve``, real Redis, real tokens."""
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import httpx
 import pytest
 
 from authz.dev.keymanager import DEMO_CLIENTS
-from authz.dev.procs import RedisServer, free_port
+from authz.dev.procs import RedisServer, free_port, start_envoy
 from authz.dev.upstream import EchoUpstream
 from authz.ops.envoy_proto import HostPort
 from tests.support.cli import run_cli
-from tests.support.e2e import Stack, running_stack, start_gateway
+from tests.support.e2e import Stack, running_stack, start_gateway, write_gateway_config
 from tests.support.processes import AuthzProcess
 
 pytestmark = pytest.mark.e2e
@@ -108,7 +109,7 @@ def test_http_mode_envoy_names_the_route_to_authz_and_hides_it_from_the_upstream
             upstream.clear()
             r = httpx.get(gateway + path, headers={**spoof, "host": host}, timeout=5)
             assert r.status_code == 200, r.text
-            [check] = authz.received
+            [check] = [c for c in authz.received if c["path"] != "/healthz"]  # not Envoy's health probes
             assert check["path"] == path
             assert (check["headers"].get("x-authz-api-id"), check["headers"].get("x-authz-environment")) == (
                 api_id, environment), (host, path)
@@ -119,6 +120,46 @@ def test_http_mode_envoy_names_the_route_to_authz_and_hides_it_from_the_upstream
         if envoy is not None:
             envoy.stop()
         authz.stop()
+        upstream.stop()
+
+
+def _health_flags(admin_url: str, cluster: str) -> list[str]:
+    """The ``health_flags`` of each host of ``cluster`` in Envoy's admin ``/clusters``."""
+    lines = httpx.get(admin_url + "/clusters", timeout=5).text.splitlines()
+    return [line.rsplit("::", 1)[1] for line in lines if line.startswith(f"{cluster}::") and "::health_flags::" in line]
+
+
+def test_http_mode_envoy_health_checks_the_check_listener_and_a_client_never_reaches_the_probe(
+        start_authz: Callable[..., AuthzProcess], tmp_path: Path) -> None:
+    """The generated ``authz_http`` cluster probes ``GET /healthz`` with ``x-authz-health-check`` (204 while serving):
+    healthy while authz serves, out of the rotation within a few seconds of its stop. A client sending the probe
+    through Envoy gets an ordinary decision: Envoy never forwards its ``x-authz-health-check``."""
+    authz = start_authz(server={"listen": f"127.0.0.1:{free_port()}", "http_listen": f"127.0.0.1:{free_port()}",
+                                "http_route_headers": True, "workers": 1, "grace_period": 1})
+    upstream = EchoUpstream()
+    upstream.start()
+    envoy = None
+    try:
+        path = tmp_path / "envoy.yaml"
+        listen, admin = write_gateway_config(path, authz.doc, upstream.port, authz_mode="http")
+        (tmp_path / "envoy").mkdir()
+        envoy = start_envoy(path, tmp_path / "envoy", admin_port=admin)
+        admin_url, gateway = f"http://127.0.0.1:{admin}", f"http://127.0.0.1:{listen}"
+        deadline = time.monotonic() + 10
+        while _health_flags(admin_url, "authz_http") != ["healthy"]:
+            assert time.monotonic() < deadline, _health_flags(admin_url, "authz_http")
+            time.sleep(0.1)
+        r = httpx.get(gateway + "/healthz", headers={"x-authz-health-check": "1"}, timeout=5)
+        assert (r.status_code, r.json()["code"]) == (401, 900902)  # a decision (no token), not the probe
+        assert upstream.received == []
+        assert authz.stop() == 0
+        stopped = time.monotonic()
+        while _health_flags(admin_url, "authz_http") != ["/failed_active_hc"]:
+            assert time.monotonic() - stopped < 8, _health_flags(admin_url, "authz_http")  # 2 s interval, 2 misses
+            time.sleep(0.2)
+    finally:
+        if envoy is not None:
+            envoy.stop()
         upstream.stop()
 
 

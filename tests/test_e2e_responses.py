@@ -1,10 +1,16 @@
 """End to end, what authz tells Envoy and the upstream: forwarded identity, backend JWT, dynamic metadata in
-Envoy's access log and rate-limit descriptor, public resources, routing without context extensions, and the
+Envoy's access log and rate-limit descriptor, public resources, routing without a route-named API, and the
 error contract. Real Envoy -> real ``authz serve`` -> echo upstream; real Redis, real tokens.
+
+Every test runs through an Envoy in each ext_authz mode (``stack`` is parametrized over
+:data:`tests.support.e2e.MODES`), both made by ``authz envoy-config`` in front of the same authz: gRPC mode gets
+the metadata as ``dynamic_metadata``, HTTP mode as response headers lifted by ``dynamic_metadata_from_headers``;
+the access log and the rate-limit descriptor read ``envoy.filters.http.ext_authz`` metadata in both.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -25,8 +31,8 @@ from authz.dev.upstream import EchoUpstream
 from authz.errors import Reason
 from authz.registry.admin import RegistryAdmin
 from tests.support.config import AUDIENCE, settings_dict
+from tests.support.e2e import MODES, drop_keys, listen_http, mode_gateway, write_gateway_config
 from tests.support.e2e import Stack as BaseStack
-from tests.support.e2e import drop_keys, start_gateway, write_gateway_config
 from tests.support.processes import AuthzProcess
 from tests.test_backend_jwt import write_key
 
@@ -91,8 +97,22 @@ def _apis(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return apis
 
 
+def _gateway(stack: Stack, mode: str) -> Stack:
+    """``stack`` seen through a new Envoy in ext_authz ``mode``: orders-v1 has no route of its own (the catch-all
+    route names no API and authz matches it by host + path), payments-v1 is named by its route; Bronze has a
+    bucket of :data:`BRONZE_LIMIT` requests a minute."""
+    config = stack.tmp / f"envoy-{mode}.yaml"
+    listen, admin_port = write_gateway_config(config, stack.doc, stack.upstream.port, authz_mode=mode,
+                                              routed_apis={"payments-v1"}, tier_limits={"Bronze": BRONZE_LIMIT})
+    (stack.tmp / f"envoy-{mode}").mkdir()
+    envoy = start_envoy(config, stack.tmp / f"envoy-{mode}", admin_port=admin_port)
+    return dataclasses.replace(stack, envoy=envoy, gateway=f"http://127.0.0.1:{listen}",
+                               admin_url=f"http://127.0.0.1:{admin_port}", mode=mode)
+
+
 @pytest.fixture(scope="module")
-def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def processes(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Key manager, upstream and authz (both ext_authz listeners, route headers read), no Envoy yet."""
     tmp = tmp_path_factory.mktemp("e2e-responses")
     km = KeyManager(AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid="r1")])
     km.start()
@@ -100,6 +120,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     upstream.start()
     jwks_port = free_port()
     doc = settings_dict(km, redis_server.url, PREFIX)
+    listen_http(doc)
     doc["redis"]["cache_ttl"] = 30
     doc["apis"] = _apis(doc)
     doc["headers"] = {
@@ -121,23 +142,35 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     authz = AuthzProcess(doc, tmp)
     stack = Stack(km, upstream, authz, None, "", doc, tmp,  # type: ignore[arg-type]
                   jwks_url=f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json")
-    stack.admin(_seed)
-    authz.start()
-    # orders-v1 has no route of its own: the catch-all route carries no context extensions and authz matches
-    # it by host + path; payments-v1 is routed by api_id.
-    config = tmp / "envoy.yaml"
-    listen, admin_port = write_gateway_config(config, doc, upstream.port, routed_apis={"payments-v1"},
-                                              tier_limits={"Bronze": BRONZE_LIMIT})
-    (tmp / "envoy").mkdir()
-    stack.envoy = start_envoy(config, tmp / "envoy", admin_port=admin_port)
-    stack.gateway = f"http://127.0.0.1:{listen}"
-    stack.admin_url = f"http://127.0.0.1:{admin_port}"
+    try:
+        stack.admin(_seed)
+        authz.start()
+        yield stack
+    finally:
+        authz.stop()
+        upstream.stop()
+        km.stop()
+        drop_keys(redis_server, PREFIX)
+
+
+@pytest.fixture(scope="module")
+def grpc_stack(processes: Stack) -> Iterator[Stack]:
+    stack = _gateway(processes, "grpc")
     yield stack
     stack.envoy.stop()
-    authz.stop()
-    upstream.stop()
-    km.stop()
-    drop_keys(redis_server, PREFIX)
+
+
+@pytest.fixture(scope="module")
+def http_stack(processes: Stack) -> Iterator[Stack]:
+    stack = _gateway(processes, "http")
+    yield stack
+    stack.envoy.stop()
+
+
+@pytest.fixture(params=MODES)
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The stack seen through an Envoy in each ext_authz mode."""
+    return request.getfixturevalue(f"{request.param}_stack")
 
 
 def _tag() -> str:
@@ -368,14 +401,18 @@ def test_every_reason_reachable_through_envoy_has_its_status_code_and_leaks_noth
     assert scope_challenge.endswith(', scope="orders:write"')
 
 
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
 def test_c23_slow_registry_is_503_with_retry_after_within_the_budget(
-        stack: Stack, redis_server: RedisServer, tmp_path: Path) -> None:
+        stack: Stack, redis_server: RedisServer, tmp_path: Path, fail_open: bool) -> None:
+    """Through a fail-open Envoy too: in HTTP mode authz sends the 503 as a 429 deny (a 5xx would be an authz
+    failure, let through by failure_mode_allow or stripped of its body), which the generated Envoy maps back."""
     doc = {**stack.doc, "server": {**stack.doc["server"], "listen": f"127.0.0.1:{free_port()}",
                                   "decision_timeout": 0.2}}
+    listen_http(doc)
     doc.pop("backend_jwt")
     doc["apis"] = [{k: v for k, v in a.items() if k != "backend_jwt"} for a in doc["apis"]]
     authz = AuthzProcess(doc, tmp_path).start()
-    envoy, gateway = start_gateway(tmp_path, "envoy", doc, stack.upstream.port, failure_mode_allow=True)
+    envoy, gateway = mode_gateway(tmp_path, doc, stack.upstream.port, stack.mode, failure_mode_allow=fail_open)
     pauser = redis.Redis.from_url(redis_server.url)
     try:
         before = len(stack.upstream.received)
@@ -390,7 +427,7 @@ def test_c23_slow_registry_is_503_with_retry_after_within_the_budget(
             assert r.headers["retry-after"] == "5"
             assert elapsed < 0.9, elapsed
             pauser.execute_command("CLIENT", "UNPAUSE")
-        assert len(stack.upstream.received) == before  # fail-open Envoy, yet nothing reached the upstream
+        assert len(stack.upstream.received) == before  # even through a fail-open Envoy nothing reached the upstream
     finally:
         pauser.execute_command("CLIENT", "UNPAUSE")
         pauser.close()

@@ -28,8 +28,10 @@ from google.protobuf import json_format
 from authz.config import parse_config
 from authz.decide.forward import METADATA_KEYS
 from authz.dev.envoy_bin import envoy_binary
+from authz.envoy.http_service import LIMITS
 from authz.ops.cli import build_parser, main
 from authz.ops.cli_envoy import command_line
+from authz.ops.envoy_clusters import HTTP_IDLE_TIMEOUT
 from authz.ops.envoy_config import (
     EnvoyConfigError,
     EnvoyOptions,
@@ -206,14 +208,18 @@ def test_grpc_bootstrap_of_the_demo_config() -> None:
     assert [r["match"] for r in routes] == [
         {"path_separated_prefix": "/orders/v1"}, {"path_separated_prefix": "/payments/v1"}, {"prefix": "/"}]
     assert [context_extensions(r) for r in routes] == [{"api_id": "orders-v1"}, {"api_id": "payments-v1"}, None]
+    # The upstream never sees the HTTP mode's route headers, not even a client's copy, in gRPC mode either.
+    assert [r["request_headers_to_remove"] for r in routes] == [["x-authz-api-id", "x-authz-environment"]] * 3
+    assert "local_reply_config" not in hcm  # authz's gRPC denies are never 5xx to Envoy
     assert [r.get("route") for r in routes[:2]] == [{"cluster": "upstream_127_0_0_1_8082"}] * 2
     assert routes[2]["direct_response"]["status"] == 404  # no --upstream: nothing to forward unrouted paths to
     authz = cluster(config, "authz")
     assert authz["type"] == "STATIC"
     assert endpoints(config, "authz") == [{"address": "127.0.0.1", "port_value": 9191},
                                           {"address": "127.0.0.1", "port_value": 9192}]  # server.workers: 2
+    # no_traffic_interval: Envoy's default (60 s) applies to a cluster only ext_authz calls (tests/test_e2e_deploy.py).
     assert authz["health_checks"] == [{"timeout": "1s", "interval": "2s", "unhealthy_threshold": 2,
-                                       "healthy_threshold": 1, "grpc_health_check": {}}]
+                                       "healthy_threshold": 1, "grpc_health_check": {}, "no_traffic_interval": "2s"}]
     assert authz["outlier_detection"] == {"consecutive_5xx": 5, "interval": "5s", "base_ejection_time": "10s",
                                           "max_ejection_percent": 50, "consecutive_gateway_failure": 3}
     options = authz["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
@@ -336,8 +342,22 @@ def test_http_mode_sets_the_route_headers_and_the_http_service_contract() -> Non
     http = cluster(config, "authz_http")
     assert endpoints(config, "authz_http") == [{"address": "127.0.0.1", "port_value": 9291},
                                                {"address": "127.0.0.1", "port_value": 9292}]
-    assert http["health_checks"][0]["tcp_health_check"] == {}
-    assert "typed_extension_protocol_options" not in http  # HTTP/1.1
+    # The check listener's probe (authz.envoy.http_service): healthy on 204 only, never on the 200 of an allow.
+    assert http["health_checks"][0]["http_health_check"] == {
+        "path": "/healthz", "request_headers_to_add": [{"header": {"key": "x-authz-health-check", "value": "envoy"}}],
+        "expected_statuses": [{"start": "204", "end": "205"}]}
+    assert "x-authz-health-check" not in exact(ext["allowed_headers"])  # a client never reaches the probe
+    assert http["health_checks"][0]["no_traffic_interval"] == "2s"
+    options = http["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    # HTTP/1.1; idle connections closed by Envoy (240 s) before authz closes them (300 s).
+    assert options["explicit_http_config"] == {"http_protocol_options": {}}
+    assert options["common_http_protocol_options"] == {"idle_timeout": "240s"}
+    assert HTTP_IDLE_TIMEOUT < LIMITS.idle_timeout
+    # authz's 503 goes on the wire as 429 (a 5xx is an authz failure to ext_authz); the client gets 503 again.
+    assert hcm["local_reply_config"] == {"mappers": [{"filter": {"and_filter": {"filters": [
+        {"status_code_filter": {"comparison": {"value": {"default_value": 429,
+                                                         "runtime_key": "authz.unavailable_status"}}}},
+        {"response_flag_filter": {"flags": ["UAEX"]}}]}}, "status_code": 503}]}
 
 
 def test_http_mode_forwards_the_backend_jwt_header(tmp_path: Path) -> None:
@@ -350,9 +370,16 @@ def test_http_mode_forwards_the_backend_jwt_header(tmp_path: Path) -> None:
     assert service["authorization_response"]["allowed_upstream_headers"]["patterns"][-1] == {"exact": "x-jwt"}
 
 
+def grpc_only() -> dict[str, Any]:
+    """The demo config without its HTTP ext_authz listener."""
+    doc = demo()
+    del doc["server"]["http_listen"], doc["server"]["http_route_headers"]
+    return doc
+
+
 def test_what_cannot_make_a_bootstrap_is_a_precise_error() -> None:
     with pytest.raises(EnvoyConfigError, match=r"^server\.http_listen: required by --authz-mode http"):
-        bootstrap(demo(), authz_mode="http")
+        bootstrap(grpc_only(), authz_mode="http")
     with pytest.raises(EnvoyConfigError, match="unknown API id"):
         bootstrap(demo(), routed_apis={"nope"})
     with pytest.raises(EnvoyConfigError, match="target: must be one of local, compose, kubernetes"):
@@ -398,8 +425,10 @@ def test_cli_writes_the_file_with_its_command_and_prints_to_stdout_without_out(t
 
 
 def test_cli_refusals_name_the_field_and_never_print_a_traceback(tmp_path: Path, run_cli) -> None:  # noqa: ANN001
-    assert run_cli("--config", "config/authz.yaml", "--authz-mode", "http") == (1, "", (
-        "config/authz.yaml: cannot make an Envoy config: server.http_listen: required by --authz-mode http "
+    no_http = tmp_path / "grpc-only.yaml"
+    no_http.write_text(yaml.safe_dump(grpc_only()))
+    assert run_cli("--config", str(no_http), "--authz-mode", "http") == (1, "", (
+        f"{no_http}: cannot make an Envoy config: server.http_listen: required by --authz-mode http "
         "(authz's HTTP ext_authz listener)\n"))
     bad = tmp_path / "bad.yaml"
     doc = demo()
@@ -412,7 +441,7 @@ def test_cli_refusals_name_the_field_and_never_print_a_traceback(tmp_path: Path,
     assert code == 2
     assert "'8080' is not host:port" in err
     with_http = tmp_path / "http.yaml"
-    doc = demo()
+    doc = grpc_only()
     doc["server"]["http_listen"] = "127.0.0.1:9292"
     with_http.write_text(yaml.safe_dump(doc))
     code, out, err = run_cli("--config", str(with_http), "--authz-mode", "http")

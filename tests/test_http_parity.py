@@ -21,6 +21,7 @@ from authz.envoy.http_service import (
     API_ID_HEADER,
     ENVIRONMENT_HEADER,
     HEADERS_TO_REMOVE,
+    UNAVAILABLE_STATUS,
     HttpAuthorizationServer,
     adapt_http,
 )
@@ -164,10 +165,12 @@ async def test_a_warm_check_is_answered_at_once_from_the_rendered_allow(fronts: 
     assert handler.allow(allow) is first
 
 
-async def test_a_failure_is_the_503_deny_of_the_grpc_adapter(fronts: Fronts) -> None:
+async def test_a_failure_is_the_503_deny_of_the_grpc_adapter_sent_as_429(fronts: Fronts) -> None:
+    """The body and headers of the 503; the status on the wire is 429, which Envoy's ext_authz filter takes as a deny
+    (a 5xx would be an authz failure) and the generated Envoy maps back to 503 (tests/test_e2e_responses.py)."""
     answer = fronts.http.handler.reject(503, "ignored")
     status, headers, body = deny_parts(unavailable("authz failed to decide; retry later"), "authz")
-    assert answer.status == status == 503
+    assert (answer.status, status) == (UNAVAILABLE_STATUS, 503)
     assert answer.body == body.encode()
     assert b"retry-after: 5\r\n" in answer.head
     assert all(f"{n}: {v}\r\n".encode() in answer.head for n, v in headers)

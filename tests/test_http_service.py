@@ -1,19 +1,33 @@
-"""The HTTP ext_authz listener (``server.http_listen``): request adaptation, direct calls, workers. The Envoy side
-of HTTP mode (``authz envoy-config --authz-mode http``) is tested in tests/test_envoy_config.py."""
+"""The HTTP ext_authz listener (``server.http_listen``): request adaptation, direct calls, workers, the health probe
+and the unavailable status. The Envoy side of HTTP mode (``authz envoy-config --authz-mode http``) is tested in tests/test_envoy_config.py."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from authz.config import Settings
 from authz.dev.procs import free_port
-from authz.envoy.http_service import API_ID_HEADER, ENVIRONMENT_HEADER, adapt_http
+from authz.envoy.http_service import (
+    API_ID_HEADER,
+    ENVIRONMENT_HEADER,
+    HEALTH_HEADER,
+    HEALTH_PATH,
+    UNAVAILABLE_STATUS,
+    HttpAuthorizationServer,
+    adapt_http,
+    wire_status,
+)
 from authz.envoy.requests import MAX_HEADERS, MAX_PATH_BYTES
 from authz.errors import Denial, Reason
+from authz.http1 import Answer
+from tests.support.pipeline import running_pipeline
 from tests.support.processes import AuthzProcess
+from tests.support.rawhttp import RawClient
 
 
 def test_adapt_http_lowercases_joins_repeated_headers_and_takes_host_from_the_host_header() -> None:
@@ -96,3 +110,51 @@ def test_with_two_workers_worker_i_serves_http_on_the_port_plus_i(start_authz: C
                 time.sleep(0.1)
         assert r.status_code == 401
         assert r.json()["code"] == 900902
+
+
+# ---- the health probe and the unavailable status ------------------------------------------------------------------
+
+
+async def test_the_health_probe_answers_204_while_serving_and_429_otherwise_and_never_200(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with running_pipeline(make_settings()) as p:
+        http = HttpAuthorizationServer(p.pipeline, "authz", "127.0.0.1:0", 1.0, route_headers=True)
+        client = await RawClient.connect(await http.start())
+        probe = f"GET {HEALTH_PATH} HTTP/1.1\r\nhost: authz_http\r\n{HEALTH_HEADER}: envoy\r\n\r\n".encode()
+        try:
+            assert http.serving is False  # until the process says it serves (after the JWKS prefetch)
+            await client.send(probe)
+            (starting,) = await client.responses(1)
+            assert (starting.status, json.loads(starting.body)["code"]) == (UNAVAILABLE_STATUS, 900950)
+            assert starting.header("retry-after") == "5"
+            http.serving = True
+            await client.send(probe + probe.replace(b"GET", b"HEAD").replace(b"envoy", b"1"))
+            serving, head = await client.responses(2)
+            assert (serving.status, serving.header("x-authz-health"), serving.body) == (204, "SERVING", b"")
+            assert serving.header("content-length") is None  # RFC 9110 section 8.6: none on a 204
+            assert (head.status, head.body) == (204, b"")
+            # Anything else is an authorization request: no header, a query, another method, another path.
+            for request in (f"GET {HEALTH_PATH} HTTP/1.1\r\nhost: a\r\n\r\n",
+                            f"GET {HEALTH_PATH}?x=1 HTTP/1.1\r\nhost: a\r\n{HEALTH_HEADER}: 1\r\n\r\n",
+                            f"POST {HEALTH_PATH} HTTP/1.1\r\nhost: a\r\n{HEALTH_HEADER}: 1\r\ncontent-length: 0\r\n\r\n",
+                            f"GET {HEALTH_PATH}/x HTTP/1.1\r\nhost: a\r\n{HEALTH_HEADER}: 1\r\n\r\n"):
+                await client.send(request.encode())
+                (answer,) = await client.responses(1)
+                assert (answer.status, json.loads(answer.body)["code"]) == (401, 900902), request
+            http.serving = False  # draining
+            await client.send(probe)
+            (draining,) = await client.responses(1)
+            assert draining.status == UNAVAILABLE_STATUS
+        finally:
+            client.close()
+            await http.close()
+
+
+def test_every_5xx_deny_goes_on_the_wire_as_429_and_every_other_status_as_itself() -> None:
+    assert [wire_status(s) for s in (400, 401, 403, 408, 413, 429, 431, 500, 503, 504)] == [
+        400, 401, 403, 408, 413, 429, 431, 429, 429, 429]
+    assert UNAVAILABLE_STATUS == 429
+    assert Answer(204, [("x-a", "b")]).head == b"HTTP/1.1 204 No Content\r\nx-a: b\r\n"
+    with pytest.raises(ValueError, match="204 No Content answer has no body"):
+        Answer(204, body=b"x")

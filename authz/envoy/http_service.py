@@ -12,14 +12,25 @@ without a body. The answer (rendered by :mod:`authz.envoy.render`, as in gRPC mo
 - deny: the denial's HTTP status, JSON body and ``content-type`` / ``www-authenticate`` / ``retry-after``
   headers (Envoy forwards those named in ``authorization_response.allowed_client_headers``),
   :func:`authz.envoy.render.deny_parts`;
-- any internal error: ``503`` with the JSON body, never ``200``; a request the transport refuses (malformed,
-  oversized, too slow) gets the same JSON body with 400, 413, 431 or 408.
+- a 503 deny (an outage, the decision budget spent, any internal error): :data:`UNAVAILABLE_STATUS` (429) with
+  the 503's JSON body and ``retry-after``, never ``200`` and never a 5xx: Envoy's HTTP ext_authz client takes any
+  5xx as a failure of authz itself, which a fail-open Envoy (``failure_mode_allow``) lets through and a
+  fail-closed one replaces with ``status_on_error`` and no body. The Envoy config of ``authz envoy-config`` maps
+  it back to 503 for the client (``local_reply_config``); a request the transport refuses (malformed, oversized,
+  too slow) gets the same JSON body with 400, 413, 431 or 408.
 
 Per-route context: with ``server.http_route_headers`` (set only when the Envoy in front removes any
 client-sent copy and sets them per route, as ``authz envoy-config --authz-mode http`` generates), the headers
 :data:`API_ID_HEADER` and :data:`ENVIRONMENT_HEADER` become ``context_extensions.api_id`` and
 ``.environment``, as the gRPC mode's per-route ``context_extensions``. Without it they are ordinary headers
 and the API is matched by host + path.
+
+Health: a ``GET`` (or ``HEAD``) of :data:`HEALTH_PATH` carrying the header :data:`HEALTH_HEADER` is a health
+probe (Envoy's HTTP health check of the ``authz_http`` cluster, as ``authz envoy-config`` generates it), not an
+authorization request: :data:`HEALTHY_STATUS` (204) while the process serves (the JWKS prefetch done, not
+draining: the state of ``grpc.health.v1``), else :data:`UNAVAILABLE_STATUS`. Never 200: Envoy's ext_authz filter allows on 200 only,
+so even a probe forged by a client through an Envoy that forwarded its ``x-authz-health-check`` header (the
+generated ``allowed_headers`` never do) is a deny, never an allow.
 
 The server is :class:`authz.http1.Http1Server`: a repeated allowed request is answered from the pipeline's
 cache-only path (:meth:`authz.decide.pipeline.Pipeline.decide_cached`) without a task or an await, and the
@@ -62,6 +73,24 @@ with ``server.http_route_headers``."""
 ENVIRONMENT_HEADER = "x-authz-environment"
 """Request header by which Envoy marks a sandbox route (``context_extensions.environment``); read only with
 ``server.http_route_headers``."""
+
+UNAVAILABLE_STATUS = 429
+"""The status on the wire of every 503-class answer of the check listener (``Too Many Requests``, with the 503's
+JSON body and ``retry-after``): a deny to Envoy's ext_authz filter, where a 5xx would be an authz failure (allowed
+by a fail-open Envoy, its body dropped by a fail-closed one). The generated Envoy turns it back into 503 for the
+client (``local_reply_config``: a local reply with this status and response flag ``UAEX``); behind another Envoy
+the client sees 429 with ``retry-after`` (retry later) and the JSON body naming the outage."""
+
+HEALTH_PATH = "/healthz"
+"""Path of the health probe on the check listener (with :data:`HEALTH_HEADER`)."""
+HEALTH_HEADER = "x-authz-health-check"
+"""Request header that makes ``GET /healthz`` a health probe instead of an authorization request (any value).
+Envoy's health checker adds it (``HttpHealthCheck.request_headers_to_add``); the ext_authz ``allowed_headers``
+of ``authz envoy-config`` never forward a client's copy, so an API's own ``/healthz`` stays an ordinary path."""
+HEALTHY_STATUS = 204
+"""The probe's answer while serving (``No Content``): a success to Envoy's health checker
+(``expected_statuses``), a deny to its ext_authz filter (which allows on 200 only). Not serving:
+:data:`UNAVAILABLE_STATUS`, as every unavailable answer."""
 
 LIMITS = Limits(max_target=MAX_PATH_BYTES, max_headers=MAX_HEADERS, max_header_bytes=MAX_HEADER_BYTES)
 """The transport bounds of the check listener: the request limits of :mod:`authz.envoy.requests`."""
@@ -108,6 +137,22 @@ def adapt_http(method: str, path: str, headers: RawHeaders, *, route_headers: bo
     return build_request(method, path, folded.get("host", ""), folded, context_extensions=extensions)
 
 
+def wire_status(status: int) -> int:
+    """The status the check listener sends for a deny of HTTP ``status``: :data:`UNAVAILABLE_STATUS` for a 5xx,
+    else ``status`` itself."""
+    return UNAVAILABLE_STATUS if status >= 500 else status
+
+
+_HEALTH_NAME = HEALTH_HEADER.encode()
+
+
+def is_health_probe(method: str, target: str, headers: RawHeaders) -> bool:
+    """Whether a request is the health probe: ``GET`` or ``HEAD`` of exactly :data:`HEALTH_PATH` (no query) with
+    the :data:`HEALTH_HEADER` header (name in any case)."""
+    return target == HEALTH_PATH and method in ("GET", "HEAD") and any(
+        name.lower() == _HEALTH_NAME for name, _ in headers)
+
+
 class HttpAuthorizationHandler:
     """Answers Envoy's HTTP authorization requests (a :class:`authz.http1.Handler`).
 
@@ -117,6 +162,10 @@ class HttpAuthorizationHandler:
         cache_size: most rendered allow answers kept (``server.decision_cache_size``).
         recorder: counts and logs each decision (default: counting on, denials logged).
         route_headers: ``server.http_route_headers`` (see :func:`adapt_http`).
+
+    Attributes:
+        serving: what the health probe reports (:func:`is_health_probe`): False until the process sets it once
+            it serves (as ``grpc.health.v1`` SERVING), False again while draining.
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000,
@@ -129,12 +178,17 @@ class HttpAuthorizationHandler:
         # and is rendered once: id(allow) -> (allow, answer).
         self._rendered: BoundedCache[int, tuple[Allow, Answer]] = BoundedCache("rendered_http", cache_size)
         self._failure = self.deny(unavailable("authz failed to decide; retry later"))
+        self.serving = False
+        self._healthy = Answer(HEALTHY_STATUS, [("x-authz-health", "SERVING")])
+        self._not_serving = self.deny(unavailable("authz is not serving (starting or draining); retry later"))
 
     def __call__(self, method: str, target: str, headers: RawHeaders) -> Answer | Coroutine[Any, Any, Answer]:
         """Decide one request: the answer at once when every phase answers from its cache, else a coroutine.
 
         Never raises: an internal error is the 503 deny.
         """
+        if target == HEALTH_PATH and is_health_probe(method, target, headers):
+            return self._healthy if self.serving else self._not_serving
         started = perf_counter()
         try:
             try:
@@ -182,18 +236,19 @@ class HttpAuthorizationHandler:
         return answer
 
     def deny(self, denial: Denial, status: int | None = None) -> Answer:
-        """The rendered answer of a denial (:func:`authz.envoy.render.deny_parts`).
+        """The rendered answer of a denial (:func:`authz.envoy.render.deny_parts`); a 5xx goes on the wire as
+        :data:`UNAVAILABLE_STATUS` (:func:`wire_status`).
 
         Args:
             denial: the denial.
             status: an HTTP status replacing the reason's own (the transport's 408, 413, 431).
         """
         code, headers, body = deny_parts(denial, self._realm)
-        return Answer(status or code, headers, body.encode())
+        return Answer(wire_status(status or code), headers, body.encode())
 
     def reject(self, status: int, description: str) -> Answer:
         """The answer to a request the transport refused (400, 408, 413, 431: ``INVALID_REQUEST``'s JSON body
-        with that status) or to a failure (503: ``TEMPORARILY_UNAVAILABLE``)."""
+        with that status) or to a failure (503: ``TEMPORARILY_UNAVAILABLE``, as :data:`UNAVAILABLE_STATUS`)."""
         if status >= 500:
             return self._failure
         return self.deny(Denial(Reason.INVALID_REQUEST, description), status)
@@ -228,6 +283,7 @@ class HttpAuthorizationServer:
 
     Attributes:
         port: the bound port, after :meth:`start`.
+        serving: what the health probe reports (:attr:`HttpAuthorizationHandler.serving`); False until set.
     """
 
     def __init__(self, pipeline: Pipeline, realm: str, listen: str, grace_period: float = 5.0,
@@ -248,6 +304,15 @@ class HttpAuthorizationServer:
         """
         self.port = await self._server.start()
         return self.port
+
+    @property
+    def serving(self) -> bool:
+        """What the health probe reports: True from when the process serves until it drains."""
+        return self.handler.serving
+
+    @serving.setter
+    def serving(self, value: bool) -> None:
+        self.handler.serving = value
 
     async def close(self) -> None:
         """Stop accepting, let in-flight checks finish (up to the grace period), close connections."""

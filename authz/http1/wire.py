@@ -16,10 +16,12 @@ class Answer:
 
     Args:
         status: the HTTP status code.
-        headers: ``(name, value)`` pairs; values are sent as UTF-8. ``content-length`` is added.
-        body: the body bytes.
+        headers: ``(name, value)`` pairs; values are sent as UTF-8. ``content-length`` is added, except to a
+            ``204 No Content`` (RFC 9110 section 8.6 forbids it there).
+        body: the body bytes (none for a 204).
     Raises:
-        ValueError: a name or value holds CR, LF or NUL (it would split the response), or a name is empty.
+        ValueError: a name or value holds CR, LF or NUL (it would split the response), a name is empty, or a
+            204 has a body.
     """
 
     __slots__ = ("status", "head", "body")
@@ -30,7 +32,11 @@ class Answer:
             if not name or _UNSAFE.intersection(name) or _UNSAFE.intersection(value):
                 raise ValueError(f"header {name[:64]!r} cannot be sent: empty name or CR/LF/NUL")
             lines.append(f"{name}: {value}\r\n".encode())
-        lines.append(b"content-length: %d\r\n" % len(body))
+        if status == 204:
+            if body:
+                raise ValueError("a 204 No Content answer has no body")
+        else:
+            lines.append(b"content-length: %d\r\n" % len(body))
         self.status = status
         self.head = b"".join(lines)
         """Status line and header lines, without the ``date`` line and the blank line."""

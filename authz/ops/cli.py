@@ -110,7 +110,7 @@ def cmd_dev_stack(args: argparse.Namespace) -> int:
     from authz.dev.stack import run_stack  # noqa: PLC0415
 
     setup_logging(args.log_level)
-    return run_stack(args.config, smoke_only=args.smoke_only, run_dir=Path(args.run_dir))
+    return run_stack(args.config, smoke_only=args.smoke_only, run_dir=Path(args.run_dir), authz_mode=args.authz_mode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning")
     p.add_argument("--smoke-only", action="store_true", help="run the smoke demo, then stop the stack")
     p.add_argument("--run-dir", default=".run", help="Redis data, key manager key and logs (default: %(default)s)")
+    p.add_argument("--authz-mode", choices=("http", "grpc"), default="http",
+                   help="Envoy's ext_authz mode: http_service to server.http_listen or grpc_service to server.listen "
+                        "(default: %(default)s)")
     p.set_defaults(func=cmd_dev_stack)
     return parser
 

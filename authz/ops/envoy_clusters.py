@@ -1,7 +1,9 @@
 """The clusters of ``authz envoy-config``: authz's (gRPC or HTTP ext_authz) and one per upstream URL.
 
-authz's cluster is built for rollouts without failed requests: active gRPC health checks
-(``grpc.health.v1.Health``, which a stopping authz turns NOT_SERVING), outlier detection, and the retry policy of
+authz's cluster is built for rollouts without failed requests: active health checks (gRPC mode:
+``grpc.health.v1.Health``; HTTP mode: the check listener's health probe, ``GET /healthz`` with
+``x-authz-health-check``; both report what a stopping authz turns NOT_SERVING), outlier detection, and the retry
+policy of
 :func:`authz_retry_policy` (a refused or reset call is retried once on another endpoint). Endpoints given as IP
 addresses make a STATIC cluster; names make a STRICT_DNS one, which follows every address the name resolves to
 (``docker compose --scale authz=3``, a Kubernetes headless Service).
@@ -25,14 +27,18 @@ from envoy_data_plane.envoy.config.cluster.v3 import (
 from envoy_data_plane.envoy.config.core.v3 import (
     BackoffStrategy,
     DataSource,
+    HeaderValue,
+    HeaderValueOption,
     HealthCheck,
     HealthCheckGrpcHealthCheck,
-    HealthCheckTcpHealthCheck,
+    HealthCheckHttpHealthCheck,
+    Http1ProtocolOptions,
     Http2ProtocolOptions,
     RetryPolicy,
     RetryPolicyRetryHostPredicate,
     TransportSocket,
 )
+from envoy_data_plane.envoy.config.core.v3 import HttpProtocolOptions as CommonHttpProtocolOptions
 from envoy_data_plane.envoy.config.endpoint.v3 import (
     ClusterLoadAssignment,
     Endpoint,
@@ -52,15 +58,23 @@ from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
     HttpProtocolOptionsExplicitHttpConfig,
 )
 from envoy_data_plane.envoy.type.matcher.v3 import StringMatcher
+from envoy_data_plane.envoy.type.v3 import Int64Range
 
+from authz.envoy.http_service import HEALTH_HEADER, HEALTH_PATH, HEALTHY_STATUS, LIMITS
 from authz.ops.envoy_proto import HostPort, address, pack, seconds
 
 CONNECT_TIMEOUT = 0.25
 """Seconds to open a connection to an authz endpoint or an upstream."""
 HEALTH_CHECK_INTERVAL = 2.0
-"""Seconds between two gRPC health checks of one authz endpoint; with :data:`UNHEALTHY_THRESHOLD` a stopping
-authz (NOT_SERVING) leaves the rotation within about 4 s."""
+"""Seconds between two health checks of one authz endpoint, with or without traffic (also the
+``no_traffic_interval``: Envoy's default of 60 s applies to a cluster that only ext_authz calls, measured with
+Envoy 1.40); with :data:`UNHEALTHY_THRESHOLD` a stopping authz (NOT_SERVING) leaves the rotation within about
+4 s."""
 UNHEALTHY_THRESHOLD = 2
+HTTP_IDLE_TIMEOUT = LIMITS.idle_timeout - 60
+"""HTTP mode: seconds an idle connection to authz stays in Envoy's pool (240): below the 300 s after which authz's
+HTTP listener closes an idle connection (``authz.http1.Limits.idle_timeout``), so Envoy never sends a check on a
+connection authz is closing (Envoy's default is one hour)."""
 RETRY_ON = "connect-failure,refused-stream,reset,unavailable"
 """When Envoy retries a call to authz (``x-envoy-retry-on`` / ``x-envoy-retry-grpc-on`` conditions): the call never
 reached a working authz. A decision, even a 503 deny, is an answer and is never retried."""
@@ -105,8 +119,9 @@ def authz_cluster(name: str, endpoints: Sequence[HostPort], *, grpc: bool) -> Cl
         endpoints: at least one.
         grpc: HTTP/2 to gRPC servers, health checked with ``grpc.health.v1`` (``grpc_health_check``, which
             follows authz's SERVING / NOT_SERVING); False: HTTP/1.1 to HTTP ext_authz listeners, health checked
-            by a TCP connect (Envoy's gRPC health check needs an HTTP/2 cluster, and authz's HTTP listener has no
-            health path).
+            with the listener's probe (``http_health_check``: ``GET /healthz`` with ``x-authz-health-check``,
+            healthy on 204, the same state as ``grpc.health.v1``; :mod:`authz.envoy.http_service`) and idle
+            connections closed after :data:`HTTP_IDLE_TIMEOUT`.
     Returns:
         A ROUND_ROBIN cluster with active health checks, outlier detection (5 consecutive 5xx or 3 gateway
         failures eject a host for 10 s, at most half of them) and circuit-breaker thresholds high enough that
@@ -126,10 +141,11 @@ def authz_cluster(name: str, endpoints: Sequence[HostPort], *, grpc: bool) -> Cl
         health_checks=[HealthCheck(
             timeout=seconds(1.0),
             interval=seconds(HEALTH_CHECK_INTERVAL),
+            no_traffic_interval=seconds(HEALTH_CHECK_INTERVAL),
             unhealthy_threshold=UNHEALTHY_THRESHOLD,
             healthy_threshold=1,
             grpc_health_check=HealthCheckGrpcHealthCheck() if grpc else None,
-            tcp_health_check=None if grpc else HealthCheckTcpHealthCheck(),
+            http_health_check=None if grpc else _http_health_check(),
         )],
         outlier_detection=OutlierDetection(
             consecutive_5xx=5,
@@ -146,7 +162,20 @@ def authz_cluster(name: str, endpoints: Sequence[HostPort], *, grpc: bool) -> Cl
     if grpc:
         cluster.typed_extension_protocol_options = {_HTTP_OPTIONS: pack(HttpProtocolOptions(
             explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(http2_protocol_options=Http2ProtocolOptions())))}
+    else:
+        cluster.typed_extension_protocol_options = {_HTTP_OPTIONS: pack(HttpProtocolOptions(
+            common_http_protocol_options=CommonHttpProtocolOptions(idle_timeout=seconds(HTTP_IDLE_TIMEOUT)),
+            explicit_http_config=HttpProtocolOptionsExplicitHttpConfig(http_protocol_options=Http1ProtocolOptions())))}
     return cluster
+
+
+def _http_health_check() -> HealthCheckHttpHealthCheck:
+    """The HTTP mode's probe of authz's check listener (:func:`authz.envoy.http_service.is_health_probe`)."""
+    return HealthCheckHttpHealthCheck(
+        path=HEALTH_PATH,
+        request_headers_to_add=[HeaderValueOption(header=HeaderValue(key=HEALTH_HEADER, value="envoy"))],
+        expected_statuses=[Int64Range(start=HEALTHY_STATUS, end=HEALTHY_STATUS + 1)],
+    )
 
 
 def cluster_name(url: str) -> str:

@@ -31,6 +31,7 @@ from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.
 )
 
 from authz.config import ApiSettings, Settings
+from authz.decide.policy import SANDBOX
 from authz.ops.envoy_clusters import authz_cluster, cluster_name, upstream_cluster
 from authz.ops.envoy_filters import DEMO_TIER_LIMITS, Listening, http_connection_manager
 from authz.ops.envoy_proto import (
@@ -42,7 +43,7 @@ from authz.ops.envoy_proto import (
     pack,
     to_dict,
 )
-from authz.ops.envoy_routes import SANDBOX, RoutePlan, VirtualHostPlan
+from authz.ops.envoy_routes import RoutePlan, VirtualHostPlan
 from authz.ops.supervisor import default_workers
 
 TARGETS = ("local", "compose", "kubernetes")

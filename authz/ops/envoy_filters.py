@@ -13,13 +13,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from envoy_data_plane.envoy.config.accesslog.v3 import AccessLog
+from envoy_data_plane.envoy.config.accesslog.v3 import (
+    AccessLog,
+    AccessLogFilter,
+    AndFilter,
+    ComparisonFilter,
+    ComparisonFilterOp,
+    ResponseFlagFilter,
+    StatusCodeFilter,
+)
 from envoy_data_plane.envoy.config.core.v3 import (
     ApiVersion,
     GrpcService,
     GrpcServiceEnvoyGrpc,
     HttpUri,
     RuntimeFractionalPercent,
+    RuntimeUInt32,
     SubstitutionFormatString,
 )
 from envoy_data_plane.envoy.config.route.v3 import (
@@ -46,6 +55,8 @@ from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v
     HttpConnectionManagerCodecType,
     HttpConnectionManagerPathWithEscapedSlashesAction,
     HttpFilter,
+    LocalReplyConfig,
+    ResponseMapper,
 )
 from envoy_data_plane.envoy.type.matcher.v3 import ListStringMatcher, StringMatcher
 from envoy_data_plane.envoy.type.metadata.v3 import MetadataKey, MetadataKeyPathSegment
@@ -59,6 +70,7 @@ from envoy_data_plane.envoy.type.v3 import (
 from envoy_data_plane.google.protobuf import Struct
 
 from authz.decide.forward import METADATA_KEYS, PUBLIC_METADATA_KEYS
+from authz.envoy.http_service import API_ID_HEADER, ENVIRONMENT_HEADER, UNAVAILABLE_STATUS
 from authz.ops.envoy_clusters import authz_retry_policy
 from authz.ops.envoy_proto import (
     AUTHZ_CLUSTER,
@@ -71,7 +83,7 @@ from authz.ops.envoy_proto import (
     pack,
     seconds,
 )
-from authz.ops.envoy_routes import API_ID_HEADER, ENVIRONMENT_HEADER, VirtualHostPlan, virtual_host
+from authz.ops.envoy_routes import VirtualHostPlan, virtual_host
 
 DEMO_TIER_LIMITS: Mapping[str, int] = MappingProxyType({"Bronze": 60, "Silver": 600, "Gold": 6000})
 """Default local rate limits: requests per minute for all applications of each application tier, per Envoy."""
@@ -210,12 +222,28 @@ def local_rate_limit(tier_limits: Mapping[str, int]) -> LocalRateLimit:
     )
 
 
+def unavailable_reply() -> LocalReplyConfig:
+    """HTTP mode: the client gets 503 for authz's unavailable deny, which authz sends as
+    :data:`authz.envoy.http_service.UNAVAILABLE_STATUS` (a 5xx would be an authz failure to Envoy's ext_authz
+    filter). Only a local reply of the ext_authz filter (response flag ``UAEX``) with that status is mapped; its
+    body and headers (the JSON body, ``retry-after``) are kept."""
+    return LocalReplyConfig(mappers=[ResponseMapper(
+        filter=AccessLogFilter(and_filter=AndFilter(filters=[
+            AccessLogFilter(status_code_filter=StatusCodeFilter(comparison=ComparisonFilter(
+                op=ComparisonFilterOp.EQ,
+                value=RuntimeUInt32(default_value=UNAVAILABLE_STATUS, runtime_key="authz.unavailable_status")))),
+            AccessLogFilter(response_flag_filter=ResponseFlagFilter(flags=["UAEX"])),
+        ])),
+        status_code=503,
+    )])
+
+
 def http_connection_manager(virtual_hosts: Sequence[VirtualHostPlan], listening: Listening) -> HttpConnectionManager:
     """The HTTP connection manager of the ingress listener.
 
     Filters in order: header_mutation (HTTP mode: sets the route headers before the check), ext_authz,
     local_ratelimit (when there are tier limits), router. ``strip_any_host_port`` lets virtual host domains
-    match the ``Host`` without its port.
+    match the ``Host`` without its port. HTTP mode: :func:`unavailable_reply`.
     """
     filters = []
     if listening.http_mode:
@@ -230,6 +258,7 @@ def http_connection_manager(virtual_hosts: Sequence[VirtualHostPlan], listening:
         logs.append(AccessLog(name="envoy.access_loggers.stdout", typed_config=pack(StdoutAccessLog(log_format=fmt))))
     return HttpConnectionManager(
         stat_prefix="ingress",
+        local_reply_config=unavailable_reply() if listening.http_mode else None,
         codec_type=HttpConnectionManagerCodecType.AUTO,
         normalize_path=True,
         merge_slashes=True,

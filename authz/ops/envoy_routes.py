@@ -3,8 +3,9 @@
 gRPC mode: a route names its API in the ext_authz per-route ``check_settings.context_extensions`` (``api_id``,
 and ``environment: sandbox`` on sandbox routes). HTTP mode, where no context extension travels: the
 header_mutation filter's per-route config first removes any client-sent ``x-authz-api-id`` and
-``x-authz-environment`` and then sets them for the route (the catch-all only removes them); the route removes
-both again before the upstream (``request_headers_to_remove``), so the upstream never sees them.
+``x-authz-environment`` and then sets them for the route (the catch-all only removes them). In both modes the
+route removes both before the upstream (``request_headers_to_remove``), so the upstream never sees them, not even
+a client's copy.
 """
 
 from __future__ import annotations
@@ -31,15 +32,8 @@ from envoy_data_plane.envoy.extensions.filters.http.header_mutation.v3 import (
     Mutations,
 )
 
+from authz.envoy.http_service import API_ID_HEADER, ENVIRONMENT_HEADER
 from authz.ops.envoy_proto import EXT_AUTHZ, HEADER_MUTATION, pack
-
-API_ID_HEADER = "x-authz-api-id"
-"""HTTP mode: the request header carrying the route's API to authz (the gRPC mode's ``context_extensions.api_id``).
-The same name as ``authz.envoy.http_service.API_ID_HEADER`` (the HTTP front end that reads it)."""
-ENVIRONMENT_HEADER = "x-authz-environment"
-"""HTTP mode: ``sandbox`` on sandbox routes (the gRPC mode's ``context_extensions.environment``)."""
-SANDBOX = "sandbox"
-
 
 
 @dataclass(frozen=True)
@@ -101,9 +95,9 @@ def route(plan: RoutePlan, *, http_mode: bool) -> Route:
         out.direct_response = DirectResponseAction(status=404, body=DataSource(inline_string="no upstream"))
     else:
         out.route = RouteAction(cluster=plan.cluster)
+    out.request_headers_to_remove = [API_ID_HEADER, ENVIRONMENT_HEADER]
     if http_mode:
         out.typed_per_filter_config = {HEADER_MUTATION: pack(_header_mutations(plan))}
-        out.request_headers_to_remove = [API_ID_HEADER, ENVIRONMENT_HEADER]
     elif plan.api_id is not None or plan.environment is not None:
         context = {"api_id": plan.api_id} if plan.api_id is not None else {}
         if plan.environment is not None:

@@ -1,10 +1,12 @@
-"""Process wiring: build the pipeline from settings and serve it over gRPC (grpc.aio).
+"""Process wiring: build the pipeline from settings and serve it over gRPC (grpc.aio) and HTTP/1.1.
 
 Serves ``envoy.service.auth.v3.Authorization``, ``grpc.health.v1.Health`` (SERVING once the JWKS
 prefetch is done, NOT_SERVING while draining; the informational service ``authz.durability`` says whether
-acknowledged registry writes are safe, see :func:`durability_status`) and server reflection; when ``admin.listen`` is set, also the
-registry admin API (:mod:`authz.admin.service`) on that port. SIGTERM or SIGINT: stop accepting,
-let in-flight calls finish for ``server.grace_period`` seconds, close, exit 0.
+acknowledged registry writes are safe, see :func:`durability_status`) and server reflection; with
+``server.http_listen``, Envoy's HTTP ext_authz mode (:mod:`authz.envoy.http_service`, whose health probe reports
+the same state as the server's health); when ``admin.listen`` is set, also the registry admin API
+(:mod:`authz.admin.service`) on that port. SIGTERM or SIGINT: stop accepting on every listener at once, let
+in-flight calls finish for ``server.grace_period`` seconds (one grace period for all listeners), close, exit 0.
 """
 
 from __future__ import annotations
@@ -242,6 +244,7 @@ async def _start_listeners(
         except OSError as exc:
             raise _CannotListen(settings.backend_jwt.jwks_listen, "backend_jwt.jwks_listen", exc) from None
         stack.push_async_callback(jwks_endpoint.close)
+    http_server = None
     if settings.server.http_listen is not None:
         http_listen = worker_listen(settings.server.http_listen, worker_index)
         http_server = HttpAuthorizationServer(services.pipeline, settings.realm, http_listen,
@@ -252,7 +255,7 @@ async def _start_listeners(
             http_port = await http_server.start()
         except OSError as exc:
             raise _CannotListen(http_listen, "server.http_listen", exc) from None
-        stack.push_async_callback(http_server.close)
+        stack.push_async_callback(http_server.close)  # idempotent: a no-op once drain() closed it
         log.info("authz listening on %s:%d (HTTP ext_authz)", http_listen.rpartition(":")[0], http_port)
     server = grpc.aio.server(
         options=[
@@ -273,10 +276,17 @@ async def _start_listeners(
     except RuntimeError as exc:
         raise _CannotListen(settings.server.listen, "", exc) from None
     await server.start()
+    grace = settings.server.grace_period
+    # Every listener stops together: one grace period for the whole process, not one per listener.
+    stoppers: list[Callable[[], Awaitable[object]]] = [lambda: server.stop(grace)]
+    if http_server is not None:
+        stoppers.append(http_server.close)
 
     async def drain() -> None:
+        if http_server is not None:
+            http_server.serving = False
         await health_servicer.enter_graceful_shutdown()
-        await server.stop(settings.server.grace_period)
+        await asyncio.gather(*(stop() for stop in stoppers))
 
     stack.push_async_callback(drain)
     try:
@@ -285,11 +295,13 @@ async def _start_listeners(
     except RuntimeError as exc:
         raise _CannotListen(str(settings.admin.listen), "admin.listen", exc) from None
     if admin_server is not None:
-        stack.push_async_callback(admin_server.stop, settings.server.grace_period)
+        stoppers.append(lambda: admin_server.stop(grace))
     for name in ("", AUTHORIZATION_SERVICE):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))
     services.registry.watch(lambda: asyncio.ensure_future(
         health_servicer.set(DURABILITY_SERVICE, durability_status(services.registry))))
+    if http_server is not None:
+        http_server.serving = True
     host = settings.server.listen.rpartition(":")[0]
     log.info("authz listening on %s:%d (gRPC envoy.service.auth.v3.Authorization)", host, port)

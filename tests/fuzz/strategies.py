@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from typing import Any
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest
@@ -17,6 +18,9 @@ from hypothesis import strategies as st
 
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 B64TOKEN = B64URL + ".~+/"
+B64TOKEN_SYNTAX = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750 section 2.1 ``b64token`` as a regular expression: the oracle the bearer parser's tokens are checked
+against (the parser itself checks the syntax another way, :func:`authz.decide.credentials.extract_bearer`)."""
 
 # Characters that matter to the parsers under test, mixed into otherwise random text.
 SPECIAL = list(" \t,;=.%/\\?#:\"'\x00\r\n\x7f") + ["%2e", "%2E", "%2f", "%5C", "..", "//", "\u00e9", "\ufeff", "\u202e"]

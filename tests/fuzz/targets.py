@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
 from authz.config import parse_config
-from authz.decide.credentials import _B64TOKEN, _OTHER_SCHEMES, extract_bearer
+from authz.decide.credentials import _OTHER_SCHEMES, extract_bearer
 from authz.decide.identity import TokenValidator
 from authz.decide.routes import RouteTable, normalize_path
 from authz.dev.signing import SigningKey
@@ -42,6 +42,7 @@ from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
 from authz.registry.memory import MemoryStore
 from tests.fuzz.harness import TARGETS
+from tests.fuzz.strategies import B64TOKEN_SYNTAX
 
 CORPUS = Path(__file__).with_name("corpus")
 PLACEHOLDER = "@TOKEN@"
@@ -106,7 +107,7 @@ class Harness:
             if denial.reason is Reason.MISSING_CREDENTIALS:
                 assert value.strip(" \t").partition(" ")[0].lower() in _OTHER_SCHEMES, value
             return
-        assert _B64TOKEN.fullmatch(token) and value.rstrip(" \t").endswith(token), value
+        assert B64TOKEN_SYNTAX.fullmatch(token) and value.rstrip(" \t").endswith(token), value
 
     def path(self, data: bytes) -> None:
         from authz.model import Request  # noqa: PLC0415
