@@ -101,7 +101,6 @@ def test_kill_9_of_one_of_two_workers_fails_no_request(workers: Workers, mode: s
     assert victim not in workers.authz.worker_pids()  # the supervisor replaced it
 
 
-@needs_reload
 def test_sigterm_of_one_of_two_workers_fails_no_request(workers: Workers, record_property) -> None:  # noqa: ANN001
     g = _ready(workers, "http")
     victim = workers.authz.worker_pids()[0]
@@ -140,7 +139,6 @@ def _sighup_under_load(authz: Authz, g: Gateway, km: KeyManager, name: str, reco
     assert r.json()["code"] == 900910  # insufficient scope: the new config decides
 
 
-@needs_reload
 def test_sighup_to_the_supervisor_reloads_and_fails_no_request(workers: Workers, record_property) -> None:  # noqa: ANN001
     _sighup_under_load(workers.authz, _ready(workers, "http"), workers.km, "sighup-supervisor", record_property)
 
