@@ -39,8 +39,10 @@ ATTACKER = SigningKey.generate_rsa(kid="attacker")
 
 
 def key_manager(kid: str = "k1") -> KeyManager:
-    """A started key manager (the test clients and users) signing with a fresh RSA key ``kid``."""
+    """A started key manager (the test clients and users) signing with a fresh RSA key ``kid``; its JWKS answers
+    carry no ``Cache-Control``, so authz refreshes them every ``jwks.refresh_interval`` of its config."""
     km = KeyManager(AUDIENCE, CLIENTS, DEMO_USERS, keys=[SigningKey.generate_rsa(kid=kid)])
+    km.jwks_cache_control = None
     km.start()
     return km
 

@@ -1,0 +1,190 @@
+"""Key manager faults under load through real Envoy (HTTP ext_authz mode) -> ``authz serve`` -> the echo upstream,
+with the loopback key manager of :mod:`authz.dev.keymanager` made to fail on purpose.
+
+* During a JWKS refresh (every second here) the key manager is down, slow (past ``jwks.timeout``), answers 500,
+  garbage, or an empty key set: authz keeps verifying with its cached keys; valid tokens allowed, forged and
+  unknown-kid tokens 401, nothing failed.
+* Cold start with the key manager down: every check is denied 503 (never 401 for a valid token, never an allow)
+  until the key manager is back; then valid tokens are allowed within the retry backoff.
+* Key rotation under attack (``--workers 2``, default JWKS timings): after unknown-kid tokens reached every worker
+  through Envoy, and while they keep coming, a token signed with a newly published key is refused (401, never
+  503) for at most the kid refetch cooldown after publication, then allowed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from authz.config.key_managers import JwksSettings
+from authz.dev.keymanager import KeyManager, SigningKey
+from authz.dev.procs import RedisServer
+from authz.dev.upstream import EchoUpstream
+from tests.faults.load import Shot, driving, report
+from tests.faults.stack import (
+    Authz,
+    Gateway,
+    config_doc,
+    forged,
+    fresh_tokens,
+    gateway,
+    key_manager,
+    seed,
+    unknown_kid,
+    valid,
+)
+from tests.support.e2e import drop_keys
+
+pytestmark = pytest.mark.e2e
+
+JWKS = "/oauth2/jwks"
+
+
+@dataclass
+class KmStack:
+    km: KeyManager
+    upstream: EchoUpstream
+    authz: Authz
+    gateway: Gateway
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[EchoUpstream]:
+    server = EchoUpstream()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def km_stack(redis_server: RedisServer, upstream: EchoUpstream, tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[Callable[..., KmStack]]:
+    """Start a stack: a key manager (``down``: stopped before authz starts), ``authz serve`` with ``workers`` and
+    the given ``jwks`` timings, Envoy in HTTP mode."""
+    started: list[KmStack] = []
+    prefix = f"faults-km-{request.node.name[:40]}:"
+
+    def start(*, down: bool = False, workers: int = 1, **jwks: float) -> KmStack:
+        km = key_manager()
+        doc = config_doc(km, redis_server.url, prefix, workers=workers, **jwks)
+        seed(doc)
+        if down:
+            km.stop()
+        authz = Authz(doc, tmp_path).start()
+        stack = KmStack(km, upstream, authz, None)  # type: ignore[arg-type]
+        started.append(stack)
+        stack.gateway = gateway(tmp_path, doc, upstream.port, "http")
+        stack.gateway.wait_healthy(workers)
+        return stack
+
+    yield start
+    for s in started:
+        if s.gateway is not None:
+            s.gateway.stop()
+        s.authz.stop()
+        s.km.stop()
+    drop_keys(redis_server, prefix)
+
+
+def _mix(km: KeyManager) -> list[Shot]:
+    return [Shot("warm", valid(km)), Shot("fresh", fresh_tokens(km, 200)), Shot("forged", forged(km), True),
+            Shot("unknown-kid", unknown_kid(km), True)]
+
+
+def _fault(km: KeyManager, fault: str, on: bool) -> None:
+    if fault == "down":
+        km.stop() if on else km.start(port=km.port)
+    elif fault == "slow":
+        km.jwks_delay = 3.0 if on else 0.0  # past jwks.timeout (2 s)
+    elif fault == "500":
+        km.jwks_status = 500 if on else 200
+    elif fault == "garbage":
+        km.jwks_body = b'{"keys": [{"kty": "RSA", "n": "!!", ' if on else None
+    elif fault == "empty":
+        km.jwks_body = b'{"keys": []}' if on else None
+
+
+def _fetch_failures(authz: Authz) -> int:
+    return authz.proc.log_text().count("jwks test-km: fetch from")
+
+
+@pytest.mark.parametrize("fault", ["down", "slow", "500", "garbage", "empty"])
+def test_a_key_manager_fault_during_a_refresh_keeps_serving_from_the_cached_keys(
+        km_stack: Callable[..., KmStack], fault: str, record_property) -> None:  # noqa: ANN001
+    s = km_stack(refresh_interval=1, retry_interval=0.2)
+    before = _fetch_failures(s.authz)
+    with driving(s.gateway.url, _mix(s.km), seconds=5) as tally:
+        time.sleep(0.5)
+        _fault(s.km, fault, on=True)
+        deadline = time.monotonic() + 4.0  # a refresh comes within 1 s; a slow one fails after jwks.timeout (2 s)
+        while (failures := _fetch_failures(s.authz) - before) < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # and the load goes on a little against the failed refresh
+        _fault(s.km, fault, on=False)
+        fault_ended = tally.clock()
+    report(tally, f"key-manager-{fault}", record_property)
+    assert failures >= 1  # a refresh met the fault (and was logged as a failed fetch, keeping the cached keys)
+    assert tally.select(since=fault_ended) and len(tally.results) == 1000  # the load covered the whole fault
+    assert tally.wrong_allows == 0
+    assert tally.failed == 0, tally.failures()
+    assert tally.statuses("warm") == {200: len(tally.select("warm"))}
+    assert tally.statuses("fresh") == {200: len(tally.select("fresh"))}
+    assert tally.statuses("forged") == {401: len(tally.select("forged"))}
+    assert tally.statuses("unknown-kid") == {401: len(tally.select("unknown-kid"))}
+
+
+def test_cold_start_with_the_key_manager_down_denies_503_until_it_is_back(
+        km_stack: Callable[..., KmStack], record_property) -> None:  # noqa: ANN001
+    s = km_stack(down=True)  # jwks: retry_interval 0.2 s, doubling
+    mix = [Shot("valid", fresh_tokens(s.km, 300)), Shot("forged", forged(s.km), True)]
+    with driving(s.gateway.url, mix, seconds=5) as tally:
+        time.sleep(1.5)
+        s.km.start(port=s.km.port)
+        back = tally.clock()
+    report(tally, "key-manager-cold-start", record_property)
+    assert tally.wrong_allows == 0
+    assert tally.failed == 0, tally.failures()
+    down = [r for r in tally.results if r.at + r.took < back]
+    assert down and {r.status for r in down} == {503}  # no keys yet: unavailable, never 401, never an allow
+    first = min(r.at for r in tally.select("valid") if r.status == 200)
+    later = tally.select("valid", since=first)
+    assert {r.status for r in later} == {200}  # from the first allow on, every valid token is allowed
+    assert first - back < 3.5  # the next retry of the backoff (0.2, 0.4, 0.8, 1.6, 3.2 s...) picked the keys up
+    assert tally.statuses("forged", since=first) == {401: len(tally.select("forged", since=first))}
+
+
+def test_rotation_under_attack_refuses_a_new_key_for_at_most_the_cooldown(
+        km_stack: Callable[..., KmStack], record_property) -> None:  # noqa: ANN001
+    cooldown, wait = JwksSettings().kid_refetch_cooldown, JwksSettings().forced_refetch_wait
+    s = km_stack(workers=2, refresh_interval=300, kid_refetch_cooldown=cooldown, forced_refetch_wait=wait)
+    km = s.km
+    assert km.requests[JWKS] == 2  # each worker's prefetch
+    attack = [httpx.get(s.gateway.url + "/orders/v1/items", headers={"authorization": f"Bearer {unknown_kid(km)}"},
+                        timeout=5).status_code for _ in range(6)]
+    assert attack == [401] * 6
+    assert km.requests[JWKS] == 4  # each worker (Envoy's round robin) spent its refetch on the attacker's kids
+    k2 = SigningKey.generate_rsa(kid="k2")
+    km.published_keys = [km.signing_key, k2]
+    published = time.monotonic()
+    new = [km.issue_token("demo-client", "faults", "orders:read", key=k2) for _ in range(4)]
+    mix = [Shot("new", lambda: new[int(time.monotonic() * 1000) % 4]), Shot("old", valid(km)),
+           Shot("attack", lambda: unknown_kid(km), True)]
+    with driving(s.gateway.url, mix, seconds=cooldown + 2) as tally:
+        pass
+    report(tally, "rotation-under-attack", record_property)
+    assert tally.wrong_allows == 0
+    assert tally.failed == 0, tally.failures()
+    assert set(tally.statuses("new")) == {200, 401}  # refused: 401 (an unknown kid), never a 503
+    last_refused = max(r.at for r in tally.select("new") if r.status == 401)
+    window = last_refused + (tally.start - published)
+    print(f"rotation under attack: new key refused for {window:.2f} s after publication (cooldown {cooldown} s, "
+          f"wait {wait} s), JWKS fetches {km.requests[JWKS]}")
+    assert cooldown - wait - 1.5 < window <= cooldown  # the attack held the key out, for no longer than the cooldown
+    assert tally.statuses("new", since=last_refused + 0.5) == {200: len(tally.select("new", since=last_refused + 0.5))}
+    assert tally.statuses("old") == {200: len(tally.select("old"))}
+    assert tally.statuses("attack") == {401: len(tally.select("attack"))}
