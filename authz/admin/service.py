@@ -147,6 +147,12 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
         self.views = views or DeveloperViews(admin, ConnectionDirectory(admin.settings.key_managers))
         self._explain = explain
 
+    def reconfigure(self, settings: Settings) -> None:
+        """Check the next calls against a reloaded config (the key managers and APIs that may be named, their
+        connection data); calls in flight finish with the previous one."""
+        admin = RegistryAdmin(self.admin.store, settings)
+        self.views, self.admin = DeveloperViews(admin, ConnectionDirectory(settings.key_managers)), admin
+
     # ---- applications ----------------------------------------------------------------------------
 
     @_rpc
@@ -305,7 +311,8 @@ class RegistryAdminServicer(admin_pb2_grpc.RegistryAdminServicer):
 
 
 async def start_admin_server(
-    settings: Settings, store: RegistryStore, explain: Explain | None = None
+    settings: Settings, store: RegistryStore, explain: Explain | None = None,
+    servicer: RegistryAdminServicer | None = None,
 ) -> grpc.aio.Server | None:
     """Serve the admin API on ``admin.listen`` (None when it is not set).
 
@@ -316,6 +323,8 @@ async def start_admin_server(
         settings: the configuration (``admin.listen``, ``admin.token``, key managers and APIs).
         store: the Redis store to write through.
         explain: answers ``Explain`` (:func:`authz.ops.server.explainer`), or None.
+        servicer: the servicer to serve (one the caller keeps, to :meth:`RegistryAdminServicer.reconfigure` it);
+            default: one over ``store``, ``settings`` and ``explain``.
     Returns:
         The started server (stop it with ``await server.stop(grace)``), or None.
     Raises:
@@ -328,7 +337,7 @@ async def start_admin_server(
         options=[("grpc.so_reuseport", 0)],
     )
     admin_pb2_grpc.add_RegistryAdminServicer_to_server(
-        RegistryAdminServicer(RegistryAdmin(store, settings), explain=explain), server)
+        servicer or RegistryAdminServicer(RegistryAdmin(store, settings), explain=explain), server)
     port = server.add_insecure_port(settings.admin.listen)
     await server.start()
     log.info("admin API listening on %s:%d (gRPC %s)", settings.admin.listen.rpartition(":")[0], port, SERVICE_NAME)

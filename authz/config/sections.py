@@ -189,7 +189,18 @@ class ServerSettings(ConfigModel):
     """Budget of one Check. Past it authz denies with 503 (never allows). Keep it below Envoy's ext_authz
     `timeout`."""
     grace_period: Annotated[float, Field(ge=0)] = 5.0
-    """On SIGTERM/SIGINT, seconds in-flight checks get to finish."""
+    """On SIGTERM/SIGINT, seconds in-flight checks get to finish once the listeners stopped accepting."""
+    drain_grace: Annotated[float, Field(ge=0, le=300)] = 5.0
+    """On SIGTERM, seconds authz keeps serving while it reports NOT_SERVING (gRPC health and the HTTP probe)
+    before it stops accepting, so that Envoy's active health check (every 2 s, unhealthy after 2 failures in the
+    config of `authz envoy-config`) takes it out of the cluster first. SIGINT (Ctrl-C at a terminal) skips it.
+    Keep `drain_grace + grace_period` below the orchestrator's kill timeout (Kubernetes'
+    `terminationGracePeriodSeconds`). See [operations](operations.md#rollouts-and-restarts)."""
+    watch_config: bool = False
+    """Reload the config file when its content changes (checked every second), as on SIGHUP: an invalid file is
+    logged with every error and the running config kept; settings that need a restart (listen addresses,
+    `workers`, `redis`, `admin`, `logging.format`) are named in the log and keep their running values. See
+    [operations](operations.md#reloading-the-configuration)."""
     http_listen: ListenAddress | None = None
     """`host:port` of the HTTP/1.1 listener for Envoy's HTTP ext_authz mode (`http_service`), served next to the
     gRPC one by the same pipeline; not served when unset. With `--workers N`, worker I listens on the port +

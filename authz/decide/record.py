@@ -68,6 +68,11 @@ class DecisionRecorder:
         self.denials: dict[tuple[str, int], int] = {}
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
         self.seconds = 0.0
+        self.log_decisions(decisions)
+
+    def log_decisions(self, decisions: str) -> None:
+        """Which decisions get a line from now on (``logging.decisions``: ``all``, ``denies`` or ``none``; a
+        config reload calls it)."""
         self._log_allows = decisions == "all"
         self._log_public = decisions in ("all", "denies")
         self._log_denies = decisions in ("all", "denies")

@@ -54,6 +54,9 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.1f}s (last error: {last_error})")
 
 
+_SIGTERM = signal.SIGTERM  # the default of ManagedProcess.stop, whose class has a method named ``signal``
+
+
 class ManagedProcess:
     """A subprocess whose stdout and stderr go to a log file in its own temporary directory.
 
@@ -169,12 +172,13 @@ class ManagedProcess:
         self.returncode = self.proc.wait()
         return self.returncode
 
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns the exit code (None if never started)."""
+    def stop(self, timeout: float = 10, sig: int = _SIGTERM) -> int | None:
+        """``sig`` (default SIGTERM), wait up to ``timeout`` seconds, then SIGKILL. Returns the exit code (None
+        if never started)."""
         if self.proc is None:
             return self.returncode
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

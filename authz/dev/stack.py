@@ -354,6 +354,6 @@ def run_stack(config_path: str, smoke_only: bool = False, run_dir: Path = DEFAUL
         return 1
     finally:
         print("\nstopping the stack")
-        for proc in reversed(procs):
-            proc.stop()
+        for proc in reversed(procs):  # authz gets SIGINT, as from Ctrl-C: Envoy is gone, no drain grace to wait
+            proc.stop(sig=signal.SIGINT if proc.name == "authz" else signal.SIGTERM)
         redis_server.stop()

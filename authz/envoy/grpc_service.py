@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from time import perf_counter
+from typing import NamedTuple
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
@@ -74,6 +75,16 @@ def parse_check_request(data: bytes) -> CheckRequest | None:
         return None
 
 
+class _Answering(NamedTuple):
+    """What one config answers checks with: swapped as a whole by a reload."""
+
+    pipeline: Pipeline
+    realm: str
+    rendered: BoundedCache[int, tuple[Allow, bytes]]
+    """The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests and is
+    serialized once: id(allow) -> (allow, wire bytes)."""
+
+
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
     """The ``envoy.service.auth.v3.Authorization`` service.
 
@@ -86,19 +97,28 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
 
     def __init__(self, pipeline: Pipeline, realm: str, cache_size: int = 10_000,
                  recorder: DecisionRecorder | None = None) -> None:
-        self._pipeline = pipeline
-        self._realm = realm
         self.recorder = recorder or DecisionRecorder("grpc")
-        # The pipeline memoizes allow decisions, so the same Allow object comes back for repeated requests
-        # and is serialized once: id(allow) -> (allow, wire bytes).
-        self._rendered: BoundedCache[int, tuple[Allow, bytes]] = BoundedCache("rendered_grpc", cache_size)
+        self.reconfigure(pipeline, realm, cache_size)
 
-    def _render_allow(self, allow: Allow) -> bytes:
-        hit = self._rendered.get(id(allow))
+    def reconfigure(self, pipeline: Pipeline, realm: str, cache_size: int) -> None:
+        """Decide the next checks with this pipeline and realm (a config reload), with a fresh cache of
+        serialized answers; checks in flight finish with the previous ones.
+
+        Args:
+            pipeline: the decision pipeline.
+            realm: ``realm``.
+            cache_size: ``server.decision_cache_size``.
+        """
+        self._answering = _Answering(pipeline, realm, BoundedCache("rendered_grpc", cache_size))
+
+    @staticmethod
+    def _render_allow(answering: _Answering, allow: Allow) -> bytes:
+        rendered = answering.rendered
+        hit = rendered.get(id(allow))
         if hit is not None and hit[0] is allow:
             return hit[1]
         data = allow_response(allow).SerializeToString()
-        self._rendered.put(id(allow), (allow, data))
+        rendered.put(id(allow), (allow, data))
         return data
 
     async def Check(  # noqa: N802
@@ -112,6 +132,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         """
         started = perf_counter()
         recorder = self.recorder
+        answering = self._answering
         try:
             try:
                 if request is None:
@@ -119,14 +140,14 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 adapted = adapt(request)
             except Denial as denial:
                 recorder.denied(None, denial, started, "adapt")
-                return deny_response(denial, self._realm)
-            check = await self._pipeline.evaluate(adapted)
+                return deny_response(denial, answering.realm)
+            check = await answering.pipeline.evaluate(adapted)
             if check.allow is not None:
-                data = self._render_allow(check.allow)
+                data = self._render_allow(answering, check.allow)
                 recorder.allowed(check, started)
                 return data
             assert check.denial is not None
-            response = deny_response(check.denial, self._realm)
+            response = deny_response(check.denial, answering.realm)
             recorder.denied(check, check.denial, started)
             return response
         except Exception:
@@ -134,7 +155,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
             denial = unavailable("authz failed to decide; retry later")
             with contextlib.suppress(Exception):
                 recorder.denied(None, denial, started, "internal")
-            return deny_response(denial, self._realm)
+            return deny_response(denial, answering.realm)
 
 
 def add_to_server(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:

@@ -305,6 +305,20 @@ class HttpAuthorizationServer:
         self.port = await self._server.start()
         return self.port
 
+    def reconfigure(self, pipeline: Pipeline, realm: str, cache_size: int, *, route_headers: bool) -> None:
+        """Answer the next requests with a new handler (a config reload): same recorder and health state, new
+        pipeline, realm, rendered-answer cache and ``route_headers``. Checks in flight finish with the old one.
+
+        Args:
+            pipeline: the decision pipeline of the new config.
+            realm: ``realm``.
+            cache_size: ``server.decision_cache_size``.
+            route_headers: ``server.http_route_headers``.
+        """
+        handler = HttpAuthorizationHandler(pipeline, realm, cache_size, self.recorder, route_headers=route_headers)
+        handler.serving = self.handler.serving
+        self.handler = self._server.handler = handler
+
     @property
     def serving(self) -> bool:
         """What the health probe reports: True from when the process serves until it drains."""

@@ -34,14 +34,13 @@ _CLOSE = b"connection: close\r\n"
 class _Connection(asyncio.Protocol):
     """One client connection: parse, queue in order, answer, keep alive or close."""
 
-    __slots__ = ("_server", "_handler", "_limits", "_parser", "_transport", "_url", "_method", "_headers",
+    __slots__ = ("_server", "_limits", "_parser", "_transport", "_url", "_method", "_headers",
                  "_head_bytes", "_head_limit", "_head_fresh", "_chunk", "_body_bytes",
                  "_in_message", "_in_head", "_mark", "_queue", "_task", "_closing", "_paused",
                  "__weakref__")
 
     def __init__(self, server: Http1Server) -> None:
         self._server = server
-        self._handler = server.handler
         self._limits = server.limits
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -164,11 +163,12 @@ class _Connection(asyncio.Protocol):
 
     def _answer(self, item: tuple[str, str, RawHeaders, bool]) -> None:
         method, target, headers, keep_alive = item
+        handler = self._server.handler  # read per request: a config reload swaps it between two requests
         try:
-            result = self._handler(method, target, headers)
+            result = handler(method, target, headers)
         except Exception:
             log.exception("HTTP handler failed; answering 503")
-            result = self._handler.reject(503, "The server failed to answer; retry later")
+            result = handler.reject(503, "The server failed to answer; retry later")
         if isinstance(result, Answer):
             self._write(result, method == "HEAD", keep_alive)
         else:
@@ -179,7 +179,7 @@ class _Connection(asyncio.Protocol):
             answer = await pending
         except Exception:
             log.exception("HTTP handler failed; answering 503")
-            answer = self._handler.reject(503, "The server failed to answer; retry later")
+            answer = self._server.handler.reject(503, "The server failed to answer; retry later")
         self._task = None
         if self._transport is None or self._transport.is_closing():
             return
@@ -214,7 +214,7 @@ class _Connection(asyncio.Protocol):
 
     def _refuse(self, status: int, description: str) -> None:
         """Answer a refused request after the ones queued before it, then close."""
-        answer = self._handler.reject(status, description)
+        answer = self._server.handler.reject(status, description)
         self._in_message = self._in_head = False
         if self._task is None and not self._queue:
             self._write(answer, False, False)  # closes
@@ -274,7 +274,8 @@ class Http1Server:
     """An HTTP/1.1 listener answering through a :class:`Handler`.
 
     Args:
-        handler: what answers each request.
+        handler: what answers each request; the :attr:`handler` attribute may be replaced while serving (each
+            request is answered by the one set when it is answered).
         listen: ``host:port`` (port 0 picks a free one; IPv6 hosts in brackets).
         limits: the request and connection bounds.
         grace_period: seconds requests already received get to finish on :meth:`close`.

@@ -21,12 +21,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``authz serve --config FILE [--workers N]``: run the gRPC server until SIGTERM/SIGINT.
 
     With one worker the server runs in this process; with more, a supervisor runs them as child processes
-    on consecutive ports (see :mod:`authz.ops.supervisor`).
+    on consecutive ports (see :mod:`authz.ops.supervisor`). SIGHUP reloads the config in every case.
     """
+    from authz.ops.reload import fingerprint  # noqa: PLC0415
     from authz.ops.server import serve  # noqa: PLC0415
     from authz.ops.supervisor import Supervisor, default_workers, worker_command  # noqa: PLC0415
 
     setup_logging(args.log_level)
+    loaded = fingerprint(args.config)  # before reading: a change made in between is reloaded once serving
     settings = load(args.config)
     setup_logging(args.log_level, settings.logging.format)
     problems = serving_errors(settings)
@@ -38,8 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else settings.server.workers
     if args.worker_index is not None or workers == 1:
         return run(serve(settings, primary=args.worker_index in (None, 0), worker_index=args.worker_index or 0,
-                         supervised=args.worker_index is not None))
-    from authz.ops.health import wait_serving  # noqa: PLC0415
+                         supervised=args.worker_index is not None, config_path=args.config, loaded=loaded))
     from authz.ops.metrics_http import SupervisedMetrics, envoy_mode  # noqa: PLC0415
 
     listen = settings.server.metrics_listen
@@ -47,8 +48,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         worker_command(args.config, args.log_level),
         settings.server.listen,
         workers or default_workers(),
-        grace_period=settings.server.grace_period,
-        wait_ready=wait_serving,
+        grace_period=settings.server.drain_grace + settings.server.grace_period,
         metrics=SupervisedMetrics(listen, envoy_mode(settings)) if listen is not None else None,
     )
     return supervisor.run()

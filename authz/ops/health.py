@@ -1,6 +1,6 @@
 """The gRPC health check (``grpc.health.v1.Health``) seen from outside: is an authz process serving?
 
-Used by the supervisor's rolling restart, the demo stack, the tests and the ``authz health`` command (the
+Used by the demo stack, the tests and the ``authz health`` command (the
 container image's health check).
 """
 

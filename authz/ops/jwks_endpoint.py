@@ -71,6 +71,10 @@ class JwksEndpoint:
                  JWKS_PATH)
         return self.port
 
+    def publish(self, jwks: dict[str, Any]) -> None:
+        """Serve ``jwks`` from the next request on (the backend JWT keys of a reloaded config)."""
+        self._server.handler = _JwksHandler(jwks)
+
     async def close(self) -> None:
         """Stop serving (idempotent)."""
         await self._server.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import platform
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -96,6 +96,9 @@ class Metrics:
         self.revocations_kept = Counter(
             "authz_revocations_kept", "Checks denied by a revocation this process remembers although the registry, "
             "at a later write, held neither it nor its withdrawal (a lost write).", registry=r)
+        self.config_reloads = Counter(
+            "authz_config_reloads", "Config reloads (SIGHUP, server.watch_config), by result: applied, or rejected "
+            "(invalid file: the running config kept; the errors are in the log).", ("result",), registry=r)
         self.revocations_forgotten = Counter(
             "authz_revocations_forgotten_early", "Live revocations forgotten before their end because more than "
             "redis.revocation_cache_size were remembered at once.", registry=r)
@@ -139,11 +142,14 @@ class MetricSources:
         recorders: the front ends' decision recorders.
         keys: the key source of each key manager.
         registry: the registry cache.
+        reloads: config reloads by result.
     """
 
     recorders: Sequence[DecisionRecorder]
     keys: Mapping[str, KeySource]
     registry: RegistryCache
+    reloads: Mapping[str, int] = field(default_factory=dict)
+    """Config reloads by result (``applied``, ``rejected``): :attr:`authz.ops.reload.ConfigReloader.counts`."""
 
 
 class MetricsUpdater:
@@ -192,8 +198,9 @@ class MetricsUpdater:
             keyset = source.keyset
             m.jwks_keys.labels(name).set(len(keyset.keys) if keyset is not None else 0)
             if isinstance(source, JwksCache):
-                for outcome, total in source.fetches.items():
-                    m.jwks_fetches.labels(name, outcome).inc(self._advance(("jwks", name, outcome), total))
+                for outcome, total in source.fetches.items():  # a reload may bring a new source, counting from 0
+                    m.jwks_fetches.labels(name, outcome).inc(self._advance(("jwks", name, str(id(source)), outcome),
+                                                                           total))
                 age = source.seconds_since_fetch()
                 m.jwks_age.labels(name).set(age if age is not None else float("inf"))
         registry = sources.registry
@@ -207,6 +214,8 @@ class MetricsUpdater:
         m.revocations_forgotten.inc(self._advance(("revocations_forgotten",), registry.revocations.dropped))
         m.registry_durable.set(1 if registry.health().level == DURABLE else 0)
         m.redis_stale.set(registry.stale_seconds())
+        for result, total in sources.reloads.items():
+            m.config_reloads.labels(result).inc(self._advance(("reloads", result), total))
 
     def _update_caches(self) -> None:
         m = self._m

@@ -6,9 +6,10 @@ sharing one port with SO_REUSEPORT would not share the load evenly: each worker 
 (``authz envoy-config`` lists them: :func:`authz.ops.envoy_config.authz_endpoints`).
 
 The supervisor starts the workers as child processes (``authz serve --worker-index I``), restarts a worker
-that dies, forwards SIGTERM/SIGINT (each worker drains its in-flight checks and exits 0), answers SIGHUP
-with a rolling restart (one worker at a time, each new one SERVING before the next goes: a config reload
-without dropping the service), and exits 1 when workers keep crashing.
+that dies, forwards SIGTERM/SIGINT to all workers at once (each drains, :func:`authz.ops.server.serve`, and exits
+0) and SIGHUP (each worker reloads the config in-process, :mod:`authz.ops.reload`: no process stops, no connection
+is refused), and exits 1 when workers keep crashing. Workers start with SIGHUP blocked until they can reload, so a
+SIGHUP sent while one starts is delivered once it can act on it.
 
 With ``server.metrics_listen`` set, the supervisor serves the metrics summed over its workers
 (:class:`authz.ops.metrics_http.SupervisedMetrics`): the workers get its multiprocess directory in
@@ -71,12 +72,11 @@ class Supervisor:
         command: the worker command for an index (e.g. ``[python, -m, authz, serve, --config, F, --worker-index, I]``).
         listen: ``server.listen``; worker I gets :func:`worker_listen` of it through ``AUTHZ_LISTEN``.
         workers: number of workers (>= 1).
-        grace_period: seconds a worker gets to drain on SIGTERM before SIGKILL.
+        grace_period: seconds a worker gets to stop (its ``server.drain_grace`` + ``server.grace_period``) before
+            SIGKILL, counted from the stop signal, plus 5.
         max_restarts: most unexpected exits tolerated within ``restart_window`` seconds; one more and the
             supervisor stops everything and exits 1.
         restart_window: seconds.
-        wait_ready: called with a worker's listen address after (re)starting it; returns when it serves
-            (used by the rolling restart). Raises TimeoutError when it does not.
         metrics: the summed metrics, served while the supervisor runs; None without ``server.metrics_listen``.
     """
 
@@ -89,7 +89,6 @@ class Supervisor:
         grace_period: float = 5.0,
         max_restarts: int = 5,
         restart_window: float = 60.0,
-        wait_ready: Callable[[str], None] | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         if workers < 1:
@@ -100,32 +99,43 @@ class Supervisor:
         self._grace = grace_period
         self._max_restarts = max_restarts
         self._window = restart_window
-        self._wait_ready = wait_ready
         self._metrics = metrics
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._crashes: deque[float] = deque()
         self._stopping = False
-        self._reload = False
+        self._stop_signal = signal.SIGTERM
+        self._reloads = 0
 
     def _start(self, index: int) -> None:
         env = {**os.environ, "AUTHZ_LISTEN": worker_listen(self._listen, index), ENV_WORKER_INDEX: str(index)}
         if self._metrics is not None:
             env[ENV_MULTIPROC_DIR] = self._metrics.directory
-        self._procs[index] = subprocess.Popen(list(self._command(index)), env=env)
+        # The worker inherits the blocked SIGHUP and unblocks it once it can reload (authz.ops.server.serve).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            self._procs[index] = subprocess.Popen(list(self._command(index)), env=env)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         log.info("worker %d started (pid %d) on %s", index, self._procs[index].pid, env["AUTHZ_LISTEN"])
 
-    def _stop_worker(self, index: int) -> int | None:
-        proc = self._procs[index]
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(self._grace + 5)
-        except subprocess.TimeoutExpired:
-            log.warning("worker %d did not drain in time; killing it", index)
-            proc.kill()
-            code = proc.wait()
-        self._exited(proc)
-        return code
+    def _stop_workers(self, signum: int) -> list[int | None]:
+        """Send ``signum`` to every live worker at once (they drain together), then wait for each; a worker
+        still running ``grace_period`` + 5 s later is killed. Returns their exit statuses."""
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signum)
+        deadline = time.monotonic() + self._grace + 5
+        codes = []
+        for index, proc in self._procs.items():
+            try:
+                code = proc.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                log.warning("worker %d did not drain in time; killing it", index)
+                proc.kill()
+                code = proc.wait()
+            self._exited(proc)
+            codes.append(code)
+        return codes
 
     def _exited(self, proc: subprocess.Popen[bytes]) -> None:
         if self._metrics is not None:
@@ -133,17 +143,16 @@ class Supervisor:
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
-            self._reload = True
+            self._reloads += 1
         else:
             self._stopping = True
+            self._stop_signal = signum
 
-    def _rolling_restart(self) -> None:
-        log.info("SIGHUP: rolling restart of %d workers", self._count)
-        for index in range(self._count):
-            self._stop_worker(index)
-            self._start(index)
-            if self._wait_ready is not None:
-                self._wait_ready(worker_listen(self._listen, index))
+    def _forward_reload(self) -> None:
+        log.info("SIGHUP: the %d workers reload the config", self._count)
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGHUP)
 
     def run(self) -> int:
         """Start the workers and supervise them until SIGTERM/SIGINT.
@@ -170,9 +179,9 @@ class Supervisor:
             self._start(index)
         status = 0
         while not self._stopping:
-            if self._reload:
-                self._reload = False
-                self._rolling_restart()
+            if self._reloads:
+                self._reloads = 0
+                self._forward_reload()
             for index, proc in list(self._procs.items()):
                 code = proc.poll()
                 if code is None:
@@ -190,8 +199,8 @@ class Supervisor:
                 log.warning("worker %d exited with %s; restarting it", index, code)
                 self._start(index)
             time.sleep(0.2)
-        log.info("stopping %d workers", self._count)
-        codes = [self._stop_worker(index) for index in range(self._count)]
+        log.info("stopping %d workers (%s)", self._count, signal.Signals(self._stop_signal).name)
+        codes = self._stop_workers(self._stop_signal)
         if status == 0 and any(code not in (0, None) for code in codes):
             status = 1
         return status

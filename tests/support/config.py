@@ -36,7 +36,9 @@ def settings_dict(idp: KeyManager, redis_url: str = NO_REDIS, prefix: str = "t:"
     }
     km.update(overrides.pop("km", {}))
     doc: dict[str, Any] = {
-        "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1},
+        # No drain grace: tests stop authz with SIGTERM and no Envoy health check has to notice it first.
+        "server": {"listen": f"127.0.0.1:{free_port()}", "decision_timeout": 2.0, "grace_period": 2, "workers": 1,
+                   "drain_grace": 0},
         "redis": {"url": redis_url, "key_prefix": prefix, "socket_timeout": 0.5},
         "key_managers": [km],
         # Without the demo's fixed upstream: each test's gateway forwards to its own echo upstream (the default

@@ -16,6 +16,8 @@ class AuthzProcess:
     """``authz serve`` in a subprocess with a config file written from a settings document."""
 
     def __init__(self, doc: dict[str, Any], tmp: Path) -> None:
+        # A test that replaces the whole server section of settings_dict gets its "no drain grace" too.
+        doc["server"].setdefault("drain_grace", 0)
         self.doc = doc
         self.config = tmp / "authz.yaml"
         self.config.write_text(yaml.safe_dump(doc), encoding="utf-8")

@@ -1,0 +1,374 @@
+"""Config reload without a restart (SIGHUP, ``server.watch_config``) and the drain grace of SIGTERM.
+
+The reloader itself over files (invalid file kept out, restart-only settings kept, a failed apply changes nothing,
+the file watch), then ``authz serve`` processes: one process and a supervisor with two workers reload in place
+(same PIDs, new answers: a scope requirement and the realm), an invalid file or a restart-only change is logged
+and the rest keeps serving, a SIGHUP sent while the workers start kills none of them, SIGTERM reports NOT_SERVING
+for ``server.drain_grace`` while it still answers checks, and SIGINT skips that grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import yaml
+from envoy.service.auth.v3 import external_auth_pb2 as pb
+from envoy.service.auth.v3 import external_auth_pb2_grpc
+
+from authz.config import Settings, parse_config
+from authz.dev.keymanager import KeyManager
+from authz.dev.procs import ManagedProcess, RedisServer, free_port
+from authz.envoy.http_service import HEALTH_HEADER, HEALTH_PATH
+from authz.ops.health import status, wait_serving
+from authz.ops.reload import RESTART_ONLY, ConfigReloader, keep_restart_only
+from authz.ops.supervisor import worker_listen
+from tests.support.config import free_consecutive_ports, settings_dict
+from tests.support.metrics import sample, scrape
+from tests.support.registry import run_admin
+
+
+def _write(path: Path, doc: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+
+
+def _check(listen: str, token: str | None) -> pb.CheckResponse:
+    """A Check of ``GET /orders/v1/items`` (scope ``orders:read`` in the test config) on ``listen``."""
+    req = pb.CheckRequest()
+    http = req.attributes.request.http
+    http.method, http.path, http.host = "GET", "/orders/v1/items", "api.example.test"
+    if token is not None:
+        http.headers["authorization"] = f"Bearer {token}"
+    req.attributes.context_extensions["api_id"] = "orders-v1"
+    with grpc.insecure_channel(listen) as channel:
+        return external_auth_pb2_grpc.AuthorizationStub(channel).Check(req, timeout=10)
+
+
+def _challenge(listen: str) -> str:
+    """The ``WWW-Authenticate`` of the 401 a check without credentials gets."""
+    reply = _check(listen, None)
+    headers = {h.header.key.lower(): h.header.value for h in reply.denied_response.headers}
+    return headers["www-authenticate"]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def _needs_write_scope(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` where ``GET /orders/v1/items`` needs ``orders:write`` instead of ``orders:read``."""
+    new = yaml.safe_load(yaml.safe_dump(doc))
+    new["apis"][0]["resources"][0]["scopes"] = ["orders:write"]
+    return new
+
+
+# ---------------------------------------------------------------------------------------------- the reloader
+
+
+@pytest.fixture
+def doc(idp: KeyManager) -> dict[str, Any]:
+    return settings_dict(idp)
+
+
+def test_restart_only_settings_keep_their_running_values_and_are_named(doc: dict[str, Any]) -> None:
+    running = parse_config(doc)
+    edited = yaml.safe_load(yaml.safe_dump(doc))
+    edited["realm"] = "reloaded"
+    edited["server"]["listen"] = "127.0.0.1:1"
+    edited["server"]["decision_timeout"] = 1.5
+    edited["redis"]["url"] = "redis://127.0.0.1:2/0"
+    edited["logging"] = {"format": "json", "decisions": "all"}
+    effective, changed = keep_restart_only(running, parse_config(edited))
+    assert changed == ["server.listen", "redis", "logging.format"]
+    assert effective.server.listen == running.server.listen
+    assert effective.redis == running.redis
+    assert effective.logging.format == "text"
+    assert (effective.realm, effective.server.decision_timeout, effective.logging.decisions) == ("reloaded", 1.5, "all")
+    assert set(changed) <= set(RESTART_ONLY)
+
+
+def _reloader(path: Path, doc: dict[str, Any], apply: Callable[[Settings], Any] | None = None) -> ConfigReloader:
+    applied: list[Settings] = []
+
+    async def record(settings: Settings) -> None:
+        if apply is not None:
+            apply(settings)
+        applied.append(settings)
+
+    _write(path, doc)
+    reloader = ConfigReloader(path, parse_config(doc, os.environ), record)
+    reloader.applied = applied  # type: ignore[attr-defined]
+    return reloader
+
+
+def test_an_invalid_file_is_logged_with_its_yaml_path_and_changes_nothing(
+    doc: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "authz.yaml"
+    reloader = _reloader(path, doc)
+    before = reloader.settings
+    broken = yaml.safe_load(yaml.safe_dump(doc))
+    broken["server"]["decision_timeout"] = -1
+    broken["apis"][0]["resources"][0]["methods"] = ["FETCH"]
+    _write(path, broken)
+    assert asyncio.run(reloader.reload("SIGHUP")) is False
+    assert reloader.settings is before
+    assert reloader.applied == []  # type: ignore[attr-defined]
+    assert reloader.counts == {"applied": 0, "rejected": 1}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("server.decision_timeout:" in line for line in errors), errors
+    assert any("apis[0].resources[0].methods" in line for line in errors), errors
+    assert errors[-1].endswith("2 error(s); still running the previous config")
+
+
+def test_a_valid_file_is_applied_and_a_failed_apply_keeps_the_running_config(
+    doc: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "authz.yaml"
+    reloader = _reloader(path, doc)
+    _write(path, {**doc, "realm": "second"})
+    assert asyncio.run(reloader.reload("SIGHUP")) is True
+    assert reloader.settings.realm == "second"
+    assert [s.realm for s in reloader.applied] == ["second"]  # type: ignore[attr-defined]
+
+    def refuse(_settings: Settings) -> None:
+        raise OSError("backend_jwt.signing_key.file: cannot read /nowhere.pem")
+
+    failing = _reloader(path, doc, refuse)
+    _write(path, {**doc, "realm": "third"})
+    assert asyncio.run(failing.reload("SIGHUP")) is False
+    assert failing.settings.realm == "authz"
+    assert failing.counts == {"applied": 0, "rejected": 1}
+    assert "cannot read /nowhere.pem; still running the previous config" in caplog.text
+
+
+def test_the_watch_reloads_a_changed_file_only_under_watch_config(doc: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "authz.yaml"
+
+    async def watch_for(reloader: ConfigReloader, seconds: float) -> None:
+        task = asyncio.create_task(reloader.watch(interval=0.05))
+        await asyncio.sleep(seconds)
+        task.cancel()
+
+    unwatched = _reloader(path, doc)
+    assert not unwatched.changed()
+    _write(path, {**doc, "realm": "changed"})
+    assert unwatched.changed()
+    asyncio.run(watch_for(unwatched, 0.3))
+    assert unwatched.counts == {"applied": 0, "rejected": 0}
+
+    watched_doc = {**doc, "server": {**doc["server"], "watch_config": True}}
+    watched = _reloader(path, watched_doc)
+    _write(path, {**watched_doc, "realm": "changed"})
+    asyncio.run(watch_for(watched, 0.5))
+    assert watched.settings.realm == "changed"
+    assert watched.counts == {"applied": 1, "rejected": 0}  # once: an unchanged file is not reloaded again
+
+
+# ------------------------------------------------------------------------------------------- the processes
+
+
+def _seed(doc: dict[str, Any]) -> None:
+    async def seed(admin: Any) -> None:
+        await admin.create_application("Demo App", app_id="demo")
+        await admin.add_client("demo", "demo-client")
+        await admin.subscribe("demo", "orders-v1")
+
+    run_admin(doc, seed)
+
+
+@pytest.fixture
+def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
+          tmp_path: Path) -> Iterator[Callable[..., tuple[ManagedProcess, dict[str, Any], Path]]]:
+    """``authz serve`` over a seeded registry: ``start(workers, **server settings)`` -> (process, doc, config)."""
+    started: list[ManagedProcess] = []
+
+    def start(workers: int = 1, **server: Any) -> tuple[ManagedProcess, dict[str, Any], Path]:
+        doc = settings_dict(idp, redis_server.url, key_prefix)
+        doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", workers=workers, **server)
+        _seed(doc)
+        config = tmp_path / f"authz{len(started)}.yaml"
+        _write(config, doc)
+        env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_LISTEN", "PROMETHEUS_MULTIPROC_DIR")}
+        proc = ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)],
+                              name=f"authz{len(started)}", log_dir=tmp_path, env=env, inherit_env=False).start()
+        started.append(proc)
+        for index in range(workers):
+            wait_serving(worker_listen(doc["server"]["listen"], index), timeout=30)
+        return proc, doc, config
+
+    yield start
+    for proc in started:
+        proc.stop(timeout=20)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return []
+
+
+def test_sighup_reloads_one_process_in_place_and_the_next_checks_follow_the_new_config(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    metrics = f"127.0.0.1:{free_port()}"
+    proc, doc, config = serve(workers=1, metrics_listen=metrics)
+    listen = doc["server"]["listen"]
+    token = idp.issue_token("demo-client", "demo", "orders:read")
+    assert _check(listen, token).status.code == 0  # allowed, and now in every cache
+    assert _challenge(listen).startswith('Bearer realm="authz"')
+
+    _write(config, {**_needs_write_scope(doc), "realm": "reloaded"})
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    assert proc.alive()
+    denied = _check(listen, token)  # the cached allow is not reused: the new pipeline decides
+    assert denied.denied_response.status.code == 403
+    assert _challenge(listen).startswith('Bearer realm="reloaded"')
+    assert _check(listen, idp.issue_token("demo-client", "demo", "orders:write")).status.code == 0
+    assert status(listen) == "SERVING"
+    assert sample(scrape(f"http://{metrics}/metrics"), "authz_config_reloads_total", result="applied") == 1
+
+
+def test_an_invalid_file_or_a_restart_only_change_keeps_serving_and_says_why(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    proc, doc, config = serve(workers=1)
+    listen = doc["server"]["listen"]
+    token = idp.issue_token("demo-client", "demo", "orders:read")
+    broken = yaml.safe_load(yaml.safe_dump(doc))
+    broken["realm"] = "reloaded"
+    broken["key_managers"][0]["leeway"] = "soon"
+    _write(config, broken)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "still running the previous config" in proc.log_text())
+    assert "key_managers[0].leeway: " in proc.log_text()
+    assert _check(listen, token).status.code == 0
+    assert _challenge(listen).startswith('Bearer realm="authz"')
+
+    moved = {**doc, "realm": "reloaded", "server": {**doc["server"], "listen": f"127.0.0.1:{free_port()}"}}
+    _write(config, moved)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    assert "server.listen changed" in proc.log_text() and "needs a restart" in proc.log_text()
+    assert _challenge(listen).startswith('Bearer realm="reloaded"')  # the rest applied, on the old address
+
+
+def test_sighup_to_the_supervisor_reloads_every_worker_without_restarting_one(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    proc, doc, config = serve(workers=2)
+    workers = [worker_listen(doc["server"]["listen"], i) for i in range(2)]
+    _wait(lambda: len(_children(proc.pid)) == 2)
+    pids = _children(proc.pid)
+    _write(config, {**doc, "realm": "reloaded"})
+    proc.signal(signal.SIGHUP)
+    for listen in workers:
+        _wait(lambda listen=listen: _challenge(listen).startswith('Bearer realm="reloaded"'))
+    assert _children(proc.pid) == pids
+    assert proc.log_text().count("config reloaded (SIGHUP)") == 2
+    assert "exited" not in proc.log_text()
+
+
+def test_a_sighup_while_the_workers_start_kills_none_of_them(
+    idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path,
+) -> None:
+    """The supervisor starts each worker with SIGHUP blocked; without that, SIGHUP's default action kills a
+    worker that has not installed its handler yet (status -1 / 129) and the supervisor restarts it."""
+    doc = settings_dict(idp, redis_server.url, key_prefix)
+    doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", workers=2)
+    config = tmp_path / "authz.yaml"
+    _write(config, doc)
+    env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
+    with ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)], name="early",
+                        log_dir=tmp_path, env=env, inherit_env=False) as proc:
+        _wait(lambda: len(_children(proc.pid)) == 2, timeout=10)
+        pids = _children(proc.pid)
+        _write(config, {**doc, "realm": "early"})
+        proc.signal(signal.SIGHUP)  # the workers are still importing
+        for index in range(2):
+            wait_serving(worker_listen(doc["server"]["listen"], index), timeout=30)
+            _wait(lambda i=index: _challenge(worker_listen(doc["server"]["listen"], i)).startswith(
+                'Bearer realm="early"'))
+        assert _children(proc.pid) == pids
+        assert "exited" not in proc.log_text()
+
+
+def test_the_file_watch_reloads_without_a_signal(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]],
+) -> None:
+    proc, doc, config = serve(workers=1, watch_config=True)
+    _write(config, {**doc, "realm": "watched"})
+    _wait(lambda: "config reloaded (file change)" in proc.log_text())
+    assert _challenge(doc["server"]["listen"]).startswith('Bearer realm="watched"')
+
+
+def _probe(port: int) -> int:
+    return httpx.get(f"http://127.0.0.1:{port}{HEALTH_PATH}", headers={HEALTH_HEADER: "test"}, timeout=5).status_code
+
+
+def test_sigterm_reports_not_serving_for_the_drain_grace_while_it_still_answers(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    http_port = free_port()
+    proc, doc, _ = serve(workers=1, drain_grace=2.0, http_listen=f"127.0.0.1:{http_port}")
+    listen = doc["server"]["listen"]
+    token = idp.issue_token("demo-client", "demo", "orders:read")
+    assert _probe(http_port) == 204
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    _wait(lambda: status(listen) == "NOT_SERVING", timeout=1.5)
+    assert _probe(http_port) == 429  # the HTTP probe's NOT_SERVING (503-class, on the wire as 429)
+    assert _check(listen, token).status.code == 0  # still answered during the drain grace
+    r = httpx.get(f"http://127.0.0.1:{http_port}/orders/v1/items", headers={"authorization": f"Bearer {token}"},
+                  timeout=5)
+    assert r.status_code == 200
+    assert time.monotonic() - started < 2.0
+    _wait(lambda: not proc.alive(), timeout=10)
+    assert proc.exit_code() == 0
+    assert time.monotonic() - started >= 2.0
+
+
+def test_sigint_skips_the_drain_grace(serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]]) -> None:
+    proc, _, _ = serve(workers=1, drain_grace=30.0)
+    started = time.monotonic()
+    proc.signal(signal.SIGINT)
+    _wait(lambda: not proc.alive(), timeout=10)
+    assert proc.exit_code() == 0
+    assert time.monotonic() - started < 10
+    assert "server.drain_grace" not in proc.log_text()
+
+
+def test_a_key_manager_keeps_its_cached_keys_unless_its_own_settings_change(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    proc, doc, config = serve(workers=1)
+    listen = doc["server"]["listen"]
+    token = idp.issue_token("demo-client", "demo", "orders:read")
+    fetched = idp.requests["/oauth2/jwks"]
+    _write(config, {**doc, "realm": "reloaded"})
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: _challenge(listen).startswith('Bearer realm="reloaded"'))
+    assert idp.requests["/oauth2/jwks"] == fetched  # the same key source: no new fetch
+    assert _check(listen, token).status.code == 0
+
+    other = yaml.safe_load(yaml.safe_dump(doc))
+    other["key_managers"][0]["audiences"] = ["another-api"]
+    _write(config, other)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
+    assert idp.requests["/oauth2/jwks"] == fetched + 1  # a new source, prefetched before the swap
+    assert _check(listen, token).denied_response.status.code == 401  # the token's aud is no longer accepted
