@@ -19,7 +19,6 @@ from typing import Any
 import httpx
 import yaml
 
-from authz.config.sections import ServerSettings
 from authz.dev.keymanager import DEMO_USERS, KeyManager, SigningKey
 from authz.dev.procs import ManagedProcess, start_envoy
 from authz.ops.envoy_proto import AUTHZ_CLUSTER, AUTHZ_HTTP_CLUSTER
@@ -30,10 +29,6 @@ from tests.support.config import AUDIENCE, free_consecutive_ports, settings_dict
 from tests.support.e2e import CLIENTS, write_gateway_config
 from tests.support.registry import run_admin
 from tests.support.tokencraft import claims, sign
-
-HAS_DRAIN_GRACE = "drain_grace" in ServerSettings.model_fields
-"""Whether this build has ``server.drain_grace`` (and the in-process reload on SIGHUP that lands with it)."""
-NEEDS_RELOAD = "needs in-process reload and server.drain_grace (main)"
 
 ATTACKER = SigningKey.generate_rsa(kid="attacker")
 
@@ -47,15 +42,15 @@ def key_manager(kid: str = "k1") -> KeyManager:
     return km
 
 
-def config_doc(km: KeyManager, redis_url: str, prefix: str, *, workers: int = 1, **jwks: float) -> dict[str, Any]:
+def config_doc(km: KeyManager, redis_url: str, prefix: str, *, workers: int = 1, drain_grace: float = 0.0,
+               **jwks: float) -> dict[str, Any]:
     """The authz config of a fault module: gRPC and HTTP check listeners (one port per worker each), the given
-    ``jwks`` timings, the drain grace where the build has it."""
+    ``jwks`` timings, ``drain_grace`` (0: a module that stops no worker under load stops its stack at once)."""
     doc = settings_dict(km, redis_url, prefix)
     doc["key_managers"][0]["jwks"].update(jwks)
     doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", workers=workers,
                          http_listen=f"127.0.0.1:{free_consecutive_ports()}", http_route_headers=True)
-    if HAS_DRAIN_GRACE:
-        doc["server"]["drain_grace"] = 2.5
+    doc["server"]["drain_grace"] = drain_grace
     doc["redis"]["cache_ttl"] = 30
     return doc
 
