@@ -109,17 +109,23 @@ def _mix(km: KeyManager) -> list[Shot]:
             Shot("unknown-kid", unknown_kid(km), True)]
 
 
-def _fault(km: KeyManager, fault: str, on: bool) -> None:
+@contextmanager
+def _faulty(km: KeyManager, fault: str) -> Iterator[None]:
+    """The key manager's JWKS endpoint failing as ``fault`` says, restored on exit."""
     if fault == "down":
-        km.stop() if on else km.start(port=km.port)
+        km.stop()
     elif fault == "slow":
-        km.jwks_delay = 3.0 if on else 0.0  # past jwks.timeout (2 s)
+        km.jwks_delay = 3.0  # past jwks.timeout (2 s)
     elif fault == "500":
-        km.jwks_status = 500 if on else 200
-    elif fault == "garbage":
-        km.jwks_body = b'{"keys": [{"kty": "RSA", "n": "!!", ' if on else None
-    elif fault == "empty":
-        km.jwks_body = b'{"keys": []}' if on else None
+        km.jwks_status = 500
+    else:
+        km.jwks_body = {"garbage": b'{"keys": [{"kty": "RSA", "n": "!!", ', "empty": b'{"keys": []}'}[fault]
+    try:
+        yield
+    finally:
+        if fault == "down":
+            km.start(port=km.port)
+        km.jwks_delay, km.jwks_status, km.jwks_body = 0.0, 200, None
 
 
 def _fetch_failures(authz: Authz) -> int:
@@ -134,12 +140,11 @@ def test_a_key_manager_fault_during_a_refresh_keeps_serving_from_the_cached_keys
     seconds = 5.0 if fault == "slow" else 3.5  # a slow fetch fails after jwks.timeout (2 s)
     with driving(s.gateway.url, _mix(s.km), seconds=seconds) as tally:
         time.sleep(0.5)
-        _fault(s.km, fault, on=True)
-        deadline = time.monotonic() + 4.0  # a refresh comes within 1 s; a slow one fails after jwks.timeout (2 s)
-        while (failures := _fetch_failures(s.authz) - before) < 1 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(0.5)  # and the load goes on a little against the failed refresh
-        _fault(s.km, fault, on=False)
+        with _faulty(s.km, fault):
+            deadline = time.monotonic() + 4.0  # a refresh comes within 1 s; a slow one fails after jwks.timeout (2 s)
+            while (failures := _fetch_failures(s.authz) - before) < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(0.5)  # and the load goes on a little against the failed refresh
         fault_ended = tally.clock()
     report(tally, f"key-manager-{fault}", record_property)
     assert failures >= 1  # a refresh met the fault (and was logged as a failed fetch, keeping the cached keys)
