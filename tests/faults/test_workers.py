@@ -141,7 +141,9 @@ def _sighup_under_load(authz: Authz, g: Gateway, km: KeyManager, name: str, reco
     while (r := httpx.get(item, headers={"authorization": f"Bearer {token}"}, timeout=5)).status_code != 403:
         assert time.monotonic() < deadline, (r.status_code, r.text)
         time.sleep(0.2)
-    assert r.json()["code"] == 900910  # insufficient scope: the new config decides
+    assert r.json()["code"] == 900910  # insufficient scope: the new config decides, in every worker from now on
+    assert [httpx.get(item, headers={"authorization": f"Bearer {token}"}, timeout=5).status_code
+            for _ in range(6)] == [403] * 6
 
 
 def test_sighup_to_the_supervisor_reloads_and_fails_no_request(workers: Workers, record_property) -> None:  # noqa: ANN001
