@@ -9,8 +9,6 @@ In process (one :class:`JwksCache`, a real key manager on loopback) and through 
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,12 +21,11 @@ import yaml
 from authz.config import Settings
 from authz.config.key_managers import JwksSettings
 from authz.dev.keymanager import KeyManager, SigningKey
-from authz.dev.procs import ManagedProcess, RedisServer
+from authz.dev.procs import RedisServer
 from authz.errors import Denial, Reason
-from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
-from tests.support.registry import run_admin
+from tests.support.processes import seed_demo_app, serve_config
 from tests.support.tokencraft import claims, running_validator, sign
 from tests.test_registry_processes import ALLOW, Checker, Verdict
 
@@ -137,24 +134,13 @@ async def test_a_cooldown_within_the_wait_refuses_no_valid_token_under_a_sustain
 def two_workers(idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path) -> Iterator[list[str]]:
     """``authz serve --workers 2`` with the default JWKS timings; yields the two workers' addresses."""
     doc = settings_dict(idp, redis_server.url, key_prefix, **_jwks())
-    doc["server"]["listen"] = f"127.0.0.1:{free_consecutive_ports()}"
-
-    async def seed(admin: Any) -> None:
-        await admin.create_application("Demo App", app_id="demo")
-        await admin.add_client("demo", "demo-client")
-        await admin.subscribe("demo", "orders-v1")
-
-    run_admin(doc, seed)
+    doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", workers=2)
+    seed_demo_app(doc)
     config = tmp_path / "authz.yaml"
     config.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    proc = ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config), "--workers", "2"],
-                          name="supervisor", log_dir=tmp_path,
-                          env={k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}, inherit_env=False).start()
-    workers = [worker_listen(doc["server"]["listen"], i) for i in range(2)]
+    proc = serve_config(config, tmp_path, "supervisor", doc["server"]["listen"], workers=2)
     try:
-        for w in workers:
-            wait_serving(w, timeout=30)
-        yield workers
+        yield [worker_listen(doc["server"]["listen"], i) for i in range(2)]
     finally:
         proc.stop(timeout=20)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
@@ -20,15 +19,13 @@ import yaml
 from envoy.service.auth.v3 import external_auth_pb2 as pb
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
-from authz.config import parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
 from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
-from authz.registry.admin import RegistryAdmin
-from authz.registry.redis_store import RedisStore
 from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape, wait_for
+from tests.support.processes import seed_demo_app, serve_config
 
 CHECKS = "authz_checks_total"
 
@@ -44,20 +41,6 @@ def _check(target: str, token: str | None) -> int:
         return external_auth_pb2_grpc.AuthorizationStub(channel).Check(req, timeout=10).status.code
 
 
-def _seed(doc: dict[str, Any]) -> None:
-    settings = parse_config(doc)
-
-    async def go() -> None:
-        store = RedisStore.open(settings.redis.url, settings.redis.key_prefix, 2.0)
-        admin = RegistryAdmin(store, settings)
-        await admin.create_application("Demo App", app_id="demo-app")
-        await admin.add_client("demo-app", "demo-client")
-        await admin.subscribe("demo-app", "orders-v1")
-        await store.aclose()
-
-    asyncio.run(go())
-
-
 @pytest.fixture
 def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
           tmp_path: Path) -> Iterator[Callable[..., tuple[ManagedProcess, dict[str, Any]]]]:
@@ -67,15 +50,11 @@ def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
         doc = settings_dict(idp, redis_server.url, key_prefix, **overrides)
         doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", metrics_listen=f"127.0.0.1:{free_port()}",
                              workers=workers)
-        _seed(doc)
+        seed_demo_app(doc)
         config = tmp_path / f"authz{len(started)}.yaml"
         config.write_text(yaml.safe_dump(doc), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_LISTEN", "PROMETHEUS_MULTIPROC_DIR")}
-        proc = ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)],
-                              name=f"authz{len(started)}", log_dir=tmp_path, env=env, inherit_env=False).start()
+        proc = serve_config(config, tmp_path, f"authz{len(started)}", doc["server"]["listen"], workers)
         started.append(proc)
-        for index in range(workers):
-            wait_serving(worker_listen(doc["server"]["listen"], index), timeout=30)
         return proc, doc
 
     yield start

@@ -34,7 +34,7 @@ from authz.ops.reload import RESTART_ONLY, ConfigReloader, keep_restart_only
 from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape
-from tests.support.registry import run_admin
+from tests.support.processes import seed_demo_app, serve_config
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
@@ -180,15 +180,6 @@ def test_the_watch_reloads_a_changed_file_only_under_watch_config(doc: dict[str,
 # ------------------------------------------------------------------------------------------- the processes
 
 
-def _seed(doc: dict[str, Any]) -> None:
-    async def seed(admin: Any) -> None:
-        await admin.create_application("Demo App", app_id="demo")
-        await admin.add_client("demo", "demo-client")
-        await admin.subscribe("demo", "orders-v1")
-
-    run_admin(doc, seed)
-
-
 @pytest.fixture
 def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
           tmp_path: Path) -> Iterator[Callable[..., tuple[ManagedProcess, dict[str, Any], Path]]]:
@@ -198,16 +189,11 @@ def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
     def start(workers: int = 1, **server: Any) -> tuple[ManagedProcess, dict[str, Any], Path]:
         doc = settings_dict(idp, redis_server.url, key_prefix)
         doc["server"].update(listen=f"127.0.0.1:{free_consecutive_ports()}", workers=workers, **server)
-        _seed(doc)
+        seed_demo_app(doc)
         config = tmp_path / f"authz{len(started)}.yaml"
         _write(config, doc)
-        env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_LISTEN", "PROMETHEUS_MULTIPROC_DIR")}
-        proc = ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)],
-                              name=f"authz{len(started)}", log_dir=tmp_path, env=env, inherit_env=False).start()
-        started.append(proc)
-        for index in range(workers):
-            wait_serving(worker_listen(doc["server"]["listen"], index), timeout=30)
-        return proc, doc, config
+        started.append(serve_config(config, tmp_path, f"authz{len(started)}", doc["server"]["listen"], workers))
+        return started[-1], doc, config
 
     yield start
     for proc in started:

@@ -19,7 +19,7 @@ from authz.config.base import (
     normalize_issuer,
 )
 from authz.config.key_managers import CertificateFile, JwksSettings, KeyManagerSettings
-from authz.config.load import ConfigError, load_config, parse_config
+from authz.config.load import ConfigError, load_config, load_servable, parse_config
 from authz.config.sections import (
     BACKEND_JWT_RESERVED_CLAIMS,
     AdminSettings,
@@ -39,5 +39,6 @@ __all__ = [
     "HTTP_METHODS", "AdminSettings", "ApiBackendJwtSettings", "ApiSettings", "BackendJwtKeySettings",
     "BackendJwtSettings", "CertificateFile", "ConfigError", "HeadersSettings", "JwksSettings", "KeyManagerSettings",
     "LoggingSettings", "RedisSettings", "ResourceSettings", "ServerSettings", "Settings", "TokenSettings", "load_config",
+    "load_servable",
     "media_type", "normalize_issuer", "parse_config", "serving_errors",
 ]

@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from authz.config.base import ENV_OVERRIDES
-from authz.config.settings import Settings, raw_duplicates
+from authz.config.settings import Settings, raw_duplicates, serving_errors
 
 
 class ConfigError(Exception):
@@ -113,3 +113,17 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{p}: {where}invalid YAML: {problem}"]) from None
     return parse_config(data, os.environ if env is None else env)
+
+
+def load_servable(path: str | os.PathLike[str]) -> Settings:
+    """:func:`load_config` plus what ``authz serve`` needs beyond a valid file (:func:`serving_errors`): the
+    check of ``authz check-config`` and of a config reload.
+
+    Raises:
+        ConfigError: every problem, one ``path: reason`` line each.
+    """
+    settings = load_config(path)
+    problems = serving_errors(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings

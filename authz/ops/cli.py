@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from authz.config import ConfigError, load_config, serving_errors
+from authz.config import ConfigError, load_servable, serving_errors
 from authz.ops import cli_envoy, cli_explain, cli_registry
 from authz.ops.cli_support import DEFAULT_CONFIG, load, run, setup_logging
 
@@ -57,10 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     """``authz check-config FILE``: print every error with its YAML path; 1 if any, else 0."""
     try:
-        settings = load_config(args.file)
-        problems = serving_errors(settings)
-        if problems:
-            raise ConfigError(problems)
+        settings = load_servable(args.file)
     except ConfigError as exc:
         for line in exc.errors:
             print(line)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from authz.config import ConfigError, Settings, load_config, serving_errors
+from authz.config import ConfigError, Settings, load_servable
 
 log = logging.getLogger("authz.reload")
 
@@ -116,10 +116,7 @@ class ConfigReloader:
         async with self._lock:
             self._loaded = fingerprint(self.path)
             try:
-                new = load_config(self.path)
-                problems = serving_errors(new)
-                if problems:
-                    raise ConfigError(problems)
+                new = load_servable(self.path)
             except ConfigError as exc:
                 for line in exc.errors:
                     log.error("config reload (%s) rejected, %s: %s", trigger, self.path, line)

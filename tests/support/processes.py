@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,9 @@ import yaml
 
 from authz.dev.procs import ManagedProcess
 from authz.ops.health import wait_serving
+from authz.ops.supervisor import worker_listen
+from authz.registry.admin import RegistryAdmin
+from tests.support.registry import run_admin
 
 
 class AuthzProcess:
@@ -38,3 +42,32 @@ class AuthzProcess:
 
     def log_text(self) -> str:
         return self.proc.log_text()
+
+
+def serve_config(config: Path, log_dir: Path, name: str, listen: str, workers: int = 1) -> ManagedProcess:
+    """``authz serve --config CONFIG`` (``workers`` from the file) started and SERVING on every worker's port.
+
+    Args:
+        config: the config file.
+        log_dir: where the process log goes.
+        name: the process name (log file).
+        listen: the file's ``server.listen`` (worker I serves on its port + I).
+        workers: the file's ``server.workers``.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTHZ_LISTEN", "PROMETHEUS_MULTIPROC_DIR")}
+    proc = ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)], name=name,
+                          log_dir=log_dir, env=env, inherit_env=False).start()
+    for index in range(workers):
+        wait_serving(worker_listen(listen, index), timeout=30)
+    return proc
+
+
+def seed_demo_app(doc: dict[str, Any]) -> None:
+    """Register Demo App (``demo``) with client ``demo-client``, subscribed to ``orders-v1``, in ``doc``'s
+    registry."""
+    async def seed(admin: RegistryAdmin) -> None:
+        await admin.create_application("Demo App", app_id="demo")
+        await admin.add_client("demo", "demo-client")
+        await admin.subscribe("demo", "orders-v1")
+
+    run_admin(doc, seed)
