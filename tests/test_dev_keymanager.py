@@ -341,3 +341,24 @@ def test_stop_is_idempotent_and_frees_port():
     manager.stop()
     with pytest.raises(ConnectionRefusedError):
         http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/oauth2/jwks")
+
+
+def test_stop_closes_kept_alive_connections_too():
+    """A stopped key manager answers nothing, not even on a connection a client kept alive (authz's JWKS client
+    keeps its connection: a "down" fault must reach it)."""
+    manager = KeyManager(AUDIENCE, {}, {})
+    manager.start()
+    conn = http.client.HTTPConnection("127.0.0.1", manager.port, timeout=2)
+    conn.request("GET", "/oauth2/jwks")
+    assert conn.getresponse().read() and conn.sock is not None  # kept alive (HTTP/1.1)
+    manager.stop()
+    with pytest.raises((http.client.HTTPException, OSError)):
+        conn.request("GET", "/oauth2/jwks")
+        conn.getresponse().read()
+    conn.close()
+    manager.start(port=manager.port)  # and it comes back on its port
+    again = http.client.HTTPConnection("127.0.0.1", manager.port, timeout=2)
+    again.request("GET", "/oauth2/jwks")
+    assert again.getresponse().status == 200
+    again.close()
+    manager.stop()

@@ -221,6 +221,35 @@ async def test_c03a_cold_start_with_jwks_down_is_dependency_unavailable_then_rec
         assert (await v.validate(_token(idp))).client_id == "app-123"
 
 
+async def test_c03a_after_a_long_cold_start_outage_checks_get_the_keys_within_the_cooldown_not_the_backoff(
+    idp: KeyManager, make_settings: Callable[..., Settings]
+) -> None:
+    """The background retry backs off (doubling up to ``refresh_interval``: minutes with the defaults), so a key
+    manager back after a long outage would leave every check at 503 until the next retry. A check that finds no
+    usable key set forces a fetch instead, at most one per ``kid_refetch_cooldown`` (shared with the unknown-kid
+    refetches): the keys are there within the cooldown of the key manager's return, whatever the backoff."""
+    idp.jwks_status = 503
+    settings = make_settings(**_jwks_settings(retry_interval=60, refresh_interval=300, kid_refetch_cooldown=0.5))
+    async with running_validator(settings) as (v, caches):
+        assert caches["test-km"].keyset is None
+        for _ in range(20):  # an outage under traffic: one forced fetch per cooldown, however many checks
+            with pytest.raises(DependencyUnavailable):
+                await v.validate(_token(idp))
+        await _wait_for(lambda: idp.requests[JWKS] == 2)  # the prefetch, then one forced fetch (not awaited)
+        await asyncio.sleep(0.2)
+        assert idp.requests[JWKS] == 2
+        idp.jwks_status = 200
+        back = time.monotonic()
+        while True:  # the next background retry is a minute away
+            try:
+                assert (await v.validate(_token(idp))).client_id == "app-123"
+                break
+            except DependencyUnavailable:
+                assert time.monotonic() - back < 0.5 + 1.0, "keys not fetched within the cooldown"
+                await asyncio.sleep(0.05)
+        assert idp.requests[JWKS] <= 2 + (time.monotonic() - back) / 0.5 + 1
+
+
 async def test_c03b_stale_if_error_serves_last_good_keys_within_max_stale_then_503(
     idp: KeyManager, make_settings: Callable[..., Settings]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import sys
 import threading
@@ -13,10 +14,37 @@ class DevHTTPServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` with daemon threads that stays quiet when a client drops its connection.
 
     A peer resetting the connection (load tests, clients killed mid-request) is normal for a dev server;
-    any other error in a handler is still printed with its traceback.
+    any other error in a handler is still printed with its traceback. :meth:`server_close` also shuts down the
+    connections clients keep alive (HTTP/1.1), whose handler threads would otherwise go on answering: a stopped
+    server answers nothing.
     """
 
     daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._open_lock:
+            open_connections, self._open = list(self._open), set()
+        for conn in open_connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its peer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore ``ConnectionResetError`` and ``BrokenPipeError``; report anything else as usual."""

@@ -11,6 +11,9 @@ Rules it keeps:
   valid token signed with a key published just after a refetch that an attacker's kid triggered is refused for
   at most ``kid_refetch_cooldown - forced_refetch_wait`` seconds plus the key manager's answer time, and never
   when the cooldown plus that answer time fits inside the wait (docs/security.md, "Key rotation");
+* a check that finds no usable key set (a cold start, or past ``max_stale``) forces a fetch, within the same
+  one-per-cooldown budget (not awaited: that check answers 503), so the keys are back within the cooldown of the
+  key manager's return, whatever the retry backoff has grown to;
 * a failed or garbage fetch never replaces a good key set; the last good set is used for
   ``jwks.max_stale`` seconds past its refresh time, then :class:`DependencyUnavailable` (503);
 * keys that cannot be loaded (bad encoding, ``use: enc``, weak RSA) are skipped and logged, the others work
@@ -229,6 +232,7 @@ class JwksCache:
             DependencyUnavailable: no usable key set (key manager down at a cold start or past ``max_stale``).
         """
         if not self.usable():
+            self._refetch_unusable()
             if trace is not None:
                 trace.append(Step("key", self.last_error or "key set expired", f"a usable key set from {self.name}'s "
                                   "JWKS (fetched within its refresh interval + jwks.max_stale)", False))
@@ -252,6 +256,18 @@ class JwksCache:
                 log_detail=f"key manager {self.name}: no key for kid={(kid or '')[:64]!r} alg={alg}",
             )
         return key
+
+    def _refetch_unusable(self) -> None:
+        """A check found no usable key set: start a fetch now (not awaited: this check answers 503) unless one is
+        in flight or the ``kid_refetch_cooldown`` since the last forced fetch still runs. Without it, a key manager
+        back after a long outage would wait for the background retry, whose delay doubles up to
+        ``refresh_interval``."""
+        if self._inflight is not None and not self._inflight.done():
+            return
+        if self._clock() - self._last_forced < self.settings.jwks.kid_refetch_cooldown:
+            return
+        self._last_forced = self._clock()
+        self.refresh()
 
     async def _await_unknown_kid(self, kid: str, alg: str) -> tuple[VerificationKey | None, str]:
         """The key for a ``kid`` missing from the key set, from a key set fetched after this check arrived, if the
