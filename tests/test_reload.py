@@ -358,3 +358,41 @@ def test_a_key_manager_keeps_its_cached_keys_unless_its_own_settings_change(
     _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
     assert idp.requests["/oauth2/jwks"] == fetched + 1  # a new source, prefetched before the swap
     assert _check(listen, token).denied_response.status.code == 401  # the token's aud is no longer accepted
+
+
+def test_a_sighup_while_one_process_prefetches_its_keys_is_a_reload_not_a_kill(
+    idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path,
+) -> None:
+    """``authz serve`` blocks SIGHUP until it can reload: without that, a SIGHUP during a slow JWKS prefetch at
+    start (a ConfigMap update while the pod starts) kills the single process (SIGHUP's default action)."""
+    doc = settings_dict(idp, redis_server.url, key_prefix)
+    doc["server"]["listen"] = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "authz.yaml"
+    _write(config, doc)
+    idp.jwks_delay = 2.0
+    env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
+    with ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)], name="prefetching",
+                        log_dir=tmp_path, env=env, inherit_env=False) as proc:
+        _wait(lambda: idp.requests["/oauth2/jwks"] >= 1)  # the prefetch has started: the handler is not installed
+        _write(config, {**doc, "realm": "early"})
+        proc.signal(signal.SIGHUP)
+        wait_serving(doc["server"]["listen"], timeout=30)
+        assert proc.alive()
+        _wait(lambda: _challenge(doc["server"]["listen"]).startswith('Bearer realm="early"'))
+
+
+def test_the_supervisor_waits_for_a_drain_grace_raised_by_a_reload(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]],
+) -> None:
+    """The supervisor's SIGKILL deadline follows a reloaded ``drain_grace``: started with 0 + 1 s (deadline 6 s),
+    reloaded to 8 s of drain grace, the workers must get their 8 s and exit 0, not be killed at 6 s."""
+    proc, doc, config = serve(workers=2, drain_grace=0, grace_period=1)
+    _write(config, {**doc, "server": {**doc["server"], "drain_grace": 8}})
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    _wait(lambda: not proc.alive(), timeout=30)
+    assert time.monotonic() - started >= 8.0
+    assert "did not drain in time" not in proc.log_text()
+    assert proc.exit_code() == 0
