@@ -177,6 +177,30 @@ def test_the_watch_reloads_a_changed_file_only_under_watch_config(doc: dict[str,
     assert watched.counts == {"applied": 1, "rejected": 0}  # once: an unchanged file is not reloaded again
 
 
+def test_yaml_nested_too_deeply_is_a_rejected_reload_and_the_watch_goes_on(
+    doc: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PyYAML raises RecursionError on deep nesting: it must be a rejected reload (logged, counted), not an
+    exception that kills the watch task, after which no change of the file was ever reloaded again."""
+    path = tmp_path / "authz.yaml"
+    watched_doc = {**doc, "server": {**doc["server"], "watch_config": True}}
+    reloader = _reloader(path, watched_doc)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(reloader.watch(interval=0.05))
+        path.write_text("a: [" * 5000, encoding="utf-8")
+        await asyncio.sleep(0.5)
+        _write(path, {**watched_doc, "realm": "after"})
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert reloader.counts == {"applied": 1, "rejected": 1}
+    assert reloader.settings.realm == "after"
+    assert "invalid YAML: nested too deeply" in caplog.text
+
+
 # ------------------------------------------------------------------------------------------- the processes
 
 

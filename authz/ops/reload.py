@@ -124,6 +124,11 @@ class ConfigReloader:
                           len(exc.errors))
                 self.counts["rejected"] += 1
                 return False
+            except Exception as exc:  # noqa: BLE001 - a reader bug must not end the file watch (the task would die)
+                log.exception("config reload (%s) rejected, %s: cannot load it (%s); still running the previous "
+                              "config", trigger, self.path, type(exc).__name__)
+                self.counts["rejected"] += 1
+                return False
             effective, restart = keep_restart_only(self.settings, new)
             for path in restart:
                 log.warning("config reload (%s): %s changed in %s but needs a restart; keeping %r", trigger, path,
