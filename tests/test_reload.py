@@ -420,3 +420,30 @@ def test_the_supervisor_waits_for_a_drain_grace_raised_by_a_reload(
     assert time.monotonic() - started >= 8.0
     assert "did not drain in time" not in proc.log_text()
     assert proc.exit_code() == 0
+
+
+def test_a_changed_key_manager_whose_keys_cannot_be_fetched_is_a_rejected_reload(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    """Changing a key manager (here only its ``leeway``) while its JWKS endpoint is too slow must not swap its
+    working keys for a source without keys: every valid token would get 503 until the next fetch."""
+    proc, doc, config = serve(workers=1)
+    listen = doc["server"]["listen"]
+    token = idp.issue_token("demo-client", "demo", "orders:read")
+    assert _check(listen, token).status.code == 0
+    changed = yaml.safe_load(yaml.safe_dump(doc))
+    changed["key_managers"][0]["leeway"] = 30
+    changed["realm"] = "reloaded"
+    idp.jwks_delay = 8.0  # beyond jwks.timeout (2 s) + 1 s: the new source's prefetch gets no keys
+    _write(config, changed)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "still running the previous config" in proc.log_text())
+    assert "key manager 'test-km' changed but its new key source has no usable keys" in proc.log_text()
+    assert _check(listen, token).status.code == 0  # not 503: the running keys still decide
+    assert _challenge(listen).startswith('Bearer realm="authz"')
+
+    idp.jwks_delay = 0.0
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    assert _challenge(listen).startswith('Bearer realm="reloaded"')
+    assert _check(listen, token).status.code == 0
