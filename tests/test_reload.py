@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from authz.config import Settings, parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
+from authz.dev.signing import SigningKey
 from authz.envoy.http_service import HEALTH_HEADER, HEALTH_PATH
 from authz.ops.health import status, wait_serving
 from authz.ops.reload import RESTART_ONLY, ConfigReloader, keep_restart_only
@@ -447,3 +449,41 @@ def test_a_changed_key_manager_whose_keys_cannot_be_fetched_is_a_rejected_reload
     _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
     assert _challenge(listen).startswith('Bearer realm="reloaded"')
     assert _check(listen, token).status.code == 0
+
+
+def test_the_http_listener_drains_for_a_reloaded_grace_period(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    """Started with ``grace_period: 0.2`` and reloaded to 10 s, an HTTP check still deciding at SIGTERM (an
+    unknown ``kid`` waits up to 3 s for a slow forced JWKS refetch) gets its answer (401), not a closed
+    connection after the start's 0.2 s."""
+    http_port = free_port()
+    proc, doc, config = serve(workers=1, grace_period=0.2, decision_timeout=5.0,
+                              http_listen=f"127.0.0.1:{http_port}")
+    longer = yaml.safe_load(yaml.safe_dump(doc))
+    longer["server"]["grace_period"] = 10
+    longer["key_managers"][0]["jwks"]["forced_refetch_wait"] = 3.0
+    _write(config, longer)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    idp.jwks_delay = 2.0
+    token = idp.issue_token("demo-client", "demo", "orders:read", key=SigningKey.generate_rsa(kid="unknown"))
+    answers: list[int | str] = []
+
+    def call() -> None:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{http_port}/orders/v1/items",
+                          headers={"authorization": f"Bearer {token}"}, timeout=15)
+            answers.append(r.status_code)
+        except httpx.HTTPError as exc:
+            answers.append(type(exc).__name__)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    _wait(lambda: idp.requests["/oauth2/jwks"] >= 3)  # the check waits for the forced refetch
+    time.sleep(0.5)
+    proc.signal(signal.SIGTERM)
+    caller.join(20)
+    assert answers == [401]
+    _wait(lambda: not proc.alive())
+    assert proc.exit_code() == 0

@@ -383,7 +383,8 @@ class Listeners:
         if self.grpc is not None:
             self.grpc.reconfigure(pipeline, settings.realm, cache_size)
         if self.http is not None:
-            self.http.reconfigure(pipeline, settings.realm, cache_size, route_headers=settings.server.http_route_headers)
+            self.http.reconfigure(pipeline, settings.realm, cache_size, route_headers=settings.server.http_route_headers,
+                                  grace_period=settings.server.grace_period)
         if self.admin is not None:
             self.admin.reconfigure(settings)
         if self.jwks_endpoint is not None and services.backend_jwt is not None:
