@@ -203,6 +203,30 @@ def test_yaml_nested_too_deeply_is_a_rejected_reload_and_the_watch_goes_on(
     assert "invalid YAML: nested too deeply" in caplog.text
 
 
+def test_the_watch_does_not_reload_a_file_still_being_written(doc: dict[str, Any], tmp_path: Path) -> None:
+    """A file rewritten in place a line at a time (a slow writer, ``cat > authz.yaml`` from a pipe) is reloaded
+    once, complete: no look in between may apply (or reject) one of its truncated states."""
+    path = tmp_path / "authz.yaml"
+    watched_doc = {**doc, "server": {**doc["server"], "watch_config": True}}
+    reloader = _reloader(path, watched_doc)
+    lines = yaml.safe_dump({**watched_doc, "realm": "complete"}).splitlines(keepends=True)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(reloader.watch(interval=0.05))
+        with path.open("w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line)
+                out.flush()
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    assert len(lines) > 50  # the writing takes several intervals
+    asyncio.run(scenario())
+    assert [s.realm for s in reloader.applied] == ["complete"]  # type: ignore[attr-defined]
+    assert reloader.counts == {"applied": 1, "rejected": 0}
+
+
 # ------------------------------------------------------------------------------------------- the processes
 
 

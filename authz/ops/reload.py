@@ -30,7 +30,8 @@ already bound, the worker processes, the Redis connection and its caches (the re
 there), the admin API and the log handler."""
 
 WATCH_INTERVAL = 1.0
-"""Seconds between two looks at the config file under ``server.watch_config``."""
+"""Seconds between two looks at the config file under ``server.watch_config`` (a change is reloaded once it has
+settled for one interval)."""
 
 
 def fingerprint(path: str | Path) -> bytes | None:
@@ -148,10 +149,19 @@ class ConfigReloader:
     async def watch(self, interval: float = WATCH_INTERVAL) -> None:
         """Reload whenever the file's content changes while ``server.watch_config`` is true; runs until cancelled.
 
+        A changed content is reloaded once two looks in a row saw it (it settled for ``interval``): a file still
+        being written in place, in several writes, is not read half-written (a truncated YAML file is often
+        valid YAML: its last APIs, resources or scopes would be missing).
+
         Args:
             interval: seconds between two looks at the file.
         """
+        seen: bytes | None = None
         while True:
             await asyncio.sleep(interval)
-            if self.settings.server.watch_config and self.changed():
-                await self.reload("file change")
+            now = fingerprint(self.path) if self.settings.server.watch_config else None
+            if now is None or now == self._loaded or now != seen:
+                seen = now
+                continue
+            seen = None
+            await self.reload("file change")
