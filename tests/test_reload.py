@@ -37,6 +37,7 @@ from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape
 from tests.support.processes import seed_demo_app, serve_config
+from tests.test_backend_jwt import backend_jwt_section
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
@@ -511,3 +512,25 @@ def test_the_http_listener_drains_for_a_reloaded_grace_period(
     assert answers == [401]
     _wait(lambda: not proc.alive())
     assert proc.exit_code() == 0
+
+
+def test_removing_the_backend_jwt_section_stops_publishing_its_keys(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], tmp_path: Path,
+) -> None:
+    """The JWKS endpoint stays bound (``backend_jwt.jwks_listen`` needs a restart) but must not go on publishing
+    the public keys of a section the reload removed (say, because its key leaked): it serves an empty key set."""
+    jwks_port = free_port()
+    proc, doc, config = serve(workers=1)
+    proc.stop(timeout=20)
+    with_jwt = {**doc, "backend_jwt": backend_jwt_section(tmp_path, jwks_listen=f"127.0.0.1:{jwks_port}")}
+    _write(config, with_jwt)
+    proc = serve_config(config, tmp_path, "with-jwt", doc["server"]["listen"])
+    try:
+        url = f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json"
+        assert {k["kid"] for k in httpx.get(url, timeout=5).json()["keys"]} == {"bj-rsa", "bj-ec"}
+        _write(config, doc)
+        proc.signal(signal.SIGHUP)
+        _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+        assert httpx.get(url, timeout=5).json() == {"keys": []}
+    finally:
+        proc.stop(timeout=20)

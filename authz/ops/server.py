@@ -387,8 +387,8 @@ class Listeners:
                                   grace_period=settings.server.grace_period)
         if self.admin is not None:
             self.admin.reconfigure(settings)
-        if self.jwks_endpoint is not None and services.backend_jwt is not None:
-            self.jwks_endpoint.publish(services.backend_jwt.jwks())
+        if self.jwks_endpoint is not None:  # a removed backend_jwt section publishes no key: none may be trusted
+            self.jwks_endpoint.publish(services.backend_jwt.jwks() if services.backend_jwt else {"keys": []})
         for recorder in self.recorders:
             recorder.log_decisions(settings.logging.decisions)
 
