@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from envoy.service.auth.v3 import external_auth_pb2_grpc
 from authz.config import Settings, parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import ManagedProcess, RedisServer, free_port
+from authz.dev.signing import SigningKey
 from authz.envoy.http_service import HEALTH_HEADER, HEALTH_PATH
 from authz.ops.health import status, wait_serving
 from authz.ops.reload import RESTART_ONLY, ConfigReloader, keep_restart_only
@@ -35,6 +37,7 @@ from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape
 from tests.support.processes import seed_demo_app, serve_config
+from tests.test_backend_jwt import backend_jwt_section
 
 
 def _write(path: Path, doc: dict[str, Any]) -> None:
@@ -175,6 +178,54 @@ def test_the_watch_reloads_a_changed_file_only_under_watch_config(doc: dict[str,
     asyncio.run(watch_for(watched, 0.5))
     assert watched.settings.realm == "changed"
     assert watched.counts == {"applied": 1, "rejected": 0}  # once: an unchanged file is not reloaded again
+
+
+def test_yaml_nested_too_deeply_is_a_rejected_reload_and_the_watch_goes_on(
+    doc: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PyYAML raises RecursionError on deep nesting: it must be a rejected reload (logged, counted), not an
+    exception that kills the watch task, after which no change of the file was ever reloaded again."""
+    path = tmp_path / "authz.yaml"
+    watched_doc = {**doc, "server": {**doc["server"], "watch_config": True}}
+    reloader = _reloader(path, watched_doc)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(reloader.watch(interval=0.05))
+        path.write_text("a: [" * 5000, encoding="utf-8")
+        await asyncio.sleep(0.5)
+        _write(path, {**watched_doc, "realm": "after"})
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert reloader.counts == {"applied": 1, "rejected": 1}
+    assert reloader.settings.realm == "after"
+    assert "invalid YAML: nested too deeply" in caplog.text
+
+
+def test_the_watch_does_not_reload_a_file_still_being_written(doc: dict[str, Any], tmp_path: Path) -> None:
+    """A file rewritten in place a line at a time (a slow writer, ``cat > authz.yaml`` from a pipe) is reloaded
+    once, complete: no look in between may apply (or reject) one of its truncated states."""
+    path = tmp_path / "authz.yaml"
+    watched_doc = {**doc, "server": {**doc["server"], "watch_config": True}}
+    reloader = _reloader(path, watched_doc)
+    lines = yaml.safe_dump({**watched_doc, "realm": "complete"}).splitlines(keepends=True)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(reloader.watch(interval=0.05))
+        with path.open("w", encoding="utf-8") as out:
+            for line in lines:
+                out.write(line)
+                out.flush()
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    assert len(lines) > 50  # the writing takes several intervals
+    asyncio.run(scenario())
+    assert [s.realm for s in reloader.applied] == ["complete"]  # type: ignore[attr-defined]
+    assert reloader.counts == {"applied": 1, "rejected": 0}
 
 
 # ------------------------------------------------------------------------------------------- the processes
@@ -358,3 +409,128 @@ def test_a_key_manager_keeps_its_cached_keys_unless_its_own_settings_change(
     _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
     assert idp.requests["/oauth2/jwks"] == fetched + 1  # a new source, prefetched before the swap
     assert _check(listen, token).denied_response.status.code == 401  # the token's aud is no longer accepted
+
+
+def test_a_sighup_while_one_process_prefetches_its_keys_is_a_reload_not_a_kill(
+    idp: KeyManager, redis_server: RedisServer, key_prefix: str, tmp_path: Path,
+) -> None:
+    """``authz serve`` blocks SIGHUP until it can reload: without that, a SIGHUP during a slow JWKS prefetch at
+    start (a ConfigMap update while the pod starts) kills the single process (SIGHUP's default action)."""
+    doc = settings_dict(idp, redis_server.url, key_prefix)
+    doc["server"]["listen"] = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "authz.yaml"
+    _write(config, doc)
+    idp.jwks_delay = 2.0
+    env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
+    with ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)], name="prefetching",
+                        log_dir=tmp_path, env=env, inherit_env=False) as proc:
+        _wait(lambda: idp.requests["/oauth2/jwks"] >= 1)  # the prefetch has started: the handler is not installed
+        _write(config, {**doc, "realm": "early"})
+        proc.signal(signal.SIGHUP)
+        wait_serving(doc["server"]["listen"], timeout=30)
+        assert proc.alive()
+        _wait(lambda: _challenge(doc["server"]["listen"]).startswith('Bearer realm="early"'))
+
+
+def test_the_supervisor_waits_for_a_drain_grace_raised_by_a_reload(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]],
+) -> None:
+    """The supervisor's SIGKILL deadline follows a reloaded ``drain_grace``: started with 0 + 1 s (deadline 6 s),
+    reloaded to 8 s of drain grace, the workers must get their 8 s and exit 0, not be killed at 6 s."""
+    proc, doc, config = serve(workers=2, drain_grace=0, grace_period=1)
+    _write(config, {**doc, "server": {**doc["server"], "drain_grace": 8}})
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
+    started = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    _wait(lambda: not proc.alive(), timeout=30)
+    assert time.monotonic() - started >= 8.0
+    assert "did not drain in time" not in proc.log_text()
+    assert proc.exit_code() == 0
+
+
+def test_a_changed_key_manager_whose_keys_cannot_be_fetched_is_a_rejected_reload(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    """Changing a key manager (here only its ``leeway``) while its JWKS endpoint is too slow must not swap its
+    working keys for a source without keys: every valid token would get 503 until the next fetch."""
+    proc, doc, config = serve(workers=1)
+    listen = doc["server"]["listen"]
+    token = idp.issue_token("demo-client", "demo", "orders:read")
+    assert _check(listen, token).status.code == 0
+    changed = yaml.safe_load(yaml.safe_dump(doc))
+    changed["key_managers"][0]["leeway"] = 30
+    changed["realm"] = "reloaded"
+    idp.jwks_delay = 8.0  # beyond jwks.timeout (2 s) + 1 s: the new source's prefetch gets no keys
+    _write(config, changed)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "still running the previous config" in proc.log_text())
+    assert "key manager 'test-km' changed but its new key source has no usable keys" in proc.log_text()
+    assert _check(listen, token).status.code == 0  # not 503: the running keys still decide
+    assert _challenge(listen).startswith('Bearer realm="authz"')
+
+    idp.jwks_delay = 0.0
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    assert _challenge(listen).startswith('Bearer realm="reloaded"')
+    assert _check(listen, token).status.code == 0
+
+
+def test_the_http_listener_drains_for_a_reloaded_grace_period(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
+) -> None:
+    """Started with ``grace_period: 0.2`` and reloaded to 10 s, an HTTP check still deciding at SIGTERM (an
+    unknown ``kid`` waits up to 3 s for a slow forced JWKS refetch) gets its answer (401), not a closed
+    connection after the start's 0.2 s."""
+    http_port = free_port()
+    proc, doc, config = serve(workers=1, grace_period=0.2, decision_timeout=5.0,
+                              http_listen=f"127.0.0.1:{http_port}")
+    longer = yaml.safe_load(yaml.safe_dump(doc))
+    longer["server"]["grace_period"] = 10
+    longer["key_managers"][0]["jwks"]["forced_refetch_wait"] = 3.0
+    _write(config, longer)
+    proc.signal(signal.SIGHUP)
+    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    idp.jwks_delay = 2.0
+    token = idp.issue_token("demo-client", "demo", "orders:read", key=SigningKey.generate_rsa(kid="unknown"))
+    answers: list[int | str] = []
+
+    def call() -> None:
+        try:
+            r = httpx.get(f"http://127.0.0.1:{http_port}/orders/v1/items",
+                          headers={"authorization": f"Bearer {token}"}, timeout=15)
+            answers.append(r.status_code)
+        except httpx.HTTPError as exc:
+            answers.append(type(exc).__name__)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    _wait(lambda: idp.requests["/oauth2/jwks"] >= 3)  # the check waits for the forced refetch
+    time.sleep(0.5)
+    proc.signal(signal.SIGTERM)
+    caller.join(20)
+    assert answers == [401]
+    _wait(lambda: not proc.alive())
+    assert proc.exit_code() == 0
+
+
+def test_removing_the_backend_jwt_section_stops_publishing_its_keys(
+    serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], tmp_path: Path,
+) -> None:
+    """The JWKS endpoint stays bound (``backend_jwt.jwks_listen`` needs a restart) but must not go on publishing
+    the public keys of a section the reload removed (say, because its key leaked): it serves an empty key set."""
+    jwks_port = free_port()
+    proc, doc, config = serve(workers=1)
+    proc.stop(timeout=20)
+    with_jwt = {**doc, "backend_jwt": backend_jwt_section(tmp_path, jwks_listen=f"127.0.0.1:{jwks_port}")}
+    _write(config, with_jwt)
+    proc = serve_config(config, tmp_path, "with-jwt", doc["server"]["listen"])
+    try:
+        url = f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json"
+        assert {k["kid"] for k in httpx.get(url, timeout=5).json()["keys"]} == {"bj-rsa", "bj-ec"}
+        _write(config, doc)
+        proc.signal(signal.SIGHUP)
+        _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+        assert httpx.get(url, timeout=5).json() == {"keys": []}
+    finally:
+        proc.stop(timeout=20)

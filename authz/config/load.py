@@ -98,7 +98,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     Returns:
         The validated :class:`Settings`.
     Raises:
-        ConfigError: unreadable file, YAML syntax error (with line and column) or invalid fields.
+        ConfigError: unreadable file, YAML syntax error (with line and column), YAML nested too deeply for the
+            parser, or invalid fields.
     """
     p = Path(path)
     try:
@@ -112,6 +113,8 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{p}: {where}invalid YAML: {problem}"]) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError([f"{p}: invalid YAML: nested too deeply"]) from None
     return parse_config(data, os.environ if env is None else env)
 
 

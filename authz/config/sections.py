@@ -197,8 +197,9 @@ class ServerSettings(ConfigModel):
     Keep `drain_grace + grace_period` below the orchestrator's kill timeout (Kubernetes'
     `terminationGracePeriodSeconds`). See [operations](operations.md#rollouts-and-restarts)."""
     watch_config: bool = False
-    """Reload the config file when its content changes (checked every second), as on SIGHUP: an invalid file is
-    logged with every error and the running config kept; settings that need a restart (listen addresses,
+    """Reload the config file when its content changes (checked every second; reloaded once the new content has
+    stayed the same for a second, so a file rewritten in place is not read half-written), as on SIGHUP: an invalid
+    file is logged with every error and the running config kept; settings that need a restart (listen addresses,
     `workers`, `redis`, `admin`, `logging.format`) are named in the log and keep their running values. See
     [operations](operations.md#reloading-the-configuration)."""
     http_listen: ListenAddress | None = None

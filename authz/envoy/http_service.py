@@ -305,7 +305,8 @@ class HttpAuthorizationServer:
         self.port = await self._server.start()
         return self.port
 
-    def reconfigure(self, pipeline: Pipeline, realm: str, cache_size: int, *, route_headers: bool) -> None:
+    def reconfigure(self, pipeline: Pipeline, realm: str, cache_size: int, *, route_headers: bool,
+                    grace_period: float | None = None) -> None:
         """Answer the next requests with a new handler (a config reload): same recorder and health state, new
         pipeline, realm, rendered-answer cache and ``route_headers``. Checks in flight finish with the old one.
 
@@ -314,10 +315,13 @@ class HttpAuthorizationServer:
             realm: ``realm``.
             cache_size: ``server.decision_cache_size``.
             route_headers: ``server.http_route_headers``.
+            grace_period: ``server.grace_period``, what :meth:`close` gives in-flight checks (None: unchanged).
         """
         handler = HttpAuthorizationHandler(pipeline, realm, cache_size, self.recorder, route_headers=route_headers)
         handler.serving = self.handler.serving
         self.handler = self._server.handler = handler
+        if grace_period is not None:
+            self._server.grace_period = grace_period
 
     @property
     def serving(self) -> bool:

@@ -282,6 +282,7 @@ class Http1Server:
 
     Attributes:
         port: the bound port, after :meth:`start`.
+        grace_period: as the argument; may be changed while serving (:meth:`close` reads it).
     """
 
     def __init__(self, handler: Handler, listen: str, limits: Limits | None = None,
@@ -291,7 +292,7 @@ class Http1Server:
         host, _, port = listen.rpartition(":")
         self._host = host.strip("[]")
         self._port = int(port)
-        self._grace = grace_period
+        self.grace_period = grace_period
         self.port: int | None = None
         self.connections: set[_Connection] = set()
         self.closing = False
@@ -354,10 +355,10 @@ class Http1Server:
         if self.connections:
             assert self._emptied is not None
             try:
-                await asyncio.wait_for(self._emptied.wait(), self._grace)
+                await asyncio.wait_for(self._emptied.wait(), self.grace_period)
             except TimeoutError:
                 log.warning("%d HTTP connection(s) still busy after the %.1fs grace period; closing them",
-                            len(self.connections), self._grace)
+                            len(self.connections), self.grace_period)
         for conn in list(self.connections):
             conn.abort()
         self._stop_ticker()

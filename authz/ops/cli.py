@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,8 +22,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``authz serve --config FILE [--workers N]``: run the gRPC server until SIGTERM/SIGINT.
 
     With one worker the server runs in this process; with more, a supervisor runs them as child processes
-    on consecutive ports (see :mod:`authz.ops.supervisor`). SIGHUP reloads the config in every case.
+    on consecutive ports (see :mod:`authz.ops.supervisor`). SIGHUP reloads the config in every case: it is
+    blocked from here until the process can act on it (:func:`authz.ops.server.serve`, :meth:`Supervisor.run`
+    unblock it), so a SIGHUP sent while authz starts (say, during a slow JWKS prefetch) is a reload once serving,
+    not the default action that kills the process.
     """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     from authz.ops.reload import fingerprint  # noqa: PLC0415
     from authz.ops.server import serve  # noqa: PLC0415
     from authz.ops.supervisor import Supervisor, default_workers, worker_command  # noqa: PLC0415
@@ -49,9 +54,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.server.listen,
         workers or default_workers(),
         grace_period=settings.server.drain_grace + settings.server.grace_period,
+        reloaded_grace=lambda: _stop_time(args.config),
         metrics=SupervisedMetrics(listen, envoy_mode(settings)) if listen is not None else None,
     )
     return supervisor.run()
+
+
+def _stop_time(config: str) -> float | None:
+    """``server.drain_grace + server.grace_period`` of the config file now; None when it is invalid (the workers
+    then keep their running config too)."""
+    try:
+        server = load_servable(config).server
+    except ConfigError:
+        return None
+    return server.drain_grace + server.grace_period
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

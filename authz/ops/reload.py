@@ -30,7 +30,8 @@ already bound, the worker processes, the Redis connection and its caches (the re
 there), the admin API and the log handler."""
 
 WATCH_INTERVAL = 1.0
-"""Seconds between two looks at the config file under ``server.watch_config``."""
+"""Seconds between two looks at the config file under ``server.watch_config`` (a change is reloaded once it has
+settled for one interval)."""
 
 
 def fingerprint(path: str | Path) -> bytes | None:
@@ -124,6 +125,11 @@ class ConfigReloader:
                           len(exc.errors))
                 self.counts["rejected"] += 1
                 return False
+            except Exception as exc:  # noqa: BLE001 - a reader bug must not end the file watch (the task would die)
+                log.exception("config reload (%s) rejected, %s: cannot load it (%s); still running the previous "
+                              "config", trigger, self.path, type(exc).__name__)
+                self.counts["rejected"] += 1
+                return False
             effective, restart = keep_restart_only(self.settings, new)
             for path in restart:
                 log.warning("config reload (%s): %s changed in %s but needs a restart; keeping %r", trigger, path,
@@ -143,10 +149,19 @@ class ConfigReloader:
     async def watch(self, interval: float = WATCH_INTERVAL) -> None:
         """Reload whenever the file's content changes while ``server.watch_config`` is true; runs until cancelled.
 
+        A changed content is reloaded once two looks in a row saw it (it settled for ``interval``): a file still
+        being written in place, in several writes, is not read half-written (a truncated YAML file is often
+        valid YAML: its last APIs, resources or scopes would be missing).
+
         Args:
             interval: seconds between two looks at the file.
         """
+        seen: bytes | None = None
         while True:
             await asyncio.sleep(interval)
-            if self.settings.server.watch_config and self.changed():
-                await self.reload("file change")
+            now = fingerprint(self.path) if self.settings.server.watch_config else None
+            if now is None or now == self._loaded or now != seen:
+                seen = now
+                continue
+            seen = None
+            await self.reload("file change")

@@ -104,7 +104,9 @@ class Services:
         it needs) in one step, between two checks.
 
         A key manager whose settings did not change keeps its key source (cached keys, no new fetch); a new or
-        changed one gets a fresh source, prefetched before the swap; the sources no longer used are closed once
+        changed one gets a fresh source, prefetched before the swap (a changed key manager whose fresh source could
+        not get usable keys while the running one has them rejects the reload: its valid tokens would get 503
+        until the next fetch); the sources no longer used are closed once
         the checks in flight can no longer need them (``grace_period`` + ``decision_timeout``). The registry
         cache is kept as is (``redis`` needs a restart, :data:`authz.ops.reload.RESTART_ONLY`), and with it the
         revocations this process remembers.
@@ -112,7 +114,8 @@ class Services:
         Args:
             new: the validated settings, restart-only values already put back.
         Raises:
-            Exception: whatever building failed on (e.g. an unreadable backend JWT key): nothing was swapped.
+            Exception: whatever building failed on (e.g. an unreadable backend JWT key, a changed key manager
+                without usable keys): nothing was swapped.
         """
         old = self.settings
         kept: dict[str, KeySource] = {}
@@ -125,6 +128,12 @@ class Services:
                 fresh[km.name] = key_source(km)
         try:
             await asyncio.gather(*(source.start() for source, _ in fresh.values()))
+            lost = [name for name, (source, _) in fresh.items()
+                    if name in self.jwks and self.jwks[name].usable() and not source.usable()]
+            if lost:  # swapping would turn the valid tokens of a working key manager into 503s
+                raise RuntimeError("; ".join(
+                    f"key manager {name!r} changed but its new key source has no usable keys "
+                    f"({fresh[name][0].last_error or 'no key set'}); it keeps its running config" for name in lost))
             signer = self.backend_jwt if new.backend_jwt == old.backend_jwt else (
                 BackendJwtSigner(new.backend_jwt) if new.backend_jwt else None)
             keys = {**kept, **{name: source for name, (source, _) in fresh.items()}}
@@ -374,11 +383,12 @@ class Listeners:
         if self.grpc is not None:
             self.grpc.reconfigure(pipeline, settings.realm, cache_size)
         if self.http is not None:
-            self.http.reconfigure(pipeline, settings.realm, cache_size, route_headers=settings.server.http_route_headers)
+            self.http.reconfigure(pipeline, settings.realm, cache_size, route_headers=settings.server.http_route_headers,
+                                  grace_period=settings.server.grace_period)
         if self.admin is not None:
             self.admin.reconfigure(settings)
-        if self.jwks_endpoint is not None and services.backend_jwt is not None:
-            self.jwks_endpoint.publish(services.backend_jwt.jwks())
+        if self.jwks_endpoint is not None:  # a removed backend_jwt section publishes no key: none may be trusted
+            self.jwks_endpoint.publish(services.backend_jwt.jwks() if services.backend_jwt else {"keys": []})
         for recorder in self.recorders:
             recorder.log_decisions(settings.logging.decisions)
 

@@ -74,6 +74,9 @@ class Supervisor:
         workers: number of workers (>= 1).
         grace_period: seconds a worker gets to stop (its ``server.drain_grace`` + ``server.grace_period``) before
             SIGKILL, counted from the stop signal, plus 5.
+        reloaded_grace: on SIGHUP, the ``grace_period`` of the reloaded config (None: the file is invalid); a
+            larger one replaces ``grace_period``, so that workers which reloaded a longer drain are not killed
+            while draining (a smaller one does not: a worker may have rejected the file and kept its longer one).
         max_restarts: most unexpected exits tolerated within ``restart_window`` seconds; one more and the
             supervisor stops everything and exits 1.
         restart_window: seconds.
@@ -87,6 +90,7 @@ class Supervisor:
         workers: int,
         *,
         grace_period: float = 5.0,
+        reloaded_grace: Callable[[], float | None] | None = None,
         max_restarts: int = 5,
         restart_window: float = 60.0,
         metrics: WorkerMetrics | None = None,
@@ -97,6 +101,7 @@ class Supervisor:
         self._listen = listen
         self._count = workers
         self._grace = grace_period
+        self._reloaded_grace = reloaded_grace
         self._max_restarts = max_restarts
         self._window = restart_window
         self._metrics = metrics
@@ -150,6 +155,10 @@ class Supervisor:
 
     def _forward_reload(self) -> None:
         log.info("SIGHUP: the %d workers reload the config", self._count)
+        grace = self._reloaded_grace() if self._reloaded_grace is not None else None
+        if grace is not None and grace > self._grace:
+            log.info("workers now get %.1fs to drain before SIGKILL (+5s)", grace)
+            self._grace = grace
         for proc in self._procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGHUP)
@@ -162,6 +171,7 @@ class Supervisor:
         """
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by `authz serve` until now
         if self._metrics is not None:
             try:
                 self._metrics.start()
