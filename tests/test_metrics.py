@@ -174,3 +174,25 @@ def test_counting_off_records_nothing(decisions: str, make_settings: Callable[..
     recorder = DecisionRecorder("grpc", decisions, counting=False)
     recorder.allowed(_routed(make_settings()), perf_counter())
     assert recorder.counts == {} and sum(recorder.buckets) == 0
+
+
+async def test_jwks_fetches_stay_exact_when_a_reload_replaces_the_key_source(
+    make_settings: Callable[..., Settings], idp: KeyManager,
+) -> None:
+    """A reload swaps in a new JwksCache (counting from 0) for a changed key manager: the fetches the old one made
+    since the last update are counted, and the new one's are counted from its first."""
+    settings = make_settings(km={"jwks": {"timeout": 0.5, "retry_interval": 60, "refresh_interval": 300}})
+    registry = CollectorRegistry()
+    async with httpx.AsyncClient() as client:
+        keys: dict[str, JwksCache] = {"test-km": JwksCache(settings.key_managers[0], client)}
+        updater = MetricsUpdater(Metrics(registry), MetricSources([], keys, RegistryCache(MemoryStore(),
+                                                                                          settings.redis)))
+        for _ in range(3):
+            old = keys["test-km"]
+            assert await old.refresh()
+            updater.update()
+            assert await old.refresh()  # after the last update: only the replaced source knows of it
+            keys["test-km"] = JwksCache(settings.key_managers[0], client)  # what Services.reconfigure does
+        assert await keys["test-km"].refresh()
+        updater.update()
+    assert sample(_samples(registry), "authz_jwks_fetches_total", key_manager="test-km", outcome="ok") == 7

@@ -170,6 +170,7 @@ class MetricsUpdater:
             weakref.WeakKeyDictionary())
         self._seen: dict[tuple[str, ...], float] = {}
         self._cache_names: set[str] = set()
+        self._jwks_sources: dict[str, JwksCache] = {}
 
     def _advance(self, key: tuple[str, ...], total: float) -> float:
         """How much ``total`` grew since the last call for ``key``."""
@@ -197,10 +198,8 @@ class MetricsUpdater:
         for name, source in sources.keys.items():
             keyset = source.keyset
             m.jwks_keys.labels(name).set(len(keyset.keys) if keyset is not None else 0)
+            self._count_fetches(name, source)
             if isinstance(source, JwksCache):
-                for outcome, total in source.fetches.items():  # a reload may bring a new source, counting from 0
-                    m.jwks_fetches.labels(name, outcome).inc(self._advance(("jwks", name, str(id(source)), outcome),
-                                                                           total))
                 age = source.seconds_since_fetch()
                 m.jwks_age.labels(name).set(age if age is not None else float("inf"))
         registry = sources.registry
@@ -216,6 +215,25 @@ class MetricsUpdater:
         m.redis_stale.set(registry.stale_seconds())
         for result, total in sources.reloads.items():
             m.config_reloads.labels(result).inc(self._advance(("reloads", result), total))
+
+    def _count_fetches(self, name: str, source: KeySource) -> None:
+        """Advance ``authz_jwks_fetches_total`` of key manager ``name``. A config reload may replace its source
+        (a new one counts from 0): the fetches the replaced one made since the last update are counted first,
+        then it is forgotten, so the counter never loses nor repeats a fetch."""
+        previous = self._jwks_sources.get(name)
+        if previous is not None and previous is not source:
+            self._advance_fetches(name, previous)
+            for outcome in previous.fetches:
+                self._seen.pop(("jwks", name, outcome), None)
+        if isinstance(source, JwksCache):
+            self._jwks_sources[name] = source
+            self._advance_fetches(name, source)
+        else:
+            self._jwks_sources.pop(name, None)
+
+    def _advance_fetches(self, name: str, source: JwksCache) -> None:
+        for outcome, total in source.fetches.items():
+            self._m.jwks_fetches.labels(name, outcome).inc(self._advance(("jwks", name, outcome), total))
 
     def _update_caches(self) -> None:
         m = self._m
