@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/memory.py [--count 100000] [--front pipeline|http]
 
-Builds the real services (``authz.ops.server.build_services``) against a real redis-server holding ``count``
+Builds the real services (``authz.ops.services.build_services``) against a real redis-server holding ``count``
 applications (each with its client ID and a subscription), then validates ``count`` distinct tokens (ES256,
 one per client ID) through the pipeline so that the verified-token cache, the registry cache, the revocation
 cache and the decision memo are all full. Prints and writes ``bench/results/memory-<date>.json`` with the
@@ -28,7 +28,7 @@ from authz.dev.procs import RedisServer, free_port  # noqa: E402
 from authz.envoy.http_service import HttpAuthorizationHandler  # noqa: E402
 from authz.http1 import Answer  # noqa: E402
 from authz.model import Allow, Request  # noqa: E402
-from authz.ops.server import build_services  # noqa: E402
+from authz.ops.services import build_services  # noqa: E402
 from bench.run import authz_config  # noqa: E402
 
 

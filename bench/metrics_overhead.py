@@ -55,7 +55,7 @@ from authz.keys.fetch import http_client  # noqa: E402
 from authz.keys.jwks_cache import JwksCache  # noqa: E402
 from authz.ops.logs import JsonFormatter  # noqa: E402
 from authz.ops.metrics import Metrics, MetricSources, MetricsUpdater  # noqa: E402
-from authz.ops.server import assemble_pipeline  # noqa: E402
+from authz.ops.services import assemble_pipeline  # noqa: E402
 from authz.registry.admin import RegistryAdmin  # noqa: E402
 from authz.registry.cache import RegistryCache  # noqa: E402
 from authz.registry.memory import MemoryStore  # noqa: E402

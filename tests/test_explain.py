@@ -17,7 +17,7 @@ from authz.dev.keymanager import KeyManager
 from authz.dev.stack import tamper_signature
 from authz.envoy.requests import described_request
 from authz.model import Step
-from authz.ops.server import explainer
+from authz.ops.services import explainer
 from tests.support.pipeline import PipelineUnderTest, running_pipeline
 
 PHASES = ["route", "public", "credentials", "identity", "key_manager", "revocation", "resource", "registry", "policy"]

@@ -22,7 +22,7 @@ from authz.config import Settings, parse_config
 from authz.dev.keymanager import KeyManager
 from authz.dev.procs import RedisServer, free_port
 from authz.dev.stack import tamper_signature
-from authz.ops.server import explainer
+from authz.ops.services import explainer
 from authz.registry.admin import RegistryAdmin
 from authz.registry.redis_store import RedisStore
 from tests.support.config import NO_REDIS, settings_dict

@@ -1,6 +1,6 @@
 """The admin API's ``Explain``: the described request in, the :class:`authz.decide.explain.Explanation` out.
 
-The explanation itself is made by the caller-supplied function (:func:`authz.ops.server.explainer`: the running
+The explanation itself is made by the caller-supplied function (:func:`authz.ops.services.explainer`: the running
 server's key sources and registry store, a fresh pipeline); this module only converts messages.
 """
 

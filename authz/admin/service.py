@@ -40,7 +40,7 @@ _CODES = {
 }
 _R = TypeVar("_R")
 Explain = Callable[[Request], Awaitable[Explanation]]
-"""Makes the explanation of a request (:func:`authz.ops.server.explainer`)."""
+"""Makes the explanation of a request (:func:`authz.ops.services.explainer`)."""
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):
@@ -322,7 +322,7 @@ async def start_admin_server(
     Args:
         settings: the configuration (``admin.listen``, ``admin.token``, key managers and APIs).
         store: the Redis store to write through.
-        explain: answers ``Explain`` (:func:`authz.ops.server.explainer`), or None.
+        explain: answers ``Explain`` (:func:`authz.ops.services.explainer`), or None.
         servicer: the servicer to serve (one the caller keeps, to :meth:`RegistryAdminServicer.reconfigure` it);
             default: one over ``store``, ``settings`` and ``explain``.
     Returns:

@@ -7,7 +7,7 @@ the key type, the subscription, the scopes: :mod:`authz.decide.identity`, :mod:`
 sources). Nothing here re-implements a check: a phase's verdict is whatever its ``run`` did; this module only reads
 the check's state after each phase and says it in words.
 
-Run it on a pipeline with empty caches (:func:`authz.ops.server.explainer`), so that every phase really runs. It never
+Run it on a pipeline with empty caches (:func:`authz.ops.services.explainer`), so that every phase really runs. It never
 reports a token or a secret: the bearer token appears as its length and SHA-256 prefix, and any forwarded header
 value that is a JWT (the backend JWT) as its length.
 """

@@ -102,7 +102,7 @@ def _header(text: str) -> tuple[str, str]:
 
 
 async def _explain(settings: Settings, request: Request) -> Explanation:
-    from authz.ops.server import build_services, explainer  # noqa: PLC0415 - the server's wiring, loaded on use
+    from authz.ops.services import build_services, explainer  # noqa: PLC0415 - the server's wiring, loaded on use
 
     services = await build_services(settings)
     try:

@@ -37,7 +37,7 @@ from authz.envoy.grpc_service import AuthorizationServicer, adapt
 from authz.errors import Denial, Reason
 from authz.keys.static import StaticKeys
 from authz.model import Identity
-from authz.ops.server import assemble_pipeline
+from authz.ops.services import assemble_pipeline
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
 from authz.registry.memory import MemoryStore

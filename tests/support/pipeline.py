@@ -11,7 +11,7 @@ from authz.config import Settings
 from authz.decide.backend_jwt import BackendJwtSigner
 from authz.decide.pipeline import Pipeline
 from authz.keys.jwk import KeySource
-from authz.ops.server import assemble_pipeline
+from authz.ops.services import assemble_pipeline
 from authz.registry.admin import RegistryAdmin
 from authz.registry.cache import RegistryCache
 from authz.registry.memory import MemoryStore
