@@ -50,6 +50,16 @@ class Checker:
         return Verdict(reply.status.code, reply.denied_response.status.code,
                        json.loads(reply.denied_response.body)["code"])
 
+    def until(self, token: str, expected: Verdict, timeout: float = 5.0) -> Verdict:
+        """Check until the verdict is ``expected`` (a registry write reaches the process through pub/sub, a few
+        milliseconds after it is acknowledged) or ``timeout`` seconds passed; returns the last verdict."""
+        deadline = time.monotonic() + timeout
+        verdict = self.check(token)
+        while verdict != expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+            verdict = self.check(token)
+        return verdict
+
     def close(self) -> None:
         self.channel.close()
 
