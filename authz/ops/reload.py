@@ -2,10 +2,10 @@
 
 A reload reads and validates the whole file first. An invalid file changes nothing: every error is logged with
 its YAML path and the running config stays. A valid one is handed to ``apply``, which builds what depends on it
-and swaps it in between two checks (:meth:`authz.ops.server.Runtime.apply`): checks in flight finish on the
-config they started with. Settings that need a restart (:data:`RESTART_ONLY`: the listen addresses, ``workers``,
-the Redis connection, the admin API, the log format) keep their running values and are named in the log; the
-rest applies.
+and swaps it in between two checks (:meth:`authz.ops.services.Services.reconfigure`, then the front ends'
+``reconfigure``): checks in flight finish on the config they started with. Settings that need a restart
+(:data:`RESTART_ONLY`: the listen addresses, ``workers``, the Redis connection, the admin API, the log format) keep
+their running values and are named in the log; the rest applies.
 """
 
 from __future__ import annotations
