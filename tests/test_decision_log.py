@@ -69,10 +69,7 @@ def _captured(formatter: logging.Formatter) -> Iterator[io.StringIO]:
 async def _servicer(settings: Settings, decisions: str) -> AsyncIterator[tuple[AuthorizationServicer,
                                                                               PipelineUnderTest]]:
     async with running_pipeline(settings) as p:
-        await p.admin.create_application("Demo App", app_id="demo-app")
-        await p.admin.add_client("demo-app", "demo-client")
-        await p.admin.subscribe("demo-app", "orders-v1")
-        await p.settle()
+        await p.register()
         yield AuthorizationServicer(p.pipeline, "authz", recorder=DecisionRecorder("grpc", decisions)), p
 
 

@@ -26,14 +26,9 @@ PHASES = ["route", "public", "credentials", "identity", "key_manager", "revocati
 @asynccontextmanager
 async def _registry(settings: Settings) -> AsyncIterator[tuple[PipelineUnderTest, Callable[..., Any]]]:
     async with running_pipeline(settings) as p:
-        await p.admin.create_application("Demo App", app_id="demo-app")
-        await p.admin.add_client("demo-app", "demo-client")
-        await p.admin.subscribe("demo-app", "orders-v1")
-        await p.admin.create_application("Other App", app_id="other-app")
-        await p.admin.add_client("other-app", "other-client")
-        await p.admin.create_application("Blocked App", app_id="blocked-app")
-        await p.admin.add_client("blocked-app", "blocked-client")
-        await p.admin.subscribe("blocked-app", "orders-v1")
+        await p.register()
+        await p.register("other-app", "other-client", "Other App", api=None)
+        await p.register("blocked-app", "blocked-client", "Blocked App")
         await p.admin.set_subscription_status("blocked-app", "orders-v1", "BLOCKED")
         await p.settle()
         run = explainer(settings, p.keys, p.store, None)

@@ -274,12 +274,8 @@ def served(loop: Loop, make_settings: Callable[..., Settings], idp: KeyManager) 
     p: PipelineUnderTest = loop.run(context.__aenter__())
 
     async def seed() -> None:
-        await p.admin.create_application("Demo App", app_id="demo-app")
-        await p.admin.add_client("demo-app", "demo-client")
-        await p.admin.subscribe("demo-app", "orders-v1")
-        await p.admin.create_application("Other App", app_id="other-app")
-        await p.admin.add_client("other-app", "other-client")
-        await p.settle()
+        await p.register()
+        await p.register("other-app", "other-client", "Other App", api=None)
 
     loop.run(seed())
     valid = [idp.issue_token("demo-client", "alice", "orders:read"),

@@ -47,10 +47,7 @@ class Fronts:
 @pytest.fixture
 async def fronts(make_settings: Callable[..., Settings]) -> AsyncIterator[Fronts]:
     async with running_pipeline(make_settings()) as p:
-        await p.admin.create_application("Demo App", app_id="demo-app")
-        await p.admin.add_client("demo-app", "demo-client")
-        await p.admin.subscribe("demo-app", "orders-v1")
-        await p.settle()
+        await p.register()
         http = HttpAuthorizationServer(p.pipeline, "authz", "127.0.0.1:0", 1.0, route_headers=True)
         port = await http.start()
         client = await RawClient.connect(port)
@@ -132,10 +129,7 @@ async def test_without_route_headers_the_api_is_matched_by_path_and_the_headers_
     make_settings: Callable[..., Settings], idp: KeyManager,
 ) -> None:
     async with running_pipeline(make_settings()) as p:
-        await p.admin.create_application("Demo App", app_id="demo-app")
-        await p.admin.add_client("demo-app", "demo-client")
-        await p.admin.subscribe("demo-app", "orders-v1")
-        await p.settle()
+        await p.register()
         http = HttpAuthorizationServer(p.pipeline, "authz", "127.0.0.1:0", 1.0)  # http_route_headers: false
         client = await RawClient.connect(await http.start())
         token = idp.issue_token("demo-client", "alice", "orders:read")

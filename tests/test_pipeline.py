@@ -13,19 +13,12 @@ from authz.decide.pipeline import Check
 from authz.dev.keymanager import KeyManager
 from authz.errors import Denial
 from authz.model import Allow, Request
-from tests.support.pipeline import PipelineUnderTest, running_pipeline
+from tests.support.pipeline import running_pipeline
 
 
 def _request(token: str, method: str = "GET", authorization: str | None = None, **ext: str) -> Request:
     return Request(method, "/orders/v1/items", "api.test", {"authorization": authorization or f"Bearer {token}"},
                    {"api_id": "orders-v1", **ext})
-
-
-async def _demo(p: PipelineUnderTest) -> None:
-    await p.admin.create_application("Demo App", app_id="demo-app")
-    await p.admin.add_client("demo-app", "demo-client")
-    await p.admin.subscribe("demo-app", "orders-v1")
-    await p.settle()
 
 
 def test_the_phases_run_in_the_documented_order() -> None:
@@ -51,7 +44,7 @@ async def test_a_repeated_allowed_request_reuses_the_same_decision_until_the_reg
     make_settings: Callable[..., Settings], idp: KeyManager
 ) -> None:
     async with running_pipeline(make_settings()) as p:
-        await _demo(p)
+        await p.register()
         token = idp.issue_token("demo-client", "alice", "orders:read")
         first = await p.pipeline.decide(_request(token))
         assert isinstance(first, Allow)
@@ -71,7 +64,7 @@ async def test_the_cache_only_fast_path_answers_exactly_what_the_full_pipeline_a
 ) -> None:
     async with running_pipeline(make_settings()) as p:
         pipeline = p.pipeline
-        await _demo(p)
+        await p.register()
         token = idp.issue_token("demo-client", "alice", "orders:read", extra_claims={"jti": "jti-1"})
         assert pipeline.decide_cached(_request(token)) is None  # nothing cached yet
         full = await pipeline.decide(_request(token))
@@ -101,7 +94,7 @@ async def test_a_credential_the_full_path_refuses_is_never_answered_by_the_fast_
     authorization: str, make_settings: Callable[..., Settings], idp: KeyManager
 ) -> None:
     async with running_pipeline(make_settings()) as p:
-        await _demo(p)
+        await p.register()
         token = idp.issue_token("demo-client", "alice", "orders:read")
         assert isinstance(await p.pipeline.decide(_request(token)), Allow)
         bad = _request(token, authorization=authorization)
@@ -115,7 +108,7 @@ async def test_each_phase_answers_from_its_cache_only_after_the_full_path_filled
     """Walk the phase list by hand, as ``decide_cached`` does: before the first decision the first phase with
     I/O behind it (the route cache aside) misses; after it, every phase answers and the last one allows."""
     async with running_pipeline(make_settings()) as p:
-        await _demo(p)
+        await p.register()
         request = _request(idp.issue_token("demo-client", "alice", "orders:read"))
 
         def walk() -> list[str]:

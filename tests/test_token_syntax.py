@@ -141,10 +141,7 @@ async def test_variants_are_never_allowed_and_never_cached_on_either_pipeline_pa
     from authz.model import Allow, Request
 
     async with running_pipeline(make_settings()) as p:
-        await p.admin.create_application("App", app_id="app")
-        await p.admin.add_client("app", "app-123")
-        await p.admin.subscribe("app", "orders-v1")
-        await p.settle()
+        await p.register("app", "app-123", "App")
         token = _token(idp)
 
         def request(t: str) -> Request:

@@ -41,6 +41,16 @@ class PipelineUnderTest:
         for _ in range(10):
             await asyncio.sleep(0)
 
+    async def register(self, app_id: str = "demo-app", client_id: str = "demo-client", name: str = "Demo App",
+                       api: str | None = "orders-v1") -> None:
+        """Create application ``app_id`` (``name``) with ``client_id``, subscribe it to ``api`` (None: to no API)
+        and let the registry cache see it."""
+        await self.admin.create_application(name, app_id=app_id)
+        await self.admin.add_client(app_id, client_id)
+        if api is not None:
+            await self.admin.subscribe(app_id, api)
+        await self.settle()
+
 
 @asynccontextmanager
 async def running_pipeline(settings: Settings, store: MemoryStore | None = None) -> AsyncIterator[PipelineUnderTest]:
