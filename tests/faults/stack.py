@@ -11,7 +11,8 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,28 @@ def gateway(tmp: Path, doc: dict[str, Any], upstream_port: int, mode: str, name:
     (tmp / name).mkdir()
     proc = start_envoy(path, tmp / name, admin_port=admin)
     return Gateway(proc, f"http://127.0.0.1:{listen}", f"http://127.0.0.1:{admin}", mode)
+
+
+@contextmanager
+def serving(tmp: Path, doc: dict[str, Any], upstream_port: int, modes: tuple[str, ...] = ("http",),
+            ) -> Iterator[tuple[Authz, dict[str, Gateway]]]:
+    """``authz serve`` of ``doc`` (SERVING on every worker) and one Envoy per ext_authz mode in front of it, each
+    Envoy seeing every worker healthy; all stopped on exit, the Envoys first.
+
+    Yields:
+        ``(authz, {mode: gateway})``.
+    """
+    authz = Authz(doc, tmp).start()
+    gateways: dict[str, Gateway] = {}
+    try:
+        for mode in modes:
+            gateways[mode] = gateway(tmp, doc, upstream_port, mode)
+            gateways[mode].wait_healthy(doc["server"]["workers"])
+        yield authz, gateways
+    finally:
+        for g in gateways.values():
+            g.stop()
+        authz.stop()
 
 
 # ---- what the scenarios send ---------------------------------------------------------------------------------

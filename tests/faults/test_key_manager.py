@@ -35,9 +35,9 @@ from tests.faults.stack import (
     config_doc,
     forged,
     fresh_tokens,
-    gateway,
     key_manager,
     seed,
+    serving,
     unknown_kid,
     valid,
 )
@@ -73,16 +73,10 @@ def _km_stack(redis_server: RedisServer, upstream: EchoUpstream, tmp: Path, pref
     seed(doc)
     if down:
         km.stop()
-    authz = Authz(doc, tmp).start()
-    g = None
     try:
-        g = gateway(tmp, doc, upstream.port, "http")
-        g.wait_healthy(workers)
-        yield KmStack(km, authz, g)
+        with serving(tmp, doc, upstream.port) as (authz, gateways):
+            yield KmStack(km, authz, gateways["http"])
     finally:
-        if g is not None:
-            g.stop()
-        authz.stop()
         km.stop()
         drop_keys(redis_server, prefix)
 

@@ -31,9 +31,9 @@ from tests.faults.stack import (
     config_doc,
     forged,
     fresh_tokens,
-    gateway,
     key_manager,
     seed,
+    serving,
     valid,
 )
 from tests.support.registry import run_admin
@@ -65,28 +65,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisStack]:
     upstream.start()
     doc = config_doc(km, redis.url, "faults-redis:")
     seed(doc)
-    authz = Authz(doc, tmp).start()
-    g = None
     try:
-        g = gateway(tmp, doc, upstream.port, "http")
-        revoked, other = valid(km), valid(km, "other-client")
-        assert (_status(g, revoked), _status(g, other)) == (200, 200)
-        claims = jwt.decode(revoked, options={"verify_signature": False})
+        with serving(tmp, doc, upstream.port) as (authz, gateways):
+            g = gateways["http"]
+            revoked, other = valid(km), valid(km, "other-client")
+            assert (_status(g, revoked), _status(g, other)) == (200, 200)
+            claims = jwt.decode(revoked, options={"verify_signature": False})
 
-        async def write(admin):  # noqa: ANN001, ANN202
-            await admin.revoke(claims["jti"], claims["exp"])
-            await admin.unsubscribe("other-app", "orders-v1")
+            async def write(admin):  # noqa: ANN001, ANN202
+                await admin.revoke(claims["jti"], claims["exp"])
+                await admin.unsubscribe("other-app", "orders-v1")
 
-        run_admin(doc, write)
-        deadline = time.monotonic() + 10
-        while (_status(g, revoked), _status(g, other)) != (401, 403):  # every cache heard of the writes
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        yield RedisStack(redis, km, authz, g, revoked, other)
+            run_admin(doc, write)
+            deadline = time.monotonic() + 10
+            while (_status(g, revoked), _status(g, other)) != (401, 403):  # every cache heard of the writes
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            yield RedisStack(redis, km, authz, g, revoked, other)
     finally:
-        if g is not None:
-            g.stop()
-        authz.stop()
         upstream.stop()
         km.stop()
         redis.cleanup()

@@ -30,9 +30,9 @@ from tests.faults.stack import (
     Gateway,
     basic_mix,
     config_doc,
-    gateway,
     key_manager,
     seed,
+    serving,
     valid,
 )
 from tests.support.e2e import drop_keys
@@ -57,16 +57,10 @@ def workers(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory)
     upstream.start()
     doc = config_doc(km, redis_server.url, "faults-workers:", workers=2, drain_grace=DRAIN_GRACE)
     seed(doc)
-    authz = Authz(doc, tmp).start()
-    gateways: dict[str, Gateway] = {}
     try:
-        for mode in ("grpc", "http"):
-            gateways[mode] = gateway(tmp, doc, upstream.port, mode)
-        yield Workers(km, authz, gateways, tmp)
+        with serving(tmp, doc, upstream.port, ("grpc", "http")) as (authz, gateways):
+            yield Workers(km, authz, gateways, tmp)
     finally:
-        for g in gateways.values():
-            g.stop()
-        authz.stop()
         upstream.stop()
         km.stop()
         drop_keys(redis_server, "faults-workers:")
@@ -159,18 +153,12 @@ def test_sighup_with_one_worker_reloads_in_process_and_fails_no_request(
     upstream.start()
     doc = config_doc(km, redis_server.url, "faults-single:")
     seed(doc)
-    authz = Authz(doc, tmp_path).start()
-    g = None
     try:
-        g = gateway(tmp_path, doc, upstream.port, "http")
-        g.wait_healthy(1)
-        pid = authz.proc.pid
-        _sighup_under_load(authz, g, km, "sighup-single-worker", record_property)
-        assert authz.proc.pid == pid and authz.proc.alive()
+        with serving(tmp_path, doc, upstream.port) as (authz, gateways):
+            pid = authz.proc.pid
+            _sighup_under_load(authz, gateways["http"], km, "sighup-single-worker", record_property)
+            assert authz.proc.pid == pid and authz.proc.alive()
     finally:
-        if g is not None:
-            g.stop()
-        authz.stop()
         upstream.stop()
         km.stop()
         drop_keys(redis_server, "faults-single:")
