@@ -25,7 +25,7 @@ from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape, wait_for
-from tests.support.processes import seed_demo_app, serve_config
+from tests.support.processes import children, seed_demo_app, serve_config
 
 CHECKS = "authz_checks_total"
 
@@ -62,13 +62,6 @@ def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
         proc.stop(timeout=20)
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 def test_one_scrape_sums_the_checks_of_both_workers_and_keeps_a_dead_workers_counts(serve, idp: KeyManager) -> None:  # noqa: ANN001
     proc, doc = serve(2, logging={"format": "json", "decisions": "denies"})
     url = f"http://{doc['server']['metrics_listen']}/metrics"
@@ -96,11 +89,11 @@ def test_one_scrape_sums_the_checks_of_both_workers_and_keeps_a_dead_workers_cou
     wait_for(url, lambda s: sample(s, CHECKS, **allow) == 12)
 
     # A worker killed outright: its counts stay in the sum, its live gauges leave it (mark_process_dead).
-    workers = sorted(_children(proc.pid))
+    workers = sorted(children(proc.pid))
     assert len(workers) == 2
     os.kill(workers[1], signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while len(set(_children(proc.pid)) - set(workers)) != 1:
+    while len(set(children(proc.pid)) - set(workers)) != 1:
         assert time.monotonic() < deadline, "the killed worker was not restarted"
         time.sleep(0.1)
     for index in range(2):

@@ -36,7 +36,7 @@ from authz.ops.reload import RESTART_ONLY, ConfigReloader, keep_restart_only
 from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
 from tests.support.metrics import sample, scrape
-from tests.support.processes import seed_demo_app, serve_config
+from tests.support.processes import children, seed_demo_app, serve_config, wait_until
 from tests.test_backend_jwt import backend_jwt_section
 
 
@@ -61,13 +61,6 @@ def _challenge(listen: str) -> str:
     reply = _check(listen, None)
     headers = {h.header.key.lower(): h.header.value for h in reply.denied_response.headers}
     return headers["www-authenticate"]
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def _needs_write_scope(doc: dict[str, Any]) -> dict[str, Any]:
@@ -251,13 +244,6 @@ def serve(idp: KeyManager, redis_server: RedisServer, key_prefix: str,
         proc.stop(timeout=20)
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
-    except OSError:
-        return []
-
-
 def test_sighup_reloads_one_process_in_place_and_the_next_checks_follow_the_new_config(
     serve: Callable[..., tuple[ManagedProcess, dict[str, Any], Path]], idp: KeyManager,
 ) -> None:
@@ -270,7 +256,7 @@ def test_sighup_reloads_one_process_in_place_and_the_next_checks_follow_the_new_
 
     _write(config, {**_needs_write_scope(doc), "realm": "reloaded"})
     proc.signal(signal.SIGHUP)
-    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    wait_until(lambda: "config reloaded (SIGHUP)" in proc.log_text())
     assert proc.alive()
     denied = _check(listen, token)  # the cached allow is not reused: the new pipeline decides
     assert denied.denied_response.status.code == 403
@@ -291,7 +277,7 @@ def test_an_invalid_file_or_a_restart_only_change_keeps_serving_and_says_why(
     broken["key_managers"][0]["leeway"] = "soon"
     _write(config, broken)
     proc.signal(signal.SIGHUP)
-    _wait(lambda: "still running the previous config" in proc.log_text())
+    wait_until(lambda: "still running the previous config" in proc.log_text())
     assert "key_managers[0].leeway: " in proc.log_text()
     assert _check(listen, token).status.code == 0
     assert _challenge(listen).startswith('Bearer realm="authz"')
@@ -299,7 +285,7 @@ def test_an_invalid_file_or_a_restart_only_change_keeps_serving_and_says_why(
     moved = {**doc, "realm": "reloaded", "server": {**doc["server"], "listen": f"127.0.0.1:{free_port()}"}}
     _write(config, moved)
     proc.signal(signal.SIGHUP)
-    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    wait_until(lambda: "config reloaded (SIGHUP)" in proc.log_text())
     assert "server.listen changed" in proc.log_text() and "needs a restart" in proc.log_text()
     assert _challenge(listen).startswith('Bearer realm="reloaded"')  # the rest applied, on the old address
 
@@ -309,13 +295,13 @@ def test_sighup_to_the_supervisor_reloads_every_worker_without_restarting_one(
 ) -> None:
     proc, doc, config = serve(workers=2)
     workers = [worker_listen(doc["server"]["listen"], i) for i in range(2)]
-    _wait(lambda: len(_children(proc.pid)) == 2)
-    pids = _children(proc.pid)
+    wait_until(lambda: len(children(proc.pid)) == 2)
+    pids = children(proc.pid)
     _write(config, {**doc, "realm": "reloaded"})
     proc.signal(signal.SIGHUP)
     for listen in workers:
-        _wait(lambda listen=listen: _challenge(listen).startswith('Bearer realm="reloaded"'))
-    assert _children(proc.pid) == pids
+        wait_until(lambda listen=listen: _challenge(listen).startswith('Bearer realm="reloaded"'))
+    assert children(proc.pid) == pids
     assert proc.log_text().count("config reloaded (SIGHUP)") == 2
     assert "exited" not in proc.log_text()
 
@@ -332,15 +318,15 @@ def test_a_sighup_while_the_workers_start_kills_none_of_them(
     env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
     with ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)], name="early",
                         log_dir=tmp_path, env=env, inherit_env=False) as proc:
-        _wait(lambda: len(_children(proc.pid)) == 2, timeout=10)
-        pids = _children(proc.pid)
+        wait_until(lambda: len(children(proc.pid)) == 2, timeout=10)
+        pids = children(proc.pid)
         _write(config, {**doc, "realm": "early"})
         proc.signal(signal.SIGHUP)  # the workers are still importing
         for index in range(2):
             wait_serving(worker_listen(doc["server"]["listen"], index), timeout=30)
-            _wait(lambda i=index: _challenge(worker_listen(doc["server"]["listen"], i)).startswith(
+            wait_until(lambda i=index: _challenge(worker_listen(doc["server"]["listen"], i)).startswith(
                 'Bearer realm="early"'))
-        assert _children(proc.pid) == pids
+        assert children(proc.pid) == pids
         assert "exited" not in proc.log_text()
 
 
@@ -349,7 +335,7 @@ def test_the_file_watch_reloads_without_a_signal(
 ) -> None:
     proc, doc, config = serve(workers=1, watch_config=True)
     _write(config, {**doc, "realm": "watched"})
-    _wait(lambda: "config reloaded (file change)" in proc.log_text())
+    wait_until(lambda: "config reloaded (file change)" in proc.log_text())
     assert _challenge(doc["server"]["listen"]).startswith('Bearer realm="watched"')
 
 
@@ -367,14 +353,14 @@ def test_sigterm_reports_not_serving_for_the_drain_grace_while_it_still_answers(
     assert _probe(http_port) == 204
     started = time.monotonic()
     proc.signal(signal.SIGTERM)
-    _wait(lambda: status(listen) == "NOT_SERVING", timeout=1.5)
+    wait_until(lambda: status(listen) == "NOT_SERVING", timeout=1.5)
     assert _probe(http_port) == 429  # the HTTP probe's NOT_SERVING (503-class, on the wire as 429)
     assert _check(listen, token).status.code == 0  # still answered during the drain grace
     r = httpx.get(f"http://127.0.0.1:{http_port}/orders/v1/items", headers={"authorization": f"Bearer {token}"},
                   timeout=5)
     assert r.status_code == 200
     assert time.monotonic() - started < 2.0
-    _wait(lambda: not proc.alive(), timeout=10)
+    wait_until(lambda: not proc.alive(), timeout=10)
     assert proc.exit_code() == 0
     assert time.monotonic() - started >= 2.0
 
@@ -383,7 +369,7 @@ def test_sigint_skips_the_drain_grace(serve: Callable[..., tuple[ManagedProcess,
     proc, _, _ = serve(workers=1, drain_grace=30.0)
     started = time.monotonic()
     proc.signal(signal.SIGINT)
-    _wait(lambda: not proc.alive(), timeout=10)
+    wait_until(lambda: not proc.alive(), timeout=10)
     assert proc.exit_code() == 0
     assert time.monotonic() - started < 10
     assert "server.drain_grace" not in proc.log_text()
@@ -398,7 +384,7 @@ def test_a_key_manager_keeps_its_cached_keys_unless_its_own_settings_change(
     fetched = idp.requests["/oauth2/jwks"]
     _write(config, {**doc, "realm": "reloaded"})
     proc.signal(signal.SIGHUP)
-    _wait(lambda: _challenge(listen).startswith('Bearer realm="reloaded"'))
+    wait_until(lambda: _challenge(listen).startswith('Bearer realm="reloaded"'))
     assert idp.requests["/oauth2/jwks"] == fetched  # the same key source: no new fetch
     assert _check(listen, token).status.code == 0
 
@@ -406,7 +392,7 @@ def test_a_key_manager_keeps_its_cached_keys_unless_its_own_settings_change(
     other["key_managers"][0]["audiences"] = ["another-api"]
     _write(config, other)
     proc.signal(signal.SIGHUP)
-    _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
+    wait_until(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
     assert idp.requests["/oauth2/jwks"] == fetched + 1  # a new source, prefetched before the swap
     assert _check(listen, token).denied_response.status.code == 401  # the token's aud is no longer accepted
 
@@ -424,12 +410,12 @@ def test_a_sighup_while_one_process_prefetches_its_keys_is_a_reload_not_a_kill(
     env = {k: v for k, v in os.environ.items() if k != "AUTHZ_LISTEN"}
     with ManagedProcess([sys.executable, "-m", "authz", "serve", "--config", str(config)], name="prefetching",
                         log_dir=tmp_path, env=env, inherit_env=False) as proc:
-        _wait(lambda: idp.requests["/oauth2/jwks"] >= 1)  # the prefetch has started: the handler is not installed
+        wait_until(lambda: idp.requests["/oauth2/jwks"] >= 1)  # the prefetch has started: the handler is not installed
         _write(config, {**doc, "realm": "early"})
         proc.signal(signal.SIGHUP)
         wait_serving(doc["server"]["listen"], timeout=30)
         assert proc.alive()
-        _wait(lambda: _challenge(doc["server"]["listen"]).startswith('Bearer realm="early"'))
+        wait_until(lambda: _challenge(doc["server"]["listen"]).startswith('Bearer realm="early"'))
 
 
 def test_the_supervisor_waits_for_a_drain_grace_raised_by_a_reload(
@@ -440,10 +426,10 @@ def test_the_supervisor_waits_for_a_drain_grace_raised_by_a_reload(
     proc, doc, config = serve(workers=2, drain_grace=0, grace_period=1)
     _write(config, {**doc, "server": {**doc["server"], "drain_grace": 8}})
     proc.signal(signal.SIGHUP)
-    _wait(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
+    wait_until(lambda: proc.log_text().count("config reloaded (SIGHUP)") == 2)
     started = time.monotonic()
     proc.signal(signal.SIGTERM)
-    _wait(lambda: not proc.alive(), timeout=30)
+    wait_until(lambda: not proc.alive(), timeout=30)
     assert time.monotonic() - started >= 8.0
     assert "did not drain in time" not in proc.log_text()
     assert proc.exit_code() == 0
@@ -464,14 +450,14 @@ def test_a_changed_key_manager_whose_keys_cannot_be_fetched_is_a_rejected_reload
     idp.jwks_delay = 8.0  # beyond jwks.timeout (2 s) + 1 s: the new source's prefetch gets no keys
     _write(config, changed)
     proc.signal(signal.SIGHUP)
-    _wait(lambda: "still running the previous config" in proc.log_text())
+    wait_until(lambda: "still running the previous config" in proc.log_text())
     assert "key manager 'test-km' changed but its new key source has no usable keys" in proc.log_text()
     assert _check(listen, token).status.code == 0  # not 503: the running keys still decide
     assert _challenge(listen).startswith('Bearer realm="authz"')
 
     idp.jwks_delay = 0.0
     proc.signal(signal.SIGHUP)
-    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    wait_until(lambda: "config reloaded (SIGHUP)" in proc.log_text())
     assert _challenge(listen).startswith('Bearer realm="reloaded"')
     assert _check(listen, token).status.code == 0
 
@@ -490,7 +476,7 @@ def test_the_http_listener_drains_for_a_reloaded_grace_period(
     longer["key_managers"][0]["jwks"]["forced_refetch_wait"] = 3.0
     _write(config, longer)
     proc.signal(signal.SIGHUP)
-    _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+    wait_until(lambda: "config reloaded (SIGHUP)" in proc.log_text())
     idp.jwks_delay = 2.0
     token = idp.issue_token("demo-client", "demo", "orders:read", key=SigningKey.generate_rsa(kid="unknown"))
     answers: list[int | str] = []
@@ -505,12 +491,12 @@ def test_the_http_listener_drains_for_a_reloaded_grace_period(
 
     caller = threading.Thread(target=call)
     caller.start()
-    _wait(lambda: idp.requests["/oauth2/jwks"] >= 3)  # the check waits for the forced refetch
+    wait_until(lambda: idp.requests["/oauth2/jwks"] >= 3)  # the check waits for the forced refetch
     time.sleep(0.5)
     proc.signal(signal.SIGTERM)
     caller.join(20)
     assert answers == [401]
-    _wait(lambda: not proc.alive())
+    wait_until(lambda: not proc.alive())
     assert proc.exit_code() == 0
 
 
@@ -530,7 +516,7 @@ def test_removing_the_backend_jwt_section_stops_publishing_its_keys(
         assert {k["kid"] for k in httpx.get(url, timeout=5).json()["keys"]} == {"bj-rsa", "bj-ec"}
         _write(config, doc)
         proc.signal(signal.SIGHUP)
-        _wait(lambda: "config reloaded (SIGHUP)" in proc.log_text())
+        wait_until(lambda: "config reloaded (SIGHUP)" in proc.log_text())
         assert httpx.get(url, timeout=5).json() == {"keys": []}
     finally:
         proc.stop(timeout=20)

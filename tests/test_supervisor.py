@@ -6,8 +6,6 @@ import os
 import signal
 import socket
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,20 +16,7 @@ from authz.dev.procs import ManagedProcess, RedisServer
 from authz.ops.health import wait_serving
 from authz.ops.supervisor import worker_listen
 from tests.support.config import free_consecutive_ports, settings_dict
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+from tests.support.processes import children, wait_until
 
 
 @pytest.fixture
@@ -66,15 +51,15 @@ def test_each_worker_serves_on_its_own_port_and_a_dead_worker_is_restarted(super
     proc, listen = supervised(workers=2)
     for i in range(2):
         wait_serving(worker_listen(listen, i), timeout=30)
-    _wait(lambda: len(_children(proc.pid)) == 2)
-    before = set(_children(proc.pid))
+    wait_until(lambda: len(children(proc.pid)) == 2)
+    before = set(children(proc.pid))
     victim = sorted(before)[0]
     os.kill(victim, signal.SIGKILL)
-    _wait(lambda: len(set(_children(proc.pid)) - before) == 1 and victim not in _children(proc.pid))
+    wait_until(lambda: len(set(children(proc.pid)) - before) == 1 and victim not in children(proc.pid))
     for i in range(2):
         wait_serving(worker_listen(listen, i), timeout=30)
     proc.signal(signal.SIGTERM)
-    _wait(lambda: not proc.alive(), timeout=30)
+    wait_until(lambda: not proc.alive(), timeout=30)
     assert proc.exit_code() == 0
     assert not any(Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
                    for pid in before - {victim})
@@ -86,6 +71,6 @@ def test_workers_that_keep_crashing_make_the_supervisor_exit_1(supervised) -> No
         squatter.bind(("127.0.0.1", port + 1))
         squatter.listen()
         proc, _ = supervised(workers=2, port=port)
-        _wait(lambda: not proc.alive(), timeout=60)
+        wait_until(lambda: not proc.alive(), timeout=60)
     assert proc.exit_code() == 1
     assert "workers keep crashing" in proc.log_text()

@@ -28,6 +28,7 @@ from authz.ops.supervisor import worker_listen
 from tests.faults.load import Shot
 from tests.support.config import AUDIENCE, free_consecutive_ports, settings_dict
 from tests.support.e2e import CLIENTS, write_gateway_config
+from tests.support.processes import children
 from tests.support.registry import run_admin
 from tests.support.tokencraft import claims, sign
 
@@ -99,8 +100,7 @@ class Authz:
 
     def worker_pids(self) -> list[int]:
         """The workers' process IDs (children of the supervisor), in no particular order."""
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
-        return [int(pid) for pid in children]
+        return children(self.proc.pid)
 
     def stop(self) -> int | None:
         return self.proc.stop(timeout=20)

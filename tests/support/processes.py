@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,19 @@ def seed_demo_app(doc: dict[str, Any]) -> None:
         await admin.subscribe("demo", "orders-v1")
 
     run_admin(doc, seed)
+
+
+def children(pid: int) -> list[int]:
+    """The process IDs of ``pid``'s children (a supervisor's workers), sorted; [] once it is gone (Linux)."""
+    try:
+        return sorted(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return []
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``predicate`` every 50 ms until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
